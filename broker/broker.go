@@ -1,0 +1,286 @@
+// Package broker is busbar's core: the router (subject trie plus match
+// cache), sessions, permission checks, slow-consumer policy and the
+// in-process client API. It knows nothing of sockets or wire formats;
+// transports (natsproto, mqtt, websocket) register connections with it
+// through Connect and hand it messages through Session.Publish.
+//
+// A zero Options gives a usable in-memory broker with nats-server's
+// defaults. Several brokers can run side by side in one process: the
+// package keeps no running state of its own.
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/busbar/busbar/auth"
+)
+
+// Version is busbar's version, reported in NATS INFO and by -v.
+const Version = "0.1.0"
+
+// Defaults, as nats-server has them.
+const (
+	DefaultMaxPayload     = 1 << 20
+	DefaultMaxControlLine = 4096
+	DefaultMaxPending     = 64 << 20
+	DefaultMaxConnections = 64 * 1024
+	DefaultPingInterval   = 2 * time.Minute
+	DefaultPingMax        = 2
+	DefaultWriteDeadline  = 10 * time.Second
+	DefaultAuthTimeout    = 2 * time.Second
+)
+
+// Options configures a Broker. The zero value is usable: every zero field
+// takes the nats-server default named beside it.
+type Options struct {
+	ServerName string       // default: the generated server id
+	Logger     *slog.Logger // nil: discard
+
+	MaxPayload       int           // bytes of headers+payload; default 1 MiB
+	MaxControlLine   int           // default 4096
+	MaxPending       int64         // per connection outbound bytes; default 64 MiB
+	MaxConnections   int           // default 65536; negative: no limit
+	MaxSubscriptions int           // per connection; 0: no limit
+	PingInterval     time.Duration // default 2m
+	PingMax          int           // unanswered pings before 'Stale Connection'; default 2
+	WriteDeadline    time.Duration // default 10s
+	AuthTimeout      time.Duration // default 2s
+
+	// Authenticator decides who connects. nil: no authentication, every
+	// connection is anonymous with full permissions.
+	Authenticator auth.Authenticator
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxPayload == 0 {
+		o.MaxPayload = DefaultMaxPayload
+	}
+	if o.MaxControlLine == 0 {
+		o.MaxControlLine = DefaultMaxControlLine
+	}
+	if o.MaxPending == 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = DefaultMaxConnections
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.PingMax == 0 {
+		o.PingMax = DefaultPingMax
+	}
+	if o.WriteDeadline == 0 {
+		o.WriteDeadline = DefaultWriteDeadline
+	}
+	if o.AuthTimeout == 0 {
+		o.AuthTimeout = DefaultAuthTimeout
+	}
+}
+
+// Validate reports the first option that cannot work.
+func (o *Options) Validate() error {
+	switch {
+	case o.MaxPayload < 0:
+		return fmt.Errorf("%w: max_payload %d is negative", ErrInvalidOption, o.MaxPayload)
+	case o.MaxControlLine < 0:
+		return fmt.Errorf("%w: max_control_line %d is negative", ErrInvalidOption, o.MaxControlLine)
+	case o.MaxPending < 0:
+		return fmt.Errorf("%w: max_pending %d is negative", ErrInvalidOption, o.MaxPending)
+	case o.MaxPending > 0 && int64(o.MaxPayload) > o.MaxPending:
+		return fmt.Errorf("%w: max_payload %d is larger than max_pending %d", ErrInvalidOption, o.MaxPayload, o.MaxPending)
+	case o.PingInterval < 0, o.WriteDeadline < 0, o.AuthTimeout < 0:
+		return fmt.Errorf("%w: durations must not be negative", ErrInvalidOption)
+	}
+	return nil
+}
+
+// Service is what a transport offers the broker to run: transport.Transport
+// satisfies it. Defined here so the broker can own their lifecycle without
+// importing the transport package.
+type Service interface {
+	Name() string
+	Serve(ctx context.Context, b *Broker) error // returns nil after Close
+	Close() error
+}
+
+// Broker is one running message broker.
+type Broker struct {
+	opts     Options
+	log      *slog.Logger
+	id       string
+	router   *sublist
+	start    time.Time
+	nextCID  atomic.Uint64
+	nconns   atomic.Int64
+	closed   atomic.Bool
+	stats    Stats
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	mu       sync.Mutex // guards the fields below
+	clients  map[uint64]*Session
+	services []Service
+	onStop   []func(context.Context) error
+
+	sysOnce sync.Once
+	sys     *Local
+	sysErr  error
+}
+
+// New builds a broker from opts (defaults applied, then validated).
+func New(opts Options) (*Broker, error) {
+	opts.setDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	b := &Broker{
+		opts:    opts,
+		log:     opts.Logger,
+		id:      newServerID(),
+		router:  newSublist(),
+		start:   time.Now(),
+		clients: make(map[uint64]*Session),
+	}
+	if b.opts.ServerName == "" {
+		b.opts.ServerName = b.id
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return b, nil
+}
+
+func newServerID() string {
+	var raw [35]byte
+	_, _ = rand.Read(raw[:])
+	return "N" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(raw[:])[:55]
+}
+
+// ID is the server id (NATS INFO server_id).
+func (b *Broker) ID() string { return b.id }
+
+// Options returns the options in effect (defaults applied).
+func (b *Broker) Options() Options { return b.opts }
+
+// Logger is the broker's logger; transports log through it.
+func (b *Broker) Logger() *slog.Logger { return b.log }
+
+// Context is cancelled when Shutdown begins.
+func (b *Broker) Context() context.Context { return b.ctx }
+
+// Go runs f on a goroutine Shutdown waits for (STYLE.md habit 5).
+func (b *Broker) Go(f func()) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		f()
+	}()
+}
+
+// Start runs each service's accept loop on a tracked goroutine; Shutdown
+// closes them first. Services must already be listening (so their
+// address errors surfaced before Start).
+func (b *Broker) Start(svcs ...Service) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	b.mu.Lock()
+	b.services = append(b.services, svcs...)
+	b.mu.Unlock()
+	for _, s := range svcs {
+		s := s
+		b.Go(func() {
+			if err := s.Serve(b.ctx, b); err != nil && !b.closed.Load() {
+				b.log.Error("transport stopped", "transport", s.Name(), "err", err)
+			}
+		})
+	}
+	return nil
+}
+
+// OnShutdown registers f to run during Shutdown, after listeners stop and
+// clients are closed (flush and persist hooks).
+func (b *Broker) OnShutdown(f func(context.Context) error) {
+	b.mu.Lock()
+	b.onStop = append(b.onStop, f)
+	b.mu.Unlock()
+}
+
+// Shutdown stops the broker: stop accepting, close every client (each
+// flushes what it has queued), run OnShutdown hooks, then wait for tracked
+// goroutines or ctx. A second call returns ErrClosed.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	if !b.closed.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	b.mu.Lock()
+	svcs, hooks := b.services, b.onStop
+	b.mu.Unlock()
+	var errs []error
+	for _, s := range svcs {
+		if err := s.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: close: %w", s.Name(), err))
+		}
+	}
+	b.cancel()
+	for _, s := range b.sessions() {
+		s.client.Close(ErrServerShutdown)
+	}
+	for _, f := range hooks {
+		if err := f(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { b.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("broker: shutdown: %w", ctx.Err()))
+	}
+	return errors.Join(errs...)
+}
+
+// Closed reports whether Shutdown has begun.
+func (b *Broker) Closed() bool { return b.closed.Load() }
+
+func (b *Broker) sessions() []*Session {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]*Session, 0, len(b.clients))
+	for _, s := range b.clients {
+		out = append(out, s)
+	}
+	return out
+}
+
+// NumConnections is the number of connected clients.
+func (b *Broker) NumConnections() int { return int(b.nconns.Load()) }
+
+// NumSubscriptions is the number of subscriptions in the router.
+func (b *Broker) NumSubscriptions() int { return b.router.Count() }
+
+// NextClientID hands out connection ids (NATS INFO client_id).
+func (b *Broker) NextClientID() uint64 { return b.nextCID.Add(1) }
+
+// Stats are broker-wide counters, updated atomically.
+type Stats struct {
+	InMsgs, OutMsgs, InBytes, OutBytes, SlowConsumers atomic.Int64
+}
+
+// Stats returns the live counters.
+func (b *Broker) Stats() *Stats { return &b.stats }
+
+// GoVersion is the Go runtime version the broker was built with.
+func GoVersion() string { return runtime.Version() }

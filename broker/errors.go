@@ -1,0 +1,25 @@
+package broker
+
+import "errors"
+
+// Sentinel errors callers branch on. Client-visible NATS strings live in
+// natsproto; these are the broker's own outcomes.
+var (
+	ErrClosed         = errors.New("broker: closed")
+	ErrServerShutdown = errors.New("broker: server shutdown")
+	ErrInvalidOption  = errors.New("broker: invalid option")
+	ErrSlowConsumer   = errors.New("broker: slow consumer")
+	ErrMaxConnections = errors.New("broker: maximum connections exceeded")
+	ErrMaxSubs        = errors.New("broker: maximum subscriptions exceeded")
+	ErrPermPublish    = errors.New("broker: publish not permitted")
+	ErrPermSubscribe  = errors.New("broker: subscribe not permitted")
+	ErrConnType       = errors.New("broker: connection type not allowed")
+	ErrNoResponders   = errors.New("broker: no responders")
+	ErrMaxPayload     = errors.New("broker: maximum payload exceeded")
+	ErrSessionClosed  = errors.New("broker: session closed")
+	ErrAuthExpired    = errors.New("broker: authorization expired")
+	// ErrInvalidSubject: a subject or filter breaks NATS subject syntax.
+	ErrInvalidSubject = errors.New("broker: invalid subject")
+	// ErrNoSubscription: the subscription is not in the router.
+	ErrNoSubscription = errors.New("broker: no such subscription")
+)

@@ -1,0 +1,109 @@
+package broker
+
+import "sync/atomic"
+
+// Message is one published message in canonical NATS form. Transports map
+// their own topic syntax (MQTT) to Subject at the edge.
+//
+// Lifetime: a Message handed to Client.Deliver may be borrowed: its slices
+// can point into the publisher's read buffer and are valid only until
+// Deliver returns. A Client that keeps the message past the call (to write
+// it later without copying) must keep the result of Stable instead, which
+// copies the borrowed bytes at most once per publish and shares the copy
+// with every other subscriber that asks.
+type Message struct {
+	Subject []byte // NATS subject, validated literal (no wildcards)
+	Reply   []byte // reply subject, or nil
+	Header  []byte // raw NATS header block ("NATS/1.0\r\n...\r\n\r\n"), or nil
+	Payload []byte
+	QoS     uint8 // MQTT quality of service the publisher asked for; 0 for NATS
+	Retain  bool  // MQTT retain flag
+
+	borrowed bool     // slices alias a buffer the publisher will reuse
+	stable   *Message // the copy made by Stable for a borrowed message
+}
+
+// Borrow marks m as aliasing memory its publisher reuses after Publish
+// returns (a read buffer). Subscribers that keep m must use m.Stable().
+// Publisher goroutine only; resets the copy cached by a previous publish.
+func (m *Message) Borrow() { m.borrowed, m.stable = true, nil }
+
+// Stable returns a Message whose slices stay valid and unchanged forever.
+// For a message that is not borrowed that is m itself; for a borrowed one
+// it is one copy, made on the first call and shared by later calls. Called
+// from the publisher's goroutine (inside Deliver) only.
+func (m *Message) Stable() *Message {
+	if !m.borrowed {
+		return m
+	}
+	if m.stable != nil {
+		return m.stable
+	}
+	n := len(m.Subject) + len(m.Reply) + len(m.Header) + len(m.Payload)
+	buf := make([]byte, 0, n)
+	c := &Message{QoS: m.QoS, Retain: m.Retain}
+	buf, c.Subject = appendPart(buf, m.Subject)
+	buf, c.Reply = appendPart(buf, m.Reply)
+	buf, c.Header = appendPart(buf, m.Header)
+	_, c.Payload = appendPart(buf, m.Payload)
+	m.stable = c
+	return c
+}
+
+func appendPart(buf, p []byte) ([]byte, []byte) {
+	if p == nil {
+		return buf, nil
+	}
+	start := len(buf)
+	buf = append(buf, p...)
+	return buf, buf[start:len(buf):len(buf)]
+}
+
+// Size is the number of bytes the message occupies on the NATS wire
+// (headers plus payload), the figure max_payload limits.
+func (m *Message) Size() int { return len(m.Header) + len(m.Payload) }
+
+// Subscription is one interest in a subject filter. The broker owns its
+// place in the router; the Client that created it owns Opaque (a NATS sid,
+// an MQTT QoS and subscription id) and the broker never reads it.
+type Subscription struct {
+	Subject []byte // filter, may hold * and >
+	Queue   []byte // queue group, or nil
+	Client  Client
+	Opaque  any
+
+	// max is the number of deliveries after which the subscription ends
+	// (NATS UNSUB sid max); 0 means unlimited. delivered counts them.
+	sess      *Session // set by Session.Subscribe
+	max       atomic.Int64
+	delivered atomic.Int64
+	closed    atomic.Bool
+}
+
+// SetMax ends the subscription after n deliveries in total (0 = no limit).
+// It reports false when n deliveries already happened: the caller removes it.
+func (s *Subscription) SetMax(n int64) bool {
+	s.max.Store(n)
+	return n == 0 || s.delivered.Load() < n
+}
+
+// Delivered is the number of messages delivered so far.
+func (s *Subscription) Delivered() int64 { return s.delivered.Load() }
+
+// take counts one delivery. It reports whether the delivery may happen and
+// whether it was the last one allowed by max. Safe from any goroutine.
+func (s *Subscription) take() (ok, last bool) {
+	if s.closed.Load() {
+		return false, false
+	}
+	max := s.max.Load()
+	if max == 0 {
+		s.delivered.Add(1)
+		return true, false
+	}
+	n := s.delivered.Add(1)
+	if n > max {
+		return false, false
+	}
+	return true, n == max
+}

@@ -1,0 +1,310 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/busbar/busbar/auth"
+	"github.com/busbar/busbar/subject"
+)
+
+// Session is one connected client as the broker tracks it: its identity,
+// its subscriptions and its publish path. Broker-owned; created by Connect.
+type Session struct {
+	b      *Broker
+	client Client
+	info   ClientInfo
+	echo   bool
+
+	mu     sync.Mutex // guards subs and closed
+	subs   map[*Subscription]struct{}
+	closed bool
+
+	// Publisher-goroutine state (one reader per session): no lock.
+	pubPerm map[string]bool // permission verdicts by subject, when perms are set
+
+	InMsgs, InBytes int64 // read loop only
+}
+
+// ConnectOptions are what a transport knows about a new connection.
+type ConnectOptions struct {
+	Transport string
+	ConnType  auth.ConnType
+	Name      string
+	Remote    string
+	NoEcho    bool // NATS echo=false: never deliver this client's own messages to it
+}
+
+// Authenticate runs the broker's Authenticator on cr. With no
+// Authenticator every connection is accepted anonymously.
+func (b *Broker) Authenticate(ctx context.Context, cr *auth.Credentials) (*auth.Identity, error) {
+	a := b.opts.Authenticator
+	if a == nil {
+		return nil, nil
+	}
+	id, ok, err := a.Authenticate(ctx, cr)
+	if err != nil {
+		b.log.Warn("authentication could not decide", "creds", cr, "err", err)
+		return nil, fmt.Errorf("%w: %w", auth.ErrNotAuthorized, err)
+	}
+	if !ok || id == nil {
+		b.log.Debug("authentication failed", "creds", cr)
+		return nil, auth.ErrNotAuthorized
+	}
+	if !id.ConnTypes.Allows(cr.Conn) {
+		return nil, fmt.Errorf("%w: %s", ErrConnType, cr.Conn)
+	}
+	if !id.Expires.IsZero() && time.Now().After(id.Expires) {
+		return nil, ErrAuthExpired
+	}
+	return id, nil
+}
+
+// AuthRequired reports whether clients must present credentials.
+func (b *Broker) AuthRequired() bool { return b.opts.Authenticator != nil }
+
+// Connect registers an authenticated client. id may be nil (anonymous).
+func (b *Broker) Connect(c Client, id *auth.Identity, o ConnectOptions) (*Session, error) {
+	if b.closed.Load() {
+		return nil, ErrClosed
+	}
+	if max := b.opts.MaxConnections; max > 0 && b.nconns.Add(1) > int64(max) {
+		b.nconns.Add(-1)
+		return nil, ErrMaxConnections
+	} else if max <= 0 {
+		b.nconns.Add(1)
+	}
+	s := &Session{
+		b:      b,
+		client: c,
+		echo:   !o.NoEcho,
+		subs:   make(map[*Subscription]struct{}),
+		info: ClientInfo{
+			ID: b.NextClientID(), Transport: o.Transport, ConnType: o.ConnType,
+			Name: o.Name, Remote: o.Remote, Identity: id,
+		},
+	}
+	b.mu.Lock()
+	b.clients[s.info.ID] = s
+	b.mu.Unlock()
+	return s, nil
+}
+
+// ID is the connection id.
+func (s *Session) ID() uint64 { return s.info.ID }
+
+// Client is the connection behind the session.
+func (s *Session) Client() Client { return s.client }
+
+// SetIdentity records who the client authenticated as (NATS CONNECT
+// arrives after the session exists). Read loop only, before any publish
+// or subscribe of that identity.
+func (s *Session) SetIdentity(id *auth.Identity) {
+	s.mu.Lock()
+	s.info.Identity = id
+	s.pubPerm = nil
+	s.mu.Unlock()
+}
+
+// SetName records the client's name (NATS CONNECT name).
+func (s *Session) SetName(name string) {
+	s.mu.Lock()
+	s.info.Name = name
+	s.mu.Unlock()
+}
+
+// SetEcho turns delivery of the client's own messages to itself on or off.
+// Read loop only.
+func (s *Session) SetEcho(on bool) { s.echo = on }
+
+// Snapshot returns a copy of the session's description. Any goroutine.
+func (s *Session) Snapshot() ClientInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.info
+}
+
+// perms is read on the read loop, which is the only writer of Identity.
+func (s *Session) perms() *auth.Permissions {
+	if s.info.Identity == nil {
+		return nil
+	}
+	return s.info.Identity.Perms
+}
+
+// CanPublish checks the identity's publish permission, caching verdicts.
+// Publisher goroutine only.
+func (s *Session) CanPublish(subj []byte) bool {
+	p := s.perms()
+	if p == nil {
+		return true
+	}
+	if v, ok := s.pubPerm[string(subj)]; ok {
+		return v
+	}
+	v := p.CanPublish(subj)
+	if s.pubPerm == nil || len(s.pubPerm) > 1024 {
+		s.pubPerm = make(map[string]bool)
+	}
+	s.pubPerm[string(subj)] = v
+	return v
+}
+
+// Subscribe adds sub (whose Client must be this session's) to the router.
+func (s *Session) Subscribe(sub *Subscription) error {
+	if !subject.ValidFilter(sub.Subject) {
+		return ErrInvalidSubject
+	}
+	if p := s.perms(); p != nil && !p.CanSubscribe(sub.Subject, sub.Queue) {
+		return ErrPermSubscribe
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrSessionClosed
+	}
+	if max := s.b.opts.MaxSubscriptions; max > 0 && len(s.subs) >= max {
+		return ErrMaxSubs
+	}
+	if err := s.b.router.Insert(sub); err != nil {
+		return err
+	}
+	sub.sess = s
+	s.subs[sub] = struct{}{}
+	return nil
+}
+
+// Unsubscribe removes sub. Removing one already gone is not an error.
+func (s *Session) Unsubscribe(sub *Subscription) {
+	sub.closed.Store(true)
+	s.mu.Lock()
+	_, ok := s.subs[sub]
+	delete(s.subs, sub)
+	s.mu.Unlock()
+	if ok {
+		_ = s.b.router.Remove(sub)
+	}
+}
+
+// NumSubscriptions is the session's subscription count.
+func (s *Session) NumSubscriptions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.subs)
+}
+
+// Close removes the session's subscriptions and unregisters it. It does
+// not close the Client (the transport does that and then calls Close).
+func (s *Session) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	subs := s.subs
+	s.subs = nil
+	s.mu.Unlock()
+	for sub := range subs {
+		sub.closed.Store(true)
+		_ = s.b.router.Remove(sub)
+	}
+	s.b.mu.Lock()
+	delete(s.b.clients, s.info.ID)
+	s.b.mu.Unlock()
+	s.b.nconns.Add(-1)
+}
+
+// Publish routes m to every matching subscription, recording touched
+// clients in batch; the caller flushes the batch when its read is done.
+// m may be borrowed (see Message). It returns how many deliveries were
+// made. Publisher goroutine only. Permission and validity checks are the
+// caller's (it knows the protocol's error to send).
+func (s *Session) Publish(batch *Batch, m *Message) int {
+	r := s.b.router.Match(m.Subject)
+	n := 0
+	for _, sub := range r.Psubs {
+		if !s.echo && sub.Client == s.client {
+			continue
+		}
+		if s.deliver(batch, sub, m) {
+			n++
+		}
+	}
+	for _, q := range r.Qsubs {
+		if s.deliverQueue(batch, q, m) {
+			n++
+		}
+	}
+	return n
+}
+
+// deliverQueue hands m to one member of a queue group, chosen at random;
+// if that member refuses (closed, or auto-unsubscribed), the next one.
+func (s *Session) deliverQueue(batch *Batch, q []*Subscription, m *Message) bool {
+	start := 0
+	if len(q) > 1 {
+		start = rand.IntN(len(q))
+	}
+	for i := range q {
+		sub := q[(start+i)%len(q)]
+		if !s.echo && sub.Client == s.client {
+			continue
+		}
+		if s.deliver(batch, sub, m) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Session) deliver(batch *Batch, sub *Subscription, m *Message) bool {
+	ok, last := sub.take()
+	if !ok {
+		return false
+	}
+	c := sub.Client
+	if !c.Deliver(sub, m) {
+		s.b.stats.SlowConsumers.Add(1)
+		s.b.log.Warn("slow consumer: pending limit exceeded, closing", "subject", sub.Subject)
+		c.Close(ErrSlowConsumer)
+		return false
+	}
+	batch.add(c)
+	if last {
+		s.b.removeSub(sub)
+	}
+	return true
+}
+
+// removeSub drops a subscription whose auto-unsubscribe limit was reached.
+func (b *Broker) removeSub(sub *Subscription) {
+	if sub.sess != nil {
+		sub.sess.Unsubscribe(sub)
+		return
+	}
+	sub.closed.Store(true)
+	_ = b.router.Remove(sub)
+}
+
+// HasInterest reports whether anything subscribes to subj.
+func (b *Broker) HasInterest(subj []byte) bool {
+	r := b.router.Match(subj)
+	return len(r.Psubs) > 0 || len(r.Qsubs) > 0
+}
+
+// DeliverNoResponders sends m (a 503 status message the transport built)
+// to the publisher's own subscriptions matching m.Subject (its reply
+// inbox), as nats-server does for no_responders. Publisher goroutine only.
+func (s *Session) DeliverNoResponders(batch *Batch, m *Message) {
+	r := s.b.router.Match(m.Subject)
+	for _, sub := range r.Psubs {
+		if sub.Client == s.client {
+			s.deliver(batch, sub, m)
+			return
+		}
+	}
+}

@@ -1,0 +1,484 @@
+package natsproto
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/busbar/busbar/auth"
+	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/subject"
+	"github.com/busbar/busbar/transport"
+)
+
+// Read buffer sizes: start small so idle connections stay cheap, grow
+// while reads fill the buffer, shrink back when they stop.
+const (
+	minReadBuf = 512
+	maxReadBuf = 64 << 10
+)
+
+// connectOpts is the client's CONNECT JSON.
+type connectOpts struct {
+	Verbose      bool   `json:"verbose"`
+	Pedantic     bool   `json:"pedantic"`
+	TLSRequired  bool   `json:"tls_required"`
+	Echo         *bool  `json:"echo"`
+	Headers      bool   `json:"headers"`
+	NoResponders bool   `json:"no_responders"`
+	Name         string `json:"name"`
+	Lang         string `json:"lang"`
+	Version      string `json:"version"`
+	Protocol     int    `json:"protocol"`
+	User         string `json:"user"`
+	Pass         string `json:"pass"`
+	AuthToken    string `json:"auth_token"`
+	JWT          string `json:"jwt"`
+	NKey         string `json:"nkey"`
+	Sig          string `json:"sig"`
+}
+
+// sub is a NATS subscription's protocol state (broker.Subscription.Opaque).
+type sub struct {
+	sid []byte
+}
+
+// conn is one NATS client connection: a read loop (the goroutine running
+// serve) and a writer goroutine draining out.
+type conn struct {
+	b     *broker.Broker
+	t     *Transport
+	nc    net.Conn
+	out   *transport.Outbound
+	sess  *broker.Session
+	p     *parser
+	nonce []byte
+	ws    bool
+
+	// Read loop state.
+	batch     broker.Batch
+	msg       broker.Message
+	nr        broker.Message // no-responders status message scratch
+	connected bool
+	verbose   bool
+	pedantic  bool
+	headers   bool
+	noResp    bool
+
+	mu   sync.Mutex // guards subs
+	subs map[string]*broker.Subscription
+
+	pingsOut  atomic.Int32
+	pingTimer *time.Timer
+	authTimer *time.Timer
+	closing   atomic.Bool
+	closeErr  atomic.Pointer[error]
+	outMsgs   atomic.Int64
+	outBytes  atomic.Int64
+}
+
+var _ broker.Client = (*conn)(nil)
+
+// Deliver formats MSG/HMSG for s into the outbound queue. Publisher's
+// goroutine; never blocks.
+func (c *conn) Deliver(s *broker.Subscription, m *broker.Message) bool {
+	sd := s.Opaque.(*sub)
+	hdr := m.Header != nil && c.headers
+	o := c.out
+	o.Lock()
+	if o.ClosedLocked() {
+		o.Unlock()
+		return true
+	}
+	buf := o.BufferLocked()
+	if hdr {
+		buf = append(buf, "HMSG "...)
+	} else {
+		buf = append(buf, "MSG "...)
+	}
+	buf = append(buf, m.Subject...)
+	buf = append(buf, ' ')
+	buf = append(buf, sd.sid...)
+	buf = append(buf, ' ')
+	if len(m.Reply) > 0 {
+		buf = append(buf, m.Reply...)
+		buf = append(buf, ' ')
+	}
+	size := len(m.Payload)
+	if hdr {
+		buf = strconv.AppendInt(buf, int64(len(m.Header)), 10)
+		buf = append(buf, ' ')
+		size += len(m.Header)
+	}
+	buf = strconv.AppendInt(buf, int64(size), 10)
+	buf = append(buf, '\r', '\n')
+	if hdr {
+		buf = append(buf, m.Header...)
+	}
+	if len(m.Payload) < transport.RefThreshold {
+		buf = append(buf, m.Payload...)
+		buf = append(buf, '\r', '\n')
+		o.SetBufferLocked(buf)
+	} else {
+		o.SetBufferLocked(buf)
+		o.AppendRefLocked(m.Stable().Payload)
+		o.AppendLocked(crlf)
+	}
+	over := o.OverLocked()
+	o.Unlock()
+	c.outMsgs.Add(1)
+	c.outBytes.Add(int64(size))
+	return !over
+}
+
+var crlf = []byte("\r\n")
+
+// Wake flushes the writer once per publish batch.
+func (c *conn) Wake() { c.out.Wake() }
+
+// Close ends the connection from any goroutine. A *protoError reason is
+// sent as -ERR first; a slow consumer is cut without flushing.
+func (c *conn) Close(reason error) {
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
+	c.closeErr.Store(&reason)
+	c.b.Logger().Debug("nats: closing", "cid", c.sess.ID(), "reason", reason)
+	c.pingTimer.Stop()
+	if errors.Is(reason, broker.ErrSlowConsumer) {
+		c.out.Close(false)
+		_ = c.nc.Close()
+		return
+	}
+	var pe *protoError
+	if errors.As(reason, &pe) {
+		c.out.Write(errLine(pe.text))
+	}
+	c.out.Close(true)
+}
+
+func errLine(text string) []byte { return []byte("-ERR '" + text + "'\r\n") }
+
+// sendErr reports a non-fatal error to the client.
+func (c *conn) sendErr(text string) { c.out.Write(errLine(text)) }
+
+// serve runs the connection until it ends. The calling goroutine becomes
+// the read loop.
+func (c *conn) serve(ctx context.Context) error {
+	opts := c.b.Options()
+	c.out = transport.NewOutbound(opts.MaxPending)
+	c.p = newParser(c, opts.MaxControlLine, opts.MaxPayload)
+	// Made (stopped) before the session exists: Close, from any
+	// goroutine, may stop it as soon as the broker knows the client.
+	c.pingTimer = time.AfterFunc(time.Hour, c.ping)
+	c.pingTimer.Stop()
+	defer c.pingTimer.Stop()
+	var err error
+	c.sess, err = c.b.Connect(c, nil, broker.ConnectOptions{
+		Transport: c.t.Name(), ConnType: c.connType(), Remote: c.nc.RemoteAddr().String(),
+	})
+	if err != nil {
+		return c.refuse(err)
+	}
+	defer c.sess.Close()
+	c.nc, err = c.t.sendInfo(ctx, c)
+	if err != nil {
+		_ = c.nc.Close()
+		return err
+	}
+	c.b.Go(c.writeLoop)
+	if c.b.AuthRequired() {
+		c.authTimer = time.AfterFunc(opts.AuthTimeout, func() {
+			c.Close(errAuthTimeout)
+		})
+		defer c.authTimer.Stop()
+	}
+	c.pingTimer.Reset(opts.PingInterval)
+	return c.readLoop()
+}
+
+func (c *conn) connType() auth.ConnType {
+	switch {
+	case c.ws:
+		return auth.ConnWebSocket
+	case c.t.inProcess:
+		return auth.ConnInProcess
+	}
+	return auth.ConnStandard
+}
+
+// refuse answers a connection the broker would not take.
+func (c *conn) refuse(err error) error {
+	if errors.Is(err, broker.ErrMaxConnections) {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = c.nc.Write(c.t.infoLine(c, nil))
+		_, _ = c.nc.Write(errLine(errMaxConns.text))
+	}
+	_ = c.nc.Close()
+	return err
+}
+
+func (c *conn) writeLoop() {
+	wd := c.b.Options().WriteDeadline
+	err := c.out.Run(transport.ConnSink(c.nc), c.nc.SetWriteDeadline, wd)
+	if err != nil && !c.closing.Load() {
+		// A write that times out is a slow consumer, as in nats-server.
+		c.b.Stats().SlowConsumers.Add(1)
+		c.b.Logger().Warn("nats: write failed, closing", "cid", c.sess.ID(), "err", err)
+	}
+	_ = c.nc.Close()
+}
+
+func (c *conn) readLoop() error {
+	buf := make([]byte, minReadBuf)
+	for {
+		n, err := c.nc.Read(buf)
+		if n > 0 {
+			perr := c.p.parse(buf[:n])
+			c.batch.Flush()
+			if perr != nil {
+				c.Close(perr)
+				return perr
+			}
+			buf = resize(buf, n)
+		}
+		if err != nil {
+			c.Close(err)
+			return nil
+		}
+	}
+}
+
+// resize grows the read buffer while reads fill it and shrinks it when
+// they no longer do, as nats-server does.
+func resize(buf []byte, n int) []byte {
+	switch {
+	case n == len(buf) && len(buf) < maxReadBuf:
+		return make([]byte, len(buf)*2)
+	case n < len(buf)/4 && len(buf) > minReadBuf:
+		return make([]byte, len(buf)/2)
+	}
+	return buf
+}
+
+// ping runs on the ping timer.
+func (c *conn) ping() {
+	if c.closing.Load() {
+		return
+	}
+	opts := c.b.Options()
+	if int(c.pingsOut.Add(1)) > opts.PingMax {
+		c.Close(errStale)
+		return
+	}
+	c.out.Write(pingLine)
+	c.pingTimer.Reset(opts.PingInterval)
+}
+
+var (
+	pingLine = []byte("PING\r\n")
+	pongLine = []byte("PONG\r\n")
+	okLine   = []byte("+OK\r\n")
+)
+
+// --- parser callbacks (read loop) ---
+
+// ready makes sure CONNECT came first when authentication is required.
+func (c *conn) ready() error {
+	if c.connected || !c.b.AuthRequired() {
+		return nil
+	}
+	return errAuthViolation
+}
+
+func (c *conn) ok() {
+	if c.verbose {
+		c.out.Write(okLine)
+	}
+}
+
+func (c *conn) onConnect(arg []byte) error {
+	var o connectOpts
+	if err := json.Unmarshal(arg, &o); err != nil {
+		return errBadConnect
+	}
+	if o.Protocol < 0 || o.Protocol > 1 {
+		return errBadProtocol
+	}
+	if o.NoResponders && !o.Headers {
+		return errNoRespNeedsHeaders
+	}
+	if c.b.AuthRequired() && !c.connected {
+		if err := c.authenticate(&o); err != nil {
+			return err
+		}
+	}
+	c.verbose, c.pedantic, c.headers, c.noResp = o.Verbose, o.Pedantic, o.Headers, o.NoResponders
+	c.sess.SetEcho(o.Echo == nil || *o.Echo)
+	c.sess.SetName(o.Name)
+	c.connected = true
+	c.ok()
+	return nil
+}
+
+func (c *conn) authenticate(o *connectOpts) error {
+	if c.authTimer != nil {
+		c.authTimer.Stop()
+	}
+	cr := &auth.Credentials{
+		Conn: c.connType(), RemoteAddr: c.nc.RemoteAddr(),
+		User: o.User, Password: o.Pass, Token: o.AuthToken, JWT: o.JWT, NKey: o.NKey,
+		Nonce: c.nonce,
+	}
+	if o.Sig != "" {
+		sig, err := base64.RawURLEncoding.DecodeString(o.Sig)
+		if err != nil {
+			sig, err = base64.StdEncoding.DecodeString(o.Sig)
+		}
+		if err == nil {
+			cr.Sig = sig
+		}
+	}
+	if ts, ok := c.nc.(interface{ ConnectionState() tlsState }); ok {
+		st := ts.ConnectionState()
+		cr.TLS = &st
+	}
+	id, err := c.b.Authenticate(context.Background(), cr)
+	if err != nil {
+		return errAuthViolation
+	}
+	c.sess.SetIdentity(id)
+	return nil
+}
+
+func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte) error {
+	if err := c.ready(); err != nil {
+		return err
+	}
+	if hdrLen >= 0 && !c.headers {
+		return errHeadersUnsupported
+	}
+	if !subject.ValidLiteral(subj) || (reply != nil && !subject.ValidLiteral(reply)) {
+		c.sendErr(errInvalidPubSubject.text)
+		return nil
+	}
+	if !c.sess.CanPublish(subj) {
+		c.sendErr(fmt.Sprintf("Permissions Violation for Publish to %q", subj))
+		return nil
+	}
+	m := &c.msg
+	m.Subject, m.Reply, m.Header, m.Payload = subj, reply, nil, msg
+	if hdrLen >= 0 {
+		m.Header, m.Payload = msg[:hdrLen:hdrLen], msg[hdrLen:]
+	}
+	m.Borrow()
+	st := c.b.Stats()
+	st.InMsgs.Add(1)
+	st.InBytes.Add(int64(len(msg)))
+	c.ok() // before deliveries, as nats-server: +OK precedes our own MSG
+	if c.sess.Publish(&c.batch, m) == 0 && len(reply) > 0 && c.noResp {
+		c.noResponders(reply)
+	}
+	return nil
+}
+
+var noRespHeader = []byte("NATS/1.0 503\r\n\r\n")
+
+func (c *conn) noResponders(reply []byte) {
+	c.nr = broker.Message{Subject: reply, Header: noRespHeader, Payload: []byte{}}
+	c.nr.Borrow()
+	c.sess.DeliverNoResponders(&c.batch, &c.nr)
+}
+
+func (c *conn) onSub(subj, queue, sid []byte) error {
+	if err := c.ready(); err != nil {
+		return err
+	}
+	if !subject.ValidFilter(subj) || (queue != nil && !subject.ValidLiteral(queue)) {
+		c.sendErr(errInvalidSubject.text)
+		return nil
+	}
+	c.mu.Lock()
+	_, dup := c.subs[string(sid)]
+	c.mu.Unlock()
+	if dup {
+		c.ok()
+		return nil
+	}
+	s := &broker.Subscription{
+		Subject: clone(subj), Queue: clone(queue), Client: c,
+		Opaque: &sub{sid: clone(sid)},
+	}
+	switch err := c.sess.Subscribe(s); {
+	case err == nil:
+	case errors.Is(err, broker.ErrPermSubscribe):
+		if queue != nil {
+			c.sendErr(fmt.Sprintf("Permissions Violation for Subscription to %q using queue %q", subj, queue))
+		} else {
+			c.sendErr(fmt.Sprintf("Permissions Violation for Subscription to %q", subj))
+		}
+		return nil
+	case errors.Is(err, broker.ErrMaxSubs):
+		c.sendErr(errMaxSubs.text)
+		return nil
+	case errors.Is(err, broker.ErrInvalidSubject):
+		c.sendErr(errInvalidSubject.text)
+		return nil
+	default:
+		return nil // session closing
+	}
+	c.mu.Lock()
+	if c.subs == nil {
+		c.subs = make(map[string]*broker.Subscription)
+	}
+	c.subs[string(s.Opaque.(*sub).sid)] = s
+	c.mu.Unlock()
+	c.ok()
+	return nil
+}
+
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}
+
+func (c *conn) onUnsub(sid []byte, max int64) error {
+	if err := c.ready(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	s := c.subs[string(sid)]
+	if s != nil && (max == 0 || s.Delivered() >= max) {
+		delete(c.subs, string(sid))
+	}
+	c.mu.Unlock()
+	if s != nil && !s.SetMax(max) {
+		c.sess.Unsubscribe(s)
+	} else if s != nil && max == 0 {
+		c.sess.Unsubscribe(s)
+	}
+	c.ok()
+	return nil
+}
+
+func (c *conn) onPing() error {
+	if err := c.ready(); err != nil {
+		return err
+	}
+	c.out.Write(pongLine)
+	return nil
+}
+
+func (c *conn) onPong() error {
+	c.pingsOut.Store(0)
+	return nil
+}

@@ -1,0 +1,191 @@
+// Package natsproto speaks the NATS client protocol (INFO, CONNECT, PUB,
+// HPUB, SUB, UNSUB, MSG, HMSG, PING, PONG, +OK, -ERR) over TCP, TLS,
+// WebSocket and in-process connections, with nats-server's limits,
+// defaults and error strings. It registers the "nats" transport.
+package natsproto
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"net"
+	"strconv"
+
+	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/transport"
+)
+
+type tlsState = tls.ConnectionState
+
+// Options configure the NATS listener.
+type Options struct {
+	Host string // default 127.0.0.1 when Port is set through Options
+	Port int    // 0 picks a free port; -1 is the same as 0 (nats-server's RANDOM_PORT)
+	// TLS, when set, makes the listener require TLS (INFO tls_required).
+	TLS *transport.TLSOptions
+	// ClientAdvertise is the host:port given to clients in connect_urls.
+	ClientAdvertise string
+	// Nonce sends a nonce in INFO for NKEY/JWT signatures.
+	Nonce bool
+}
+
+// Transport is the NATS protocol listener. It also serves connections
+// handed to it by other transports (WebSocket) and in-process pipes.
+type Transport struct {
+	transport.Listener
+	opts      Options
+	tlsCfg    *tls.Config
+	inProcess bool
+}
+
+var (
+	_ transport.Transport  = (*Transport)(nil)
+	_ transport.ConnServer = (*Transport)(nil)
+)
+
+// New builds the NATS transport. TLS files are loaded here, so a bad
+// certificate is reported before the broker starts.
+func New(o Options) (*Transport, error) {
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	if o.Port < 0 {
+		o.Port = 0
+	}
+	t := &Transport{opts: o}
+	t.Proto = "nats"
+	t.Address = net.JoinHostPort(o.Host, strconv.Itoa(o.Port))
+	if o.TLS != nil {
+		cfg, err := o.TLS.Config()
+		if err != nil {
+			return nil, err
+		}
+		t.tlsCfg = cfg
+	}
+	return t, nil
+}
+
+// Name is "nats".
+func (t *Transport) Name() string { return "nats" }
+
+// Serve accepts connections until Close.
+func (t *Transport) Serve(ctx context.Context, b *broker.Broker) error {
+	return t.Accept(ctx, b.Go, func(nc net.Conn) {
+		_ = t.serveConn(ctx, b, nc, false)
+	})
+}
+
+// ServeConn runs the NATS protocol on an accepted connection (for
+// example a WebSocket one); it returns when the connection ends.
+func (t *Transport) ServeConn(ctx context.Context, b *broker.Broker, nc net.Conn, o transport.ConnOptions) error {
+	return t.serveConn(ctx, b, nc, o.WebSocket)
+}
+
+func (t *Transport) serveConn(ctx context.Context, b *broker.Broker, nc net.Conn, ws bool) error {
+	c := &conn{b: b, t: t, nc: nc, ws: ws}
+	if t.opts.Nonce {
+		var raw [11]byte
+		_, _ = rand.Read(raw[:])
+		c.nonce = []byte(base64.RawURLEncoding.EncodeToString(raw[:]))
+	}
+	return c.serve(ctx)
+}
+
+// info is the INFO document, with nats-server's field names.
+type info struct {
+	ServerID     string   `json:"server_id"`
+	ServerName   string   `json:"server_name"`
+	Version      string   `json:"version"`
+	Proto        int      `json:"proto"`
+	Go           string   `json:"go"`
+	Host         string   `json:"host"`
+	Port         int      `json:"port"`
+	Headers      bool     `json:"headers"`
+	MaxPayload   int      `json:"max_payload"`
+	AuthRequired bool     `json:"auth_required,omitempty"`
+	TLSRequired  bool     `json:"tls_required,omitempty"`
+	TLSAvailable bool     `json:"tls_available,omitempty"`
+	ClientID     uint64   `json:"client_id"`
+	ClientIP     string   `json:"client_ip,omitempty"`
+	Nonce        string   `json:"nonce,omitempty"`
+	ConnectURLs  []string `json:"connect_urls,omitempty"`
+	LameDuck     bool     `json:"ldm,omitempty"`
+}
+
+func (t *Transport) infoLine(c *conn, _ []byte) []byte {
+	opts := c.b.Options()
+	in := info{
+		ServerID: c.b.ID(), ServerName: opts.ServerName, Version: broker.Version,
+		Proto: 1, Go: broker.GoVersion(), Host: t.opts.Host, Port: t.port(),
+		Headers: true, MaxPayload: opts.MaxPayload, AuthRequired: c.b.AuthRequired(),
+		TLSRequired: t.tlsCfg != nil && !c.ws, Nonce: string(c.nonce),
+	}
+	if c.sess != nil {
+		in.ClientID = c.sess.ID()
+	}
+	if host, _, err := net.SplitHostPort(c.nc.RemoteAddr().String()); err == nil {
+		in.ClientIP = host
+	}
+	if t.opts.ClientAdvertise != "" {
+		in.ConnectURLs = []string{t.opts.ClientAdvertise}
+	}
+	js, _ := json.Marshal(in)
+	return append(append([]byte("INFO "), js...), '\r', '\n')
+}
+
+func (t *Transport) port() int {
+	if a, ok := t.Addr().(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return t.opts.Port
+}
+
+// sendInfo writes INFO and, when the listener requires TLS, upgrades the
+// connection (nats-server sends INFO in the clear first, unless
+// handshake_first). It returns the connection to use from then on.
+func (t *Transport) sendInfo(ctx context.Context, c *conn) (net.Conn, error) {
+	nc := c.nc
+	if t.tlsCfg != nil && !c.ws && t.opts.TLS.HandshakeFirst {
+		tc, err := transport.ServerHandshake(ctx, nc, t.tlsCfg, t.opts.TLS.HandshakeTimeout())
+		if err != nil {
+			return nc, err
+		}
+		nc = tc
+	}
+	if _, err := nc.Write(t.infoLine(c, nil)); err != nil {
+		return nc, err
+	}
+	if t.tlsCfg != nil && !c.ws && !t.opts.TLS.HandshakeFirst {
+		tc, err := transport.ServerHandshake(ctx, nc, t.tlsCfg, t.opts.TLS.HandshakeTimeout())
+		if err != nil {
+			return nc, err
+		}
+		nc = tc
+	}
+	return nc, nil
+}
+
+// InProcess lets nats.go connect without a socket:
+//
+//	nc, err := nats.Connect("", nats.InProcessServer(natsproto.InProcess(b)))
+func InProcess(b *broker.Broker) interface{ InProcessConn() (net.Conn, error) } {
+	return inProcess{b: b, t: &Transport{opts: Options{Host: "in-process"}, inProcess: true}}
+}
+
+type inProcess struct {
+	b *broker.Broker
+	t *Transport
+}
+
+// InProcessConn returns the client end of a pipe whose server end runs
+// the NATS protocol on the broker.
+func (p inProcess) InProcessConn() (net.Conn, error) {
+	if p.b.Closed() {
+		return nil, broker.ErrClosed
+	}
+	client, server := net.Pipe()
+	p.b.Go(func() { _ = p.t.serveConn(p.b.Context(), p.b, server, false) })
+	return client, nil
+}

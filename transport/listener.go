@@ -1,0 +1,120 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// Listener binds an address (optionally with TLS) and runs an accept loop
+// that backs off on temporary errors, from 5 ms doubling to 1 s, like
+// net/http and hashicorp/raft. Transports embed it.
+type Listener struct {
+	Proto   string // error prefix: "nats", "mqtt", "websocket"
+	Address string // host:port to bind; port 0 picks a free one
+
+	mu     sync.Mutex
+	ln     net.Listener
+	closed bool
+}
+
+// Listen binds the address. Errors read "nats: listen 127.0.0.1:4222:
+// address already in use".
+func (l *Listener) Listen() error {
+	ln, err := net.Listen("tcp", l.Address)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Err != nil {
+			err = op.Err
+			var se interface{ Unwrap() error }
+			if errors.As(err, &se) && se.Unwrap() != nil {
+				err = se.Unwrap()
+			}
+		}
+		return fmt.Errorf("%s: listen %s: %w", l.Proto, l.Address, err)
+	}
+	l.mu.Lock()
+	l.ln = ln
+	l.mu.Unlock()
+	return nil
+}
+
+// Addr is the bound address, or nil before Listen.
+func (l *Listener) Addr() net.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ln == nil {
+		return nil
+	}
+	return l.ln.Addr()
+}
+
+// Close stops the accept loop.
+func (l *Listener) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	if l.ln == nil {
+		return nil
+	}
+	return l.ln.Close()
+}
+
+// Accept runs the accept loop, calling serve on a new goroutine (started
+// through spawn so the broker tracks it) for each connection. TLS is the
+// protocol's business (NATS sends INFO in the clear first). It returns nil
+// once Close was called.
+func (l *Listener) Accept(ctx context.Context, spawn func(func()), serve func(net.Conn)) error {
+	l.mu.Lock()
+	ln := l.ln
+	l.mu.Unlock()
+	if ln == nil {
+		return fmt.Errorf("%s: serve before listen", l.Proto)
+	}
+	delay := time.Duration(0)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if l.isClosed() || ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				delay = backoff(delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("%s: accept: %w", l.Proto, err)
+		}
+		delay = 0
+		spawn(func() { serve(c) })
+	}
+}
+
+func (l *Listener) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+func backoff(d time.Duration) time.Duration {
+	if d == 0 {
+		return 5 * time.Millisecond
+	}
+	d *= 2
+	if d > time.Second {
+		d = time.Second
+	}
+	return d
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}

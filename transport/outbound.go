@@ -1,0 +1,268 @@
+package transport
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// RefThreshold is the payload size from which Outbound queues a reference
+// to the (stable) payload instead of copying it into the pending buffer.
+// Below it, one memcpy into a buffer that is written anyway is cheaper
+// than a retained allocation.
+const RefThreshold = 4096
+
+// Sink writes a batch of buffers. TCP uses writev; a WebSocket sink adds
+// one frame header for the whole batch; TLS coalesces into records.
+type Sink interface {
+	WriteBuffers(bufs *net.Buffers) (int64, error)
+}
+
+// ConnSink returns the Sink for a plain or TLS net.Conn.
+func ConnSink(c net.Conn) Sink {
+	if _, ok := c.(*tls.Conn); ok {
+		return &tlsSink{c: c}
+	}
+	return netSink{c}
+}
+
+type netSink struct{ c net.Conn }
+
+func (s netSink) WriteBuffers(b *net.Buffers) (int64, error) { return b.WriteTo(s.c) }
+
+// tlsSink coalesces small buffers into ≤16 KiB writes so tls.Conn makes
+// full records instead of one per buffer.
+type tlsSink struct {
+	c       net.Conn
+	scratch []byte
+}
+
+func (s *tlsSink) WriteBuffers(b *net.Buffers) (int64, error) {
+	var n int64
+	for _, p := range *b {
+		if len(s.scratch)+len(p) > 16<<10 && len(s.scratch) > 0 {
+			w, err := s.c.Write(s.scratch)
+			n += int64(w)
+			s.scratch = s.scratch[:0]
+			if err != nil {
+				return n, err
+			}
+		}
+		if len(p) >= 16<<10 {
+			w, err := s.c.Write(p)
+			n += int64(w)
+			if err != nil {
+				return n, err
+			}
+			continue
+		}
+		s.scratch = append(s.scratch, p...)
+	}
+	if len(s.scratch) > 0 {
+		w, err := s.c.Write(s.scratch)
+		n += int64(w)
+		s.scratch = s.scratch[:0]
+		if err != nil {
+			return n, err
+		}
+	}
+	*b = (*b)[:0]
+	return n, nil
+}
+
+// ErrOutboundClosed is returned by writes after Close.
+var ErrOutboundClosed = errors.New("transport: outbound closed")
+
+type ref struct {
+	off  int // insert data after pend[:off]
+	data []byte
+}
+
+// Outbound is one connection's write queue: any goroutine appends, one
+// writer goroutine (Run) swaps the queue out under the lock and writes it
+// outside the lock (STYLE.md habit 2). Appends never block: going over the
+// pending limit reports false, and the caller closes the connection as a
+// slow consumer.
+type Outbound struct {
+	mu      sync.Mutex // guards the fields up to wake
+	pend    []byte
+	refs    []ref
+	queued  int64 // bytes in pend and refs
+	writing int64 // bytes the writer is writing now
+	max     int64
+	closed  bool
+	abort   bool
+	wake    chan struct{}
+
+	// Writer-goroutine state.
+	spare []byte
+	sref  []ref
+	iov   net.Buffers
+	done  chan struct{}
+}
+
+// NewOutbound makes a queue that holds at most maxPending bytes (0: no limit).
+func NewOutbound(maxPending int64) *Outbound {
+	return &Outbound{max: maxPending, wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// Lock and Unlock let a protocol append several pieces atomically with
+// the *Locked methods.
+func (o *Outbound) Lock()   { o.mu.Lock() }
+func (o *Outbound) Unlock() { o.mu.Unlock() }
+
+// AppendLocked copies p into the queue. o.mu held.
+func (o *Outbound) AppendLocked(p []byte) {
+	o.pend = append(o.pend, p...)
+	o.queued += int64(len(p))
+}
+
+// Buffer exposes the pending buffer for in-place appends (a protocol
+// formats a header straight into it); hand it back with SetBufferLocked.
+// o.mu held.
+func (o *Outbound) BufferLocked() []byte { return o.pend }
+
+// SetBufferLocked stores a buffer obtained from BufferLocked and grown by
+// appends. o.mu held.
+func (o *Outbound) SetBufferLocked(b []byte) {
+	o.queued += int64(len(b) - len(o.pend))
+	o.pend = b
+}
+
+// AppendRefLocked queues a reference to p instead of a copy: p must
+// never change again (broker.Message.Stable). For payloads of at least
+// RefThreshold bytes. o.mu held.
+func (o *Outbound) AppendRefLocked(p []byte) {
+	o.refs = append(o.refs, ref{off: len(o.pend), data: p})
+	o.queued += int64(len(p))
+}
+
+// OverLocked reports whether the queue is past its limit. o.mu held.
+func (o *Outbound) OverLocked() bool {
+	return o.max > 0 && o.queued+o.writing > o.max
+}
+
+// ClosedLocked reports whether Close was called. o.mu held.
+func (o *Outbound) ClosedLocked() bool { return o.closed }
+
+// Write queues p and wakes the writer; for control messages (INFO, PONG,
+// -ERR). It reports false once closed.
+func (o *Outbound) Write(p []byte) bool {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return false
+	}
+	o.AppendLocked(p)
+	o.mu.Unlock()
+	o.Wake()
+	return true
+}
+
+// Pending is the number of bytes queued or being written.
+func (o *Outbound) Pending() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.queued + o.writing
+}
+
+// Wake tells the writer there is something to write. Never blocks.
+func (o *Outbound) Wake() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops the queue. With flush, the writer writes what is queued
+// first; without (slow consumer, write error), it drops it. Run returns
+// after that; Done is closed then.
+func (o *Outbound) Close(flush bool) {
+	o.mu.Lock()
+	o.closed = true
+	if !flush {
+		o.abort = true
+	}
+	o.mu.Unlock()
+	o.Wake()
+}
+
+// Done is closed when Run has returned.
+func (o *Outbound) Done() <-chan struct{} { return o.done }
+
+// Run is the writer goroutine: it writes batches to sink until Close, with
+// deadline on each write (0: none). setDeadline may be nil. It returns the
+// write error that ended it, or nil after Close.
+func (o *Outbound) Run(sink Sink, setDeadline func(time.Time) error, deadline time.Duration) error {
+	defer close(o.done)
+	for range o.wake {
+		for {
+			more, stop, err := o.flushOnce(sink, setDeadline, deadline)
+			if err != nil || stop {
+				return err
+			}
+			if !more {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// flushOnce writes one swapped batch. more: something was written (look
+// again before sleeping). stop: closed and drained.
+func (o *Outbound) flushOnce(sink Sink, setDeadline func(time.Time) error, deadline time.Duration) (more, stop bool, err error) {
+	o.mu.Lock()
+	if o.abort {
+		o.mu.Unlock()
+		return false, true, nil
+	}
+	if o.queued == 0 {
+		closed := o.closed
+		o.mu.Unlock()
+		return false, closed, nil
+	}
+	buf, refs, n := o.pend, o.refs, o.queued
+	o.pend, o.refs = o.spare[:0], o.sref[:0]
+	o.queued, o.writing = 0, n
+	o.mu.Unlock()
+
+	o.iov = o.iov[:0]
+	prev := 0
+	for _, r := range refs {
+		if r.off > prev {
+			o.iov = append(o.iov, buf[prev:r.off])
+		}
+		o.iov = append(o.iov, r.data)
+		prev = r.off
+	}
+	if len(buf) > prev {
+		o.iov = append(o.iov, buf[prev:])
+	}
+	if setDeadline != nil && deadline > 0 {
+		_ = setDeadline(time.Now().Add(deadline))
+	}
+	iov := o.iov
+	_, err = sink.WriteBuffers(&iov)
+
+	clear(refs) // drop payload references for the GC
+	o.spare, o.sref = shrink(buf, n), refs[:0]
+	o.mu.Lock()
+	o.writing = 0
+	o.mu.Unlock()
+	if err != nil {
+		return false, true, err
+	}
+	return true, false, nil
+}
+
+// shrink keeps a buffer for reuse unless it grew large for a burst that
+// has passed.
+func shrink(b []byte, used int64) []byte {
+	if cap(b) > 64<<10 && used < 8<<10 {
+		return nil
+	}
+	return b[:0]
+}

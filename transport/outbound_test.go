@@ -1,0 +1,94 @@
+package transport
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// enqueue appends one NATS-like message: a copied header, then the
+// payload copied or referenced, then CRLF.
+func enqueue(o *Outbound, hdr, payload []byte) bool {
+	o.Lock()
+	defer o.Unlock()
+	buf := append(o.BufferLocked(), hdr...)
+	o.SetBufferLocked(buf)
+	if len(payload) >= RefThreshold {
+		o.AppendRefLocked(payload)
+	} else {
+		o.AppendLocked(payload)
+	}
+	o.AppendLocked([]byte("\r\n"))
+	return !o.OverLocked()
+}
+
+func TestOutboundWritesInOrderAndDrainsPending(t *testing.T) {
+	client, server := net.Pipe()
+	o := NewOutbound(1 << 20)
+	go o.Run(ConnSink(server), nil, 0)
+	var want bytes.Buffer
+	for i := range 40 {
+		size := []int{3, 5000, 100, 9000}[i%4]
+		p := bytes.Repeat([]byte{byte('a' + i%26)}, size)
+		h := []byte("H" + string(rune('0'+i%10)))
+		want.Write(h)
+		want.Write(p)
+		want.WriteString("\r\n")
+		if !enqueue(o, h, p) {
+			t.Fatalf("over limit at %d", i)
+		}
+		if i%7 == 0 {
+			o.Wake()
+		}
+	}
+	o.Wake()
+	got := make([]byte, want.Len())
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatal("bytes out of order or corrupted")
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for o.Pending() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("pending stuck at %d after everything was read", o.Pending())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	o.Close(true)
+	<-o.Done()
+}
+
+func TestOutboundOverLimit(t *testing.T) {
+	o := NewOutbound(1000)
+	if !enqueue(o, nil, make([]byte, 900)) {
+		t.Fatal("900 bytes is under a 1000 byte limit")
+	}
+	if enqueue(o, nil, make([]byte, 200)) {
+		t.Fatal("1100 bytes must be over a 1000 byte limit")
+	}
+}
+
+func TestOutboundCloseFlushes(t *testing.T) {
+	client, server := net.Pipe()
+	o := NewOutbound(0)
+	done := make(chan error, 1)
+	go func() { done <- o.Run(ConnSink(server), nil, 0) }()
+	o.Write([]byte("last words"))
+	o.Close(true)
+	buf := make([]byte, 10)
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "last words" {
+		t.Fatalf("got %q, %v", buf, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if o.Write([]byte("x")) {
+		t.Fatal("Write after Close must report false")
+	}
+}

@@ -1,0 +1,88 @@
+// Package transport holds what every busbar transport shares: the
+// Transport interface and its factory registry, the accept loop with
+// back-off, TLS listener configuration, and Outbound, the per-connection
+// write queue drained by one writer goroutine.
+package transport
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sort"
+	"sync"
+
+	"github.com/busbar/busbar/broker"
+)
+
+// Transport is one listener speaking one protocol. It satisfies
+// broker.Service, so Broker.Start runs it and Broker.Shutdown closes it.
+type Transport interface {
+	// Name is "nats", "mqtt" or "websocket": used in logs, metrics and as
+	// the prefix of its errors.
+	Name() string
+	// Listen binds now, so an address error is reported before serving:
+	// "mqtt: listen 0.0.0.0:1883: address already in use".
+	Listen() error
+	// Addr is the bound address once Listen returned (port 0 resolved).
+	Addr() net.Addr
+	// Serve runs the accept loop until Close; it returns nil after Close.
+	Serve(ctx context.Context, b *broker.Broker) error
+	// Close stops accepting. Connections are closed by the broker.
+	Close() error
+}
+
+// ConnServer serves one already-accepted connection with a protocol. The
+// websocket transport uses it to hand an upgraded connection to natsproto
+// or mqtt.
+type ConnServer interface {
+	ServeConn(ctx context.Context, b *broker.Broker, c net.Conn, o ConnOptions) error
+}
+
+// ConnOptions tells a ConnServer how a connection arrived.
+type ConnOptions struct {
+	WebSocket bool // framed by the websocket transport
+	TLS       bool
+}
+
+// Block is a config subtree handed to a Factory.
+type Block = map[string]any
+
+// Factory builds a transport from its config block.
+type Factory func(cfg Block) (Transport, error)
+
+var (
+	regMu     sync.RWMutex
+	factories = map[string]Factory{}
+)
+
+// Register makes a transport factory available under key ("nats",
+// "mqtt", "websocket"). Called from init; panics on a duplicate key. The
+// registry holds factories only, never running transports.
+func Register(key string, f Factory) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := factories[key]; dup {
+		panic(fmt.Sprintf("transport: Register called twice for %q", key))
+	}
+	factories[key] = f
+}
+
+// Lookup returns the factory registered under key.
+func Lookup(key string) (Factory, bool) {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	f, ok := factories[key]
+	return f, ok
+}
+
+// Registered lists the registered keys, sorted.
+func Registered() []string {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	keys := make([]string, 0, len(factories))
+	for k := range factories {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
