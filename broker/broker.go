@@ -126,12 +126,13 @@ type Broker struct {
 	nextCID  atomic.Uint64
 	nconns   atomic.Int64
 	closed   atomic.Bool
-	stats    Stats
+	stats    counters
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	mu       sync.Mutex // guards the fields below
 	clients  map[uint64]*Session
+	closedIn struct{ msgs, bytes int64 } // counters of sessions gone
 	services []Service
 	onStop   []func(context.Context) error
 
@@ -274,13 +275,38 @@ func (b *Broker) NumSubscriptions() int { return b.router.Count() }
 // NextClientID hands out connection ids (NATS INFO client_id).
 func (b *Broker) NextClientID() uint64 { return b.nextCID.Add(1) }
 
-// Stats are broker-wide counters, updated atomically.
-type Stats struct {
-	InMsgs, OutMsgs, InBytes, OutBytes, SlowConsumers atomic.Int64
+// counters are the broker-wide figures kept as they happen (rare events).
+type counters struct {
+	slowConsumers atomic.Int64
 }
 
-// Stats returns the live counters.
-func (b *Broker) Stats() *Stats { return &b.stats }
+// Stats is a snapshot of broker-wide figures.
+type Stats struct {
+	InMsgs, InBytes int64 // received from publishers of every transport
+	SlowConsumers   int64 // clients cut off for falling behind
+	Connections     int
+	Subscriptions   int
+}
+
+// Stats sums the per-session counters (kept per session so publishers on
+// different cores never share a counter).
+func (b *Broker) Stats() Stats {
+	b.mu.Lock()
+	st := Stats{InMsgs: b.closedIn.msgs, InBytes: b.closedIn.bytes}
+	for _, s := range b.clients {
+		st.InMsgs += s.inMsgs.Load()
+		st.InBytes += s.inBytes.Load()
+	}
+	b.mu.Unlock()
+	st.SlowConsumers = b.stats.slowConsumers.Load()
+	st.Connections = b.NumConnections()
+	st.Subscriptions = b.NumSubscriptions()
+	return st
+}
+
+// CountSlowConsumer records a client cut off by its transport (a write
+// that timed out).
+func (b *Broker) CountSlowConsumer() { b.stats.slowConsumers.Add(1) }
 
 // GoVersion is the Go runtime version the broker was built with.
 func GoVersion() string { return runtime.Version() }

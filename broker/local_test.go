@@ -171,7 +171,7 @@ func TestLocalSlowConsumerIsCut(t *testing.T) {
 	require.Eventually(t, slow.Closed, 5*time.Second, time.Millisecond, "over max_pending: cut off")
 	require.False(t, pub.Closed())
 	require.False(t, healthy.Closed())
-	require.GreaterOrEqual(t, b.Stats().SlowConsumers.Load(), int64(1))
+	require.GreaterOrEqual(t, b.Stats().SlowConsumers, int64(1))
 }
 
 func TestShutdownTwiceAndAfterClose(t *testing.T) {
@@ -227,4 +227,36 @@ func BenchmarkLocalPublish(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkLocalPublishInline is in-process publish → one inline
+// subscriber: routing cost alone, with no goroutine hand-off.
+func BenchmarkLocalPublishInline(b *testing.B) {
+	br := newBroker(b, broker.Options{})
+	pub, sub := local(b, br), local(b, br)
+	n := 0
+	_, err := sub.SubscribeInline("bench.x", func(*broker.Message) { n++ })
+	require.NoError(b, err)
+	payload := make([]byte, 16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := pub.Publish("bench.x", payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	require.Equal(b, b.N, n)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+func TestLocalInlineSubscriber(t *testing.T) {
+	b := newBroker(t, broker.Options{})
+	pub, sub := local(t, b), local(t, b)
+	var got []string
+	_, err := sub.SubscribeInline("in.>", func(m *broker.Message) { got = append(got, string(m.Payload)) })
+	require.NoError(t, err)
+	require.NoError(t, pub.Publish("in.a", []byte("1")))
+	require.NoError(t, pub.Publish("in.b", []byte("2")))
+	require.Equal(t, []string{"1", "2"}, got, "inline handlers run before Publish returns")
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/busbar/busbar/auth"
@@ -24,9 +25,55 @@ type Session struct {
 	closed bool
 
 	// Publisher-goroutine state (one reader per session): no lock.
-	pubPerm map[string]bool // permission verdicts by subject, when perms are set
+	pubPerm map[string]bool    // permission verdicts by subject, when perms are set
+	mcache  map[string]*Result // router results, valid for router generation mgen
+	mgen    uint64
 
-	InMsgs, InBytes int64 // read loop only
+	inMsgs, inBytes atomic.Int64 // written by the publisher, read by Stats
+}
+
+// sessionCacheMax bounds a session's own match cache.
+const sessionCacheMax = 128
+
+// match is Router.Match through the session's lock-free cache: a hit costs
+// one atomic load and a map lookup. Publisher goroutine only.
+func (s *Session) match(subj []byte) *Result {
+	gen := s.b.router.agen.Load()
+	if gen != s.mgen || s.mcache == nil {
+		if s.mcache == nil {
+			s.mcache = make(map[string]*Result)
+		} else {
+			clear(s.mcache)
+		}
+		s.mgen = gen
+	}
+	if r, ok := s.mcache[string(subj)]; ok {
+		return r
+	}
+	r := s.b.router.Match(subj)
+	if len(s.mcache) < sessionCacheMax {
+		s.mcache[string(subj)] = r
+	}
+	return r
+}
+
+// Routable reports whether subj may be published: a valid literal subject.
+// A subject this session already routed is known valid without a scan.
+// Publisher goroutine only.
+func (s *Session) Routable(subj []byte) bool {
+	if s.mcache != nil && s.mgen == s.b.router.agen.Load() {
+		if _, ok := s.mcache[string(subj)]; ok {
+			return true
+		}
+	}
+	return subject.ValidLiteral(subj)
+}
+
+// CountIn records one received message of n bytes for Stats.
+// Publisher goroutine.
+func (s *Session) CountIn(n int) {
+	s.inMsgs.Add(1)
+	s.inBytes.Add(int64(n))
 }
 
 // ConnectOptions are what a transport knows about a new connection.
@@ -214,6 +261,8 @@ func (s *Session) Close() {
 	}
 	s.b.mu.Lock()
 	delete(s.b.clients, s.info.ID)
+	s.b.closedIn.msgs += s.inMsgs.Load()
+	s.b.closedIn.bytes += s.inBytes.Load()
 	s.b.mu.Unlock()
 	s.b.nconns.Add(-1)
 }
@@ -224,7 +273,7 @@ func (s *Session) Close() {
 // made. Publisher goroutine only. Permission and validity checks are the
 // caller's (it knows the protocol's error to send).
 func (s *Session) Publish(batch *Batch, m *Message) int {
-	r := s.b.router.Match(m.Subject)
+	r := s.match(m.Subject)
 	n := 0
 	for _, sub := range r.Psubs {
 		if !s.echo && sub.Client == s.client {
@@ -268,7 +317,7 @@ func (s *Session) deliver(batch *Batch, sub *Subscription, m *Message) bool {
 	}
 	c := sub.Client
 	if !c.Deliver(sub, m) {
-		s.b.stats.SlowConsumers.Add(1)
+		s.b.stats.slowConsumers.Add(1)
 		s.b.log.Warn("slow consumer: pending limit exceeded, closing", "subject", sub.Subject)
 		c.Close(ErrSlowConsumer)
 		return false

@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/busbar/busbar/subject"
@@ -32,7 +33,8 @@ type sublist struct {
 	mu       sync.RWMutex
 	root     *level
 	count    int
-	gen      uint64 // bumped by every change to the trie
+	gen      uint64        // bumped by every change to the trie
+	agen     atomic.Uint64 // gen, readable without s.mu (per-session caches)
 	cache    map[string]*Result
 	cacheMax int // 0 disables the cache
 }
@@ -95,6 +97,7 @@ func (s *sublist) Insert(sub *Subscription) error {
 	}
 	s.count++
 	s.gen++
+	s.agen.Store(s.gen)
 	s.updateCache(sub, true)
 	return nil
 }
@@ -128,6 +131,7 @@ func (s *sublist) Remove(sub *Subscription) error {
 			}
 			s.count--
 			s.gen++
+			s.agen.Store(s.gen)
 			prune(path)
 			s.updateCache(sub, false)
 			return nil

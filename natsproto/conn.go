@@ -230,7 +230,7 @@ func (c *conn) writeLoop() {
 	err := c.out.Run(transport.ConnSink(c.nc), c.nc.SetWriteDeadline, wd)
 	if err != nil && !c.closing.Load() {
 		// A write that times out is a slow consumer, as in nats-server.
-		c.b.Stats().SlowConsumers.Add(1)
+		c.b.CountSlowConsumer()
 		c.b.Logger().Warn("nats: write failed, closing", "cid", c.sess.ID(), "err", err)
 	}
 	_ = c.nc.Close()
@@ -365,7 +365,7 @@ func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte) error {
 	if hdrLen >= 0 && !c.headers {
 		return errHeadersUnsupported
 	}
-	if !subject.ValidLiteral(subj) || (reply != nil && !subject.ValidLiteral(reply)) {
+	if !c.sess.Routable(subj) || (reply != nil && !subject.ValidLiteral(reply)) {
 		c.sendErr(errInvalidPubSubject.text)
 		return nil
 	}
@@ -379,9 +379,7 @@ func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte) error {
 		m.Header, m.Payload = msg[:hdrLen:hdrLen], msg[hdrLen:]
 	}
 	m.Borrow()
-	st := c.b.Stats()
-	st.InMsgs.Add(1)
-	st.InBytes.Add(int64(len(msg)))
+	c.sess.CountIn(len(msg))
 	c.ok() // before deliveries, as nats-server: +OK precedes our own MSG
 	if c.sess.Publish(&c.batch, m) == 0 && len(reply) > 0 && c.noResp {
 		c.noResponders(reply)

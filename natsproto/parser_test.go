@@ -18,7 +18,10 @@ func (r *recorder) onPub(s, rep []byte, h int, m []byte) error {
 	fmt.Fprintf(&r.out, "PUB %q %q %d %q\n", s, rep, h, m)
 	return nil
 }
-func (r *recorder) onSub(s, q, sid []byte) error { fmt.Fprintf(&r.out, "SUB %q %q %q\n", s, q, sid); return nil }
+func (r *recorder) onSub(s, q, sid []byte) error {
+	fmt.Fprintf(&r.out, "SUB %q %q %q\n", s, q, sid)
+	return nil
+}
 func (r *recorder) onUnsub(sid []byte, max int64) error {
 	fmt.Fprintf(&r.out, "UNSUB %q %d\n", sid, max)
 	return nil

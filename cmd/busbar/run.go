@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -156,7 +155,7 @@ func serve(f *flags, log *slog.Logger, stop <-chan os.Signal) error {
 		stop = ch
 	}
 	sig := <-stop
-	log.Info("shutting down", "signal", sig.String())
+	log.Info("shutting down", "signal", fmt.Sprint(sig))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return b.Shutdown(ctx)
@@ -172,4 +171,3 @@ func authMode(f *flags) string {
 	return "none"
 }
 
-var _ = net.JoinHostPort
