@@ -1,0 +1,9 @@
+package main
+
+func Example() {
+	main()
+	// Output:
+	// hello, world
+	// broker: no responders
+	// events.started: up
+}
