@@ -19,14 +19,20 @@ type Message struct {
 	QoS     uint8 // MQTT quality of service the publisher asked for; 0 for NATS
 	Retain  bool  // MQTT retain flag
 
-	borrowed bool     // slices alias a buffer the publisher will reuse
-	stable   *Message // the copy made by Stable for a borrowed message
+	borrowed   bool     // slices alias a buffer the publisher will reuse
+	ownPayload bool     // borrowed, but Payload itself is stable
+	stable     *Message // the copy made by Stable for a borrowed message
 }
 
 // Borrow marks m as aliasing memory its publisher reuses after Publish
 // returns (a read buffer). Subscribers that keep m must use m.Stable().
 // Publisher goroutine only; resets the copy cached by a previous publish.
-func (m *Message) Borrow() { m.borrowed, m.stable = true, nil }
+func (m *Message) Borrow() { m.borrowed, m.ownPayload, m.stable = true, false, nil }
+
+// OwnPayload marks the Payload of a borrowed message as stable (it was
+// allocated for this message alone): Stable then copies only the subject,
+// reply and header. Publisher goroutine only, after Borrow.
+func (m *Message) OwnPayload() { m.ownPayload = true }
 
 // Stable returns a Message whose slices stay valid and unchanged forever.
 // For a message that is not borrowed that is m itself; for a borrowed one
@@ -39,13 +45,20 @@ func (m *Message) Stable() *Message {
 	if m.stable != nil {
 		return m.stable
 	}
-	n := len(m.Subject) + len(m.Reply) + len(m.Header) + len(m.Payload)
+	n := len(m.Subject) + len(m.Reply) + len(m.Header)
+	if !m.ownPayload {
+		n += len(m.Payload)
+	}
 	buf := make([]byte, 0, n)
 	c := &Message{QoS: m.QoS, Retain: m.Retain}
 	buf, c.Subject = appendPart(buf, m.Subject)
 	buf, c.Reply = appendPart(buf, m.Reply)
 	buf, c.Header = appendPart(buf, m.Header)
-	_, c.Payload = appendPart(buf, m.Payload)
+	if m.ownPayload {
+		c.Payload = m.Payload
+	} else {
+		_, c.Payload = appendPart(buf, m.Payload)
+	}
 	m.stable = c
 	return c
 }

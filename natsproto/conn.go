@@ -237,17 +237,27 @@ func (c *conn) writeLoop() {
 }
 
 func (c *conn) readLoop() error {
-	buf := make([]byte, minReadBuf)
+	rb := readBuf{b: make([]byte, minReadBuf)}
 	for {
-		n, err := c.nc.Read(buf)
-		if n > 0 {
-			perr := c.p.parse(buf[:n])
-			c.batch.Flush()
-			if perr != nil {
-				c.Close(perr)
-				return perr
+		var n int
+		var err, perr error
+		if d := c.p.directBuf(); d != nil {
+			// A large payload spanning reads: read it in place.
+			n, err = c.nc.Read(d)
+			perr = c.p.directFilled(n)
+		} else {
+			n, err = c.nc.Read(rb.b)
+			if n > 0 {
+				perr = c.p.parse(rb.b[:n])
+				rb.resize(n)
 			}
-			buf = resize(buf, n)
+		}
+		if n > 0 {
+			c.batch.Flush()
+		}
+		if perr != nil {
+			c.Close(perr)
+			return perr
 		}
 		if err != nil {
 			c.Close(err)
@@ -256,16 +266,25 @@ func (c *conn) readLoop() error {
 	}
 }
 
-// resize grows the read buffer while reads fill it and shrinks it when
-// they no longer do, as nats-server does.
-func resize(buf []byte, n int) []byte {
+// readBuf is the read loop's buffer. It doubles while reads fill it and
+// halves after a run of short reads, so idle connections stay small
+// without a busy one reallocating back and forth.
+type readBuf struct {
+	b     []byte
+	short int // consecutive reads under a quarter of the buffer
+}
+
+func (r *readBuf) resize(n int) {
 	switch {
-	case n == len(buf) && len(buf) < maxReadBuf:
-		return make([]byte, len(buf)*2)
-	case n < len(buf)/4 && len(buf) > minReadBuf:
-		return make([]byte, len(buf)/2)
+	case n == len(r.b) && len(r.b) < maxReadBuf:
+		r.b, r.short = make([]byte, len(r.b)*2), 0
+	case n < len(r.b)/4 && len(r.b) > minReadBuf:
+		if r.short++; r.short >= 16 {
+			r.b, r.short = make([]byte, len(r.b)/2), 0
+		}
+	default:
+		r.short = 0
 	}
-	return buf
 }
 
 // ping runs on the ping timer.
@@ -358,7 +377,7 @@ func (c *conn) authenticate(o *connectOpts) error {
 	return nil
 }
 
-func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte) error {
+func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte, owned bool) error {
 	if err := c.ready(); err != nil {
 		return err
 	}
@@ -379,6 +398,9 @@ func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte) error {
 		m.Header, m.Payload = msg[:hdrLen:hdrLen], msg[hdrLen:]
 	}
 	m.Borrow()
+	if owned {
+		m.OwnPayload()
+	}
 	c.sess.CountIn(len(msg))
 	c.ok() // before deliveries, as nats-server: +OK precedes our own MSG
 	if c.sess.Publish(&c.batch, m) == 0 && len(reply) > 0 && c.noResp {

@@ -9,7 +9,9 @@ import (
 // is valid only until the method returns.
 type handler interface {
 	onConnect(arg []byte) error
-	onPub(subject, reply []byte, hdrLen int, msg []byte) error // msg = headers+payload
+	// onPub gets msg = headers+payload. owned: msg was allocated for this
+	// message alone (it spanned reads) and the handler may keep it.
+	onPub(subject, reply []byte, hdrLen int, msg []byte, owned bool) error
 	onSub(subject, queue, sid []byte) error
 	onUnsub(sid []byte, max int64) error
 	onPing() error
@@ -110,7 +112,7 @@ func (p *parser) payload(buf []byte) ([]byte, error) {
 		if buf[p.size] != '\r' || buf[p.size+1] != '\n' {
 			return nil, errParser
 		}
-		err := p.publish(buf[:p.size])
+		err := p.publish(buf[:p.size], false)
 		return buf[need:], err
 	}
 	if p.msg == nil {
@@ -126,9 +128,9 @@ func (p *parser) payload(buf []byte) ([]byte, error) {
 	if p.msg[p.size] != '\r' || p.msg[p.size+1] != '\n' {
 		return nil, errParser
 	}
-	err := p.publish(p.msg[:p.size])
+	msg := p.msg[:p.size:p.size]
 	p.msg = nil
-	return buf[n:], err
+	return buf[n:], p.publish(msg, true)
 }
 
 func (p *parser) stashArgs() {
@@ -139,11 +141,38 @@ func (p *parser) stashArgs() {
 	}
 }
 
-func (p *parser) publish(msg []byte) error {
+func (p *parser) publish(msg []byte, owned bool) error {
 	subj, reply, hdr := p.subject, p.reply, p.hdrLen
 	p.state, p.subject, p.reply = stateOp, nil, nil
 	p.line = p.line[:0]
-	return p.h.onPub(subj, reply, hdr, msg)
+	return p.h.onPub(subj, reply, hdr, msg, owned)
+}
+
+// directBuf returns the unfilled part of a pending payload that spans
+// reads, when it is large enough to read into straight from the socket
+// (saving the copy out of the read buffer), or nil.
+func (p *parser) directBuf() []byte {
+	if p.state != statePayload || p.msg == nil || cap(p.msg)-len(p.msg) < directMin {
+		return nil
+	}
+	return p.msg[len(p.msg):cap(p.msg)]
+}
+
+// directMin is the smallest remainder read directly into the payload.
+const directMin = 4096
+
+// directFilled accounts n bytes read into the slice directBuf returned.
+func (p *parser) directFilled(n int) error {
+	p.msg = p.msg[:len(p.msg)+n]
+	if len(p.msg) < cap(p.msg) {
+		return nil
+	}
+	if p.msg[p.size] != '\r' || p.msg[p.size+1] != '\n' {
+		return errParser
+	}
+	msg := p.msg[:p.size:p.size]
+	p.msg = nil
+	return p.publish(msg, true)
 }
 
 // dispatch handles one complete control line (without CRLF).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -14,7 +15,7 @@ type recorder struct {
 }
 
 func (r *recorder) onConnect(arg []byte) error { fmt.Fprintf(&r.out, "CONNECT %q\n", arg); return nil }
-func (r *recorder) onPub(s, rep []byte, h int, m []byte) error {
+func (r *recorder) onPub(s, rep []byte, h int, m []byte, _ bool) error {
 	fmt.Fprintf(&r.out, "PUB %q %q %d %q\n", s, rep, h, m)
 	return nil
 }
@@ -29,16 +30,22 @@ func (r *recorder) onUnsub(sid []byte, max int64) error {
 func (r *recorder) onPing() error { r.out.WriteString("PING\n"); return nil }
 func (r *recorder) onPong() error { r.out.WriteString("PONG\n"); return nil }
 
-// parseAll parses in chunks of the given sizes (cycled), and returns the
-// events and the error text.
+// parseAll parses in chunks of chunk bytes, reading large payloads
+// straight into the parser's buffer as the read loop does.
 func parseAll(in []byte, chunk int) (string, string) {
 	r := &recorder{}
-	p := newParser(r, 256, 1024)
+	p := newParser(r, 256, 1<<16)
 	var err error
 	for len(in) > 0 && err == nil {
+		if d := p.directBuf(); d != nil {
+			n := copy(d[:min(len(d), chunk)], in)
+			err = p.directFilled(n)
+			in = in[n:]
+			continue
+		}
 		n := min(chunk, len(in))
-		// Copy each chunk into a reused buffer, as the read loop does, so
-		// aliasing bugs show up as differences.
+		// Copy each chunk into a fresh buffer scribbled over afterwards,
+		// so aliasing bugs show up as differences.
 		buf := make([]byte, n)
 		copy(buf, in[:n])
 		err = p.parse(buf)
@@ -47,16 +54,18 @@ func parseAll(in []byte, chunk int) (string, string) {
 		}
 		in = in[n:]
 	}
-	es := ""
-	if err != nil {
-		var pe *protoError
-		if !errors.As(err, &pe) {
-			es = "non-protocol error: " + err.Error()
-		} else {
-			es = pe.text
-		}
+	return r.out.String(), errText(err)
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
 	}
-	return r.out.String(), es
+	var pe *protoError
+	if !errors.As(err, &pe) {
+		return "non-protocol error: " + err.Error()
+	}
+	return pe.text
 }
 
 var seeds = []string{
@@ -71,6 +80,8 @@ var seeds = []string{
 	"XYZ\r\n",
 	"PUB " + string(bytes.Repeat([]byte("a"), 300)) + " 1\r\nx\r\n",
 	"PUB foo 2000\r\n",
+	"PUB big 9000\r\n" + strings.Repeat("z", 9000) + "\r\nPING\r\n",
+	"PUB big 9000\r\n" + strings.Repeat("z", 9001) + "\r\n",
 	"\r\n",
 	"+OK\r\n-ERR 'x'\r\n",
 }

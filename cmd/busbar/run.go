@@ -170,4 +170,3 @@ func authMode(f *flags) string {
 	}
 	return "none"
 }
-
