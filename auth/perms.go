@@ -12,8 +12,9 @@ type SubjectPermission struct {
 // Permissions is what an identity may publish and subscribe to. A nil
 // *Permissions allows everything.
 type Permissions struct {
-	Publish   *SubjectPermission
-	Subscribe *SubjectPermission
+	Publish        *SubjectPermission
+	Subscribe      *SubjectPermission
+	AllowResponses *ResponsePermission // nil: no implicit reply permission
 }
 
 func (sp *SubjectPermission) allows(subj []byte) bool {
