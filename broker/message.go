@@ -19,6 +19,7 @@ type Message struct {
 	QoS     uint8 // MQTT quality of service the publisher asked for; 0 for NATS
 	Retain  bool  // MQTT retain flag
 
+	fanout     int      // deliveries this publish may make (set by Session.Publish)
 	borrowed   bool     // slices alias a buffer the publisher will reuse
 	ownPayload bool     // borrowed, but Payload itself is stable
 	stable     *Message // the copy made by Stable for a borrowed message
@@ -71,6 +72,14 @@ func appendPart(buf, p []byte) ([]byte, []byte) {
 	buf = append(buf, p...)
 	return buf, buf[start:len(buf):len(buf)]
 }
+
+// Fanout is how many subscriptions (plain ones, plus one per queue group)
+// matched this publish: a Client uses it to choose between copying the
+// payload and sharing one Stable copy. 0 outside a delivery.
+func (m *Message) Fanout() int { return m.fanout }
+
+// PayloadStable reports whether m.Payload may be kept without Stable.
+func (m *Message) PayloadStable() bool { return !m.borrowed || m.ownPayload }
 
 // Size is the number of bytes the message occupies on the NATS wire
 // (headers plus payload), the figure max_payload limits.

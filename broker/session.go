@@ -274,6 +274,7 @@ func (s *Session) Close() {
 // caller's (it knows the protocol's error to send).
 func (s *Session) Publish(batch *Batch, m *Message) int {
 	r := s.match(m.Subject)
+	m.fanout = len(r.Psubs) + len(r.Qsubs)
 	n := 0
 	for _, sub := range r.Psubs {
 		if !s.echo && sub.Client == s.client {

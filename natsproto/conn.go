@@ -97,7 +97,8 @@ func (c *conn) Deliver(s *broker.Subscription, m *broker.Message) bool {
 		o.Unlock()
 		return true
 	}
-	buf := o.BufferLocked()
+	// The MSG line: op, subject, sid, reply, two sizes, separators.
+	buf := o.HeadroomLocked(len(m.Subject) + len(sd.sid) + len(m.Reply) + 48)
 	if hdr {
 		buf = append(buf, "HMSG "...)
 	} else {
@@ -119,18 +120,19 @@ func (c *conn) Deliver(s *broker.Subscription, m *broker.Message) bool {
 	}
 	buf = strconv.AppendInt(buf, int64(size), 10)
 	buf = append(buf, '\r', '\n')
+	o.CommitLocked(buf)
 	if hdr {
-		buf = append(buf, m.Header...)
+		o.AppendLocked(m.Header)
 	}
-	if len(m.Payload) < transport.RefThreshold {
-		buf = append(buf, m.Payload...)
-		buf = append(buf, '\r', '\n')
-		o.SetBufferLocked(buf)
-	} else {
-		o.SetBufferLocked(buf)
+	// Share one stable copy of a large payload when it costs nothing (the
+	// payload is already stable) or saves copies (several subscribers);
+	// else copy it into the pooled chunks, which allocates nothing.
+	if len(m.Payload) >= transport.RefThreshold && (m.PayloadStable() || m.Fanout() > 1) {
 		o.AppendRefLocked(m.Stable().Payload)
-		o.AppendLocked(crlf)
+	} else {
+		o.AppendLocked(m.Payload)
 	}
+	o.AppendLocked(crlf)
 	over := o.OverLocked()
 	o.Unlock()
 	c.outMsgs.Add(1)

@@ -75,32 +75,45 @@ func (s *tlsSink) WriteBuffers(b *net.Buffers) (int64, error) {
 // ErrOutboundClosed is returned by writes after Close.
 var ErrOutboundClosed = errors.New("transport: outbound closed")
 
-type ref struct {
-	off  int // insert data after pend[:off]
-	data []byte
+// ChunkSize is the size of the pooled buffers queued bytes are copied
+// into. The queue is a list of chunks (and references to large payloads),
+// written with one writev: it never grows a buffer by copying it.
+const ChunkSize = 16 << 10
+
+// chunks is shared by every connection of every broker: a cache of free
+// memory, not running state.
+var chunks = sync.Pool{New: func() any { return new([ChunkSize]byte) }}
+
+func getChunk() []byte { return chunks.Get().(*[ChunkSize]byte)[:0] }
+
+func putChunk(b []byte) {
+	if cap(b) == ChunkSize {
+		chunks.Put((*[ChunkSize]byte)(b[:ChunkSize]))
+	}
 }
 
 // Outbound is one connection's write queue: any goroutine appends, one
-// writer goroutine (Run) swaps the queue out under the lock and writes it
+// writer goroutine (Run) takes the queue under the lock and writes it
 // outside the lock (STYLE.md habit 2). Appends never block: going over the
 // pending limit reports false, and the caller closes the connection as a
-// slow consumer.
+// slow consumer. An idle connection holds no buffer at all.
 type Outbound struct {
 	mu      sync.Mutex // guards the fields up to wake
-	pend    []byte
-	refs    []ref
-	queued  int64 // bytes in pend and refs
+	segs    net.Buffers // complete segments, in order: chunk slices and references
+	owned   [][]byte    // chunks to recycle once segs are written
+	cur     []byte      // chunk being filled; cur[start:] is not in segs yet
+	start   int
+	queued  int64 // bytes in segs and cur[start:]
 	writing int64 // bytes the writer is writing now
 	max     int64
 	closed  bool
 	abort   bool
 	wake    chan struct{}
 
-	// Writer-goroutine state.
-	spare []byte
-	sref  []ref
-	iov   net.Buffers
-	done  chan struct{}
+	// Writer-goroutine state: the slices swapped in, reused.
+	wsegs  net.Buffers
+	wowned [][]byte
+	done   chan struct{}
 }
 
 // NewOutbound makes a queue that holds at most maxPending bytes (0: no limit).
@@ -115,27 +128,64 @@ func (o *Outbound) Unlock() { o.mu.Unlock() }
 
 // AppendLocked copies p into the queue. o.mu held.
 func (o *Outbound) AppendLocked(p []byte) {
-	o.pend = append(o.pend, p...)
 	o.queued += int64(len(p))
+	for len(p) > 0 {
+		if o.cur == nil || len(o.cur) == cap(o.cur) {
+			o.nextChunk()
+		}
+		n := copy(o.cur[len(o.cur):cap(o.cur)], p)
+		o.cur = o.cur[:len(o.cur)+n]
+		p = p[n:]
+	}
 }
 
-// Buffer exposes the pending buffer for in-place appends (a protocol
-// formats a header straight into it); hand it back with SetBufferLocked.
-// o.mu held.
-func (o *Outbound) BufferLocked() []byte { return o.pend }
+// nextChunk seals the current chunk and starts a fresh one. o.mu held.
+func (o *Outbound) nextChunk() {
+	o.seal()
+	if o.cur != nil {
+		o.owned = append(o.owned, o.cur)
+	}
+	o.cur, o.start = getChunk(), 0
+}
 
-// SetBufferLocked stores a buffer obtained from BufferLocked and grown by
-// appends. o.mu held.
-func (o *Outbound) SetBufferLocked(b []byte) {
-	o.queued += int64(len(b) - len(o.pend))
-	o.pend = b
+// seal moves the unsealed tail of the current chunk into segs. o.mu held.
+func (o *Outbound) seal() {
+	if o.cur != nil && len(o.cur) > o.start {
+		o.segs = append(o.segs, o.cur[o.start:len(o.cur):len(o.cur)])
+		o.start = len(o.cur)
+	}
+}
+
+// HeadroomLocked returns the current chunk with room for at least n more
+// bytes, for a protocol to append a header into in place; hand the result
+// back with CommitLocked, having appended at most n bytes. o.mu held.
+func (o *Outbound) HeadroomLocked(n int) []byte {
+	if o.cur == nil || cap(o.cur)-len(o.cur) < n {
+		if n > ChunkSize {
+			o.seal()
+			if o.cur != nil {
+				o.owned = append(o.owned, o.cur)
+			}
+			o.cur, o.start = make([]byte, 0, n), 0 // one-off, not pooled
+		} else {
+			o.nextChunk()
+		}
+	}
+	return o.cur
+}
+
+// CommitLocked stores a buffer obtained from HeadroomLocked. o.mu held.
+func (o *Outbound) CommitLocked(b []byte) {
+	o.queued += int64(len(b) - len(o.cur))
+	o.cur = b
 }
 
 // AppendRefLocked queues a reference to p instead of a copy: p must
 // never change again (broker.Message.Stable). For payloads of at least
 // RefThreshold bytes. o.mu held.
 func (o *Outbound) AppendRefLocked(p []byte) {
-	o.refs = append(o.refs, ref{off: len(o.pend), data: p})
+	o.seal()
+	o.segs = append(o.segs, p)
 	o.queued += int64(len(p))
 }
 
@@ -211,8 +261,8 @@ func (o *Outbound) Run(sink Sink, setDeadline func(time.Time) error, deadline ti
 	return nil
 }
 
-// flushOnce writes one swapped batch. more: something was written (look
-// again before sleeping). stop: closed and drained.
+// flushOnce writes one batch. more: something was written (look again
+// before sleeping). stop: closed and drained.
 func (o *Outbound) flushOnce(sink Sink, setDeadline func(time.Time) error, deadline time.Duration) (more, stop bool, err error) {
 	o.mu.Lock()
 	if o.abort {
@@ -224,31 +274,28 @@ func (o *Outbound) flushOnce(sink Sink, setDeadline func(time.Time) error, deadl
 		o.mu.Unlock()
 		return false, closed, nil
 	}
-	buf, refs, n := o.pend, o.refs, o.queued
-	o.pend, o.refs = o.spare[:0], o.sref[:0]
+	o.seal()
+	if o.cur != nil {
+		o.owned = append(o.owned, o.cur)
+		o.cur, o.start = nil, 0
+	}
+	segs, owned, n := o.segs, o.owned, o.queued
+	o.segs, o.owned = o.wsegs[:0], o.wowned[:0]
 	o.queued, o.writing = 0, n
 	o.mu.Unlock()
 
-	o.iov = o.iov[:0]
-	prev := 0
-	for _, r := range refs {
-		if r.off > prev {
-			o.iov = append(o.iov, buf[prev:r.off])
-		}
-		o.iov = append(o.iov, r.data)
-		prev = r.off
-	}
-	if len(buf) > prev {
-		o.iov = append(o.iov, buf[prev:])
-	}
 	if setDeadline != nil && deadline > 0 {
 		_ = setDeadline(time.Now().Add(deadline))
 	}
-	iov := o.iov
+	iov := segs
 	_, err = sink.WriteBuffers(&iov)
 
-	clear(refs) // drop payload references for the GC
-	o.spare, o.sref = shrink(buf, n), refs[:0]
+	for _, c := range owned {
+		putChunk(c)
+	}
+	clear(segs) // drop payload references for the GC
+	clear(owned)
+	o.wsegs, o.wowned = shrinkList(segs), shrinkList(owned)
 	o.mu.Lock()
 	o.writing = 0
 	o.mu.Unlock()
@@ -258,11 +305,10 @@ func (o *Outbound) flushOnce(sink Sink, setDeadline func(time.Time) error, deadl
 	return true, false, nil
 }
 
-// shrink keeps a buffer for reuse unless it grew large for a burst that
-// has passed.
-func shrink(b []byte, used int64) []byte {
-	if cap(b) > 64<<10 && used < 8<<10 {
+// shrinkList keeps a segment list for reuse unless a burst made it large.
+func shrinkList(l [][]byte) [][]byte {
+	if cap(l) > 1024 {
 		return nil
 	}
-	return b[:0]
+	return l[:0]
 }

@@ -13,8 +13,8 @@ import (
 func enqueue(o *Outbound, hdr, payload []byte) bool {
 	o.Lock()
 	defer o.Unlock()
-	buf := append(o.BufferLocked(), hdr...)
-	o.SetBufferLocked(buf)
+	buf := append(o.HeadroomLocked(len(hdr)), hdr...)
+	o.CommitLocked(buf)
 	if len(payload) >= RefThreshold {
 		o.AppendRefLocked(payload)
 	} else {
@@ -30,7 +30,7 @@ func TestOutboundWritesInOrderAndDrainsPending(t *testing.T) {
 	go o.Run(ConnSink(server), nil, 0)
 	var want bytes.Buffer
 	for i := range 40 {
-		size := []int{3, 5000, 100, 9000}[i%4]
+		size := []int{3, 5000, 100, 9000, 3000, 4095, 20000}[i%7]
 		p := bytes.Repeat([]byte{byte('a' + i%26)}, size)
 		h := []byte("H" + string(rune('0'+i%10)))
 		want.Write(h)
