@@ -195,7 +195,8 @@ func (c *conn) serve(ctx context.Context) error {
 		_ = c.nc.Close()
 		return err
 	}
-	c.b.Go(c.writeLoop)
+	wd := c.b.Options().WriteDeadline
+	c.out.Start(transport.ConnSink(c.nc), c.nc.SetWriteDeadline, wd, c.b.Go, c.writerEnded)
 	if c.b.AuthRequired() {
 		c.authTimer = time.AfterFunc(opts.AuthTimeout, func() {
 			c.Close(errAuthTimeout)
@@ -227,9 +228,9 @@ func (c *conn) refuse(err error) error {
 	return err
 }
 
-func (c *conn) writeLoop() {
-	wd := c.b.Options().WriteDeadline
-	err := c.out.Run(transport.ConnSink(c.nc), c.nc.SetWriteDeadline, wd)
+// writerEnded runs once the outbound queue is closed and drained, or a
+// write failed: the socket is closed, which ends the read loop.
+func (c *conn) writerEnded(err error) {
 	if err != nil && !c.closing.Load() {
 		// A write that times out is a slow consumer, as in nats-server.
 		c.b.CountSlowConsumer()

@@ -108,17 +108,46 @@ type Outbound struct {
 	max     int64
 	closed  bool
 	abort   bool
-	wake    chan struct{}
+	running bool // a writer goroutine exists
+	ended   bool // the writer finished for good (closed and drained, or failed)
 
+	w    writer
+	done chan struct{}
+}
+
+// writer is how the queue is written; set once by Start.
+type writer struct {
+	sink        Sink
+	setDeadline func(time.Time) error
+	deadline    time.Duration
+	spawn       func(func())
+	onEnd       func(error)
 	// Writer-goroutine state: the slices swapped in, reused.
-	wsegs  net.Buffers
-	wowned [][]byte
-	done   chan struct{}
+	segs  net.Buffers
+	owned [][]byte
 }
 
 // NewOutbound makes a queue that holds at most maxPending bytes (0: no limit).
 func NewOutbound(maxPending int64) *Outbound {
-	return &Outbound{max: maxPending, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	return &Outbound{max: maxPending, done: make(chan struct{})}
+}
+
+// Start sets how the queue is written. The writer goroutine is started
+// through spawn only while there is something to write, and exits when
+// the queue is empty, so an idle connection costs no goroutine. Each write
+// has deadline (0: none; setDeadline may be nil). onEnd runs once, on the
+// writer goroutine, when the queue is closed and drained (err nil) or a
+// write failed (the queue is then closed and its contents dropped).
+func (o *Outbound) Start(sink Sink, setDeadline func(time.Time) error, deadline time.Duration, spawn func(func()), onEnd func(error)) {
+	o.mu.Lock()
+	if o.ended { // closed before it started: nothing will be written
+		o.mu.Unlock()
+		onEnd(nil)
+		return
+	}
+	o.w = writer{sink: sink, setDeadline: setDeadline, deadline: deadline, spawn: spawn, onEnd: onEnd}
+	o.mu.Unlock()
+	o.Wake()
 }
 
 // Lock and Unlock let a protocol append several pieces atomically with
@@ -218,52 +247,83 @@ func (o *Outbound) Pending() int64 {
 	return o.queued + o.writing
 }
 
-// Wake tells the writer there is something to write. Never blocks.
+// Wake makes sure a writer runs when there is something to write (or the
+// queue was closed). Never blocks; cheap when the writer already runs.
 func (o *Outbound) Wake() {
-	select {
-	case o.wake <- struct{}{}:
-	default:
+	o.mu.Lock()
+	if o.running || o.ended || o.w.spawn == nil || (o.queued == 0 && !o.closed) {
+		o.mu.Unlock()
+		return
 	}
+	o.running = true
+	spawn := o.w.spawn
+	o.mu.Unlock()
+	spawn(o.run)
 }
 
 // Close stops the queue. With flush, the writer writes what is queued
-// first; without (slow consumer, write error), it drops it. Run returns
-// after that; Done is closed then.
+// first; without (slow consumer, write error), it drops it. Done is closed
+// once the writer has finished.
 func (o *Outbound) Close(flush bool) {
 	o.mu.Lock()
 	o.closed = true
 	if !flush {
 		o.abort = true
 	}
+	noWriter := o.w.spawn == nil && !o.ended
+	if noWriter {
+		o.ended = true
+	}
 	o.mu.Unlock()
+	if noWriter { // never started: nothing can be written
+		close(o.done)
+		return
+	}
 	o.Wake()
 }
 
-// Done is closed when Run has returned.
+// Done is closed when the writer has finished for good.
 func (o *Outbound) Done() <-chan struct{} { return o.done }
 
-// Run is the writer goroutine: it writes batches to sink until Close, with
-// deadline on each write (0: none). setDeadline may be nil. It returns the
-// write error that ended it, or nil after Close.
-func (o *Outbound) Run(sink Sink, setDeadline func(time.Time) error, deadline time.Duration) error {
-	defer close(o.done)
-	for range o.wake {
-		for {
-			more, stop, err := o.flushOnce(sink, setDeadline, deadline)
-			if err != nil || stop {
-				return err
-			}
-			if !more {
-				break
-			}
+// run is the writer goroutine: it writes batches until the queue is empty,
+// then exits (or, once closed and drained, ends the queue).
+func (o *Outbound) run() {
+	for {
+		more, stop, err := o.flushOnce()
+		if err != nil || stop {
+			o.end(err)
+			return
 		}
+		if more {
+			continue
+		}
+		o.mu.Lock()
+		if o.queued > 0 || o.closed {
+			o.mu.Unlock()
+			continue
+		}
+		o.running = false
+		o.mu.Unlock()
+		return
 	}
-	return nil
+}
+
+func (o *Outbound) end(err error) {
+	o.mu.Lock()
+	o.closed, o.ended, o.running = true, true, false
+	if err != nil {
+		o.abort = true
+	}
+	o.mu.Unlock()
+	if o.w.onEnd != nil {
+		o.w.onEnd(err)
+	}
+	close(o.done)
 }
 
 // flushOnce writes one batch. more: something was written (look again
 // before sleeping). stop: closed and drained.
-func (o *Outbound) flushOnce(sink Sink, setDeadline func(time.Time) error, deadline time.Duration) (more, stop bool, err error) {
+func (o *Outbound) flushOnce() (more, stop bool, err error) {
 	o.mu.Lock()
 	if o.abort {
 		o.mu.Unlock()
@@ -280,23 +340,23 @@ func (o *Outbound) flushOnce(sink Sink, setDeadline func(time.Time) error, deadl
 		o.cur, o.start = nil, 0
 	}
 	segs, owned, n := o.segs, o.owned, o.queued
-	o.segs, o.owned = o.wsegs[:0], o.wowned[:0]
+	o.segs, o.owned = o.w.segs[:0], o.w.owned[:0]
 	o.queued, o.writing = 0, n
 	o.mu.Unlock()
 
-	if setDeadline != nil && deadline > 0 {
-		_ = setDeadline(time.Now().Add(deadline))
+	if o.w.setDeadline != nil && o.w.deadline > 0 {
+		_ = o.w.setDeadline(time.Now().Add(o.w.deadline))
 	}
 	iov := segs
-	_, err = sink.WriteBuffers(&iov)
+	_, err = o.w.sink.WriteBuffers(&iov)
 
 	for _, c := range owned {
 		putChunk(c)
 	}
 	clear(segs) // drop payload references for the GC
 	clear(owned)
-	o.wsegs, o.wowned = shrinkList(segs), shrinkList(owned)
 	o.mu.Lock()
+	o.w.segs, o.w.owned = shrinkList(segs), shrinkList(owned)
 	o.writing = 0
 	o.mu.Unlock()
 	if err != nil {

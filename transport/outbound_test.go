@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -27,7 +28,7 @@ func enqueue(o *Outbound, hdr, payload []byte) bool {
 func TestOutboundWritesInOrderAndDrainsPending(t *testing.T) {
 	client, server := net.Pipe()
 	o := NewOutbound(1 << 20)
-	go o.Run(ConnSink(server), nil, 0)
+	o.Start(ConnSink(server), nil, 0, func(f func()) { go f() }, nil)
 	var want bytes.Buffer
 	for i := range 40 {
 		size := []int{3, 5000, 100, 9000, 3000, 4095, 20000}[i%7]
@@ -77,7 +78,7 @@ func TestOutboundCloseFlushes(t *testing.T) {
 	client, server := net.Pipe()
 	o := NewOutbound(0)
 	done := make(chan error, 1)
-	go func() { done <- o.Run(ConnSink(server), nil, 0) }()
+	o.Start(ConnSink(server), nil, 0, func(f func()) { go f() }, func(err error) { done <- err })
 	o.Write([]byte("last words"))
 	o.Close(true)
 	buf := make([]byte, 10)
@@ -90,5 +91,36 @@ func TestOutboundCloseFlushes(t *testing.T) {
 	}
 	if o.Write([]byte("x")) {
 		t.Fatal("Write after Close must report false")
+	}
+}
+
+// TestOutboundWriterOnlyWhileBusy checks the writer goroutine exits when
+// the queue is empty and a new one starts for the next burst.
+func TestOutboundWriterOnlyWhileBusy(t *testing.T) {
+	client, server := net.Pipe()
+	o := NewOutbound(0)
+	var spawned, running atomic.Int32
+	o.Start(ConnSink(server), nil, 0, func(f func()) {
+		spawned.Add(1)
+		running.Add(1)
+		go func() { defer running.Add(-1); f() }()
+	}, nil)
+	buf := make([]byte, 5)
+	for round := range 3 {
+		o.Write([]byte("hello"))
+		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "hello" {
+			t.Fatalf("round %d: %q, %v", round, buf, err)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for running.Load() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: writer still running with nothing to write", round)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if n := spawned.Load(); n != 3 {
+		t.Fatalf("spawned %d writers for 3 bursts, want 3", n)
 	}
 }
