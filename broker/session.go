@@ -128,7 +128,6 @@ func (b *Broker) Connect(c Client, id *auth.Identity, o ConnectOptions) (*Sessio
 		b:      b,
 		client: c,
 		echo:   !o.NoEcho,
-		subs:   make(map[*Subscription]struct{}),
 		info: ClientInfo{
 			ID: b.NextClientID(), Transport: o.Transport, ConnType: o.ConnType,
 			Name: o.Name, Remote: o.Remote, Identity: id,
@@ -220,6 +219,9 @@ func (s *Session) Subscribe(sub *Subscription) error {
 		return err
 	}
 	sub.sess = s
+	if s.subs == nil {
+		s.subs = make(map[*Subscription]struct{})
+	}
 	s.subs[sub] = struct{}{}
 	return nil
 }

@@ -65,7 +65,6 @@ type conn struct {
 	// Read loop state.
 	batch     broker.Batch
 	msg       broker.Message
-	nr        broker.Message // no-responders status message scratch
 	connected bool
 	verbose   bool
 	pedantic  bool
@@ -415,9 +414,9 @@ func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte, owned bool) err
 var noRespHeader = []byte("NATS/1.0 503\r\n\r\n")
 
 func (c *conn) noResponders(reply []byte) {
-	c.nr = broker.Message{Subject: reply, Header: noRespHeader, Payload: []byte{}}
-	c.nr.Borrow()
-	c.sess.DeliverNoResponders(&c.batch, &c.nr)
+	nr := &broker.Message{Subject: reply, Header: noRespHeader, Payload: []byte{}}
+	nr.Borrow()
+	c.sess.DeliverNoResponders(&c.batch, nr)
 }
 
 func (c *conn) onSub(subj, queue, sid []byte) error {
