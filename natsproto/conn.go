@@ -63,6 +63,8 @@ type conn struct {
 	ws    bool
 
 	// Read loop state.
+	rb        readBuf
+	handoff   bool // move the read loop to a fresh goroutine after CONNECT
 	batch     broker.Batch
 	msg       broker.Message
 	connected bool
@@ -180,30 +182,52 @@ func (c *conn) serve(ctx context.Context) error {
 	// goroutine, may stop it as soon as the broker knows the client.
 	c.pingTimer = time.AfterFunc(time.Hour, c.ping)
 	c.pingTimer.Stop()
-	defer c.pingTimer.Stop()
 	var err error
 	c.sess, err = c.b.Connect(c, nil, broker.ConnectOptions{
 		Transport: c.t.Name(), ConnType: c.connType(), Remote: c.nc.RemoteAddr().String(),
 	})
 	if err != nil {
+		c.pingTimer.Stop()
 		return c.refuse(err)
 	}
-	defer c.sess.Close()
 	c.nc, err = c.t.sendInfo(ctx, c)
 	if err != nil {
 		_ = c.nc.Close()
+		c.finish()
 		return err
 	}
-	wd := c.b.Options().WriteDeadline
-	c.out.Start(transport.ConnSink(c.nc), c.nc.SetWriteDeadline, wd, c.b.Go, c.writerEnded)
+	c.out.Start(transport.ConnSink(c.nc), c.nc.SetWriteDeadline, opts.WriteDeadline, c.b.Go, c.writerEnded)
 	if c.b.AuthRequired() {
 		c.authTimer = time.AfterFunc(opts.AuthTimeout, func() {
 			c.Close(errAuthTimeout)
 		})
-		defer c.authTimer.Stop()
 	}
 	c.pingTimer.Reset(opts.PingInterval)
-	return c.readLoop()
+	c.rb.b = make([]byte, minReadBuf)
+	err = c.readLoop(c.handoff)
+	if err == errHandoff {
+		// CONNECT (JSON, auth) grew this goroutine's stack; go on reading
+		// on a fresh one so an idle connection keeps a small stack.
+		c.b.Go(func() {
+			_ = c.readLoop(false)
+			c.finish()
+		})
+		return nil
+	}
+	c.finish()
+	return err
+}
+
+// errHandoff tells serve the read loop should continue on a new goroutine.
+var errHandoff = errors.New("natsproto: hand off the read loop")
+
+// finish releases what the read loop held, once it has ended.
+func (c *conn) finish() {
+	c.pingTimer.Stop()
+	if c.authTimer != nil {
+		c.authTimer.Stop()
+	}
+	c.sess.Close()
 }
 
 func (c *conn) connType() auth.ConnType {
@@ -238,8 +262,10 @@ func (c *conn) writerEnded(err error) {
 	_ = c.nc.Close()
 }
 
-func (c *conn) readLoop() error {
-	rb := readBuf{b: make([]byte, minReadBuf)}
+// readLoop reads and parses until the connection ends. With handoff it
+// returns errHandoff after the read that completed CONNECT.
+func (c *conn) readLoop(handoff bool) error {
+	rb := &c.rb
 	for {
 		var n int
 		var err, perr error
@@ -264,6 +290,9 @@ func (c *conn) readLoop() error {
 		if err != nil {
 			c.Close(err)
 			return nil
+		}
+		if handoff && c.connected {
+			return errHandoff
 		}
 	}
 }

@@ -73,7 +73,8 @@ func (t *Transport) Name() string { return "nats" }
 // Serve accepts connections until Close.
 func (t *Transport) Serve(ctx context.Context, b *broker.Broker) error {
 	return t.Accept(ctx, b.Go, func(nc net.Conn) {
-		_ = t.serveConn(ctx, b, nc, false)
+		c := &conn{b: b, t: t, nc: nc, handoff: true}
+		_ = t.start(ctx, c)
 	})
 }
 
@@ -84,7 +85,11 @@ func (t *Transport) ServeConn(ctx context.Context, b *broker.Broker, nc net.Conn
 }
 
 func (t *Transport) serveConn(ctx context.Context, b *broker.Broker, nc net.Conn, ws bool) error {
-	c := &conn{b: b, t: t, nc: nc, ws: ws}
+	return t.start(ctx, &conn{b: b, t: t, nc: nc, ws: ws})
+}
+
+// start serves c. Without c.handoff it returns when the connection ends.
+func (t *Transport) start(ctx context.Context, c *conn) error {
 	if t.opts.Nonce {
 		var raw [11]byte
 		_, _ = rand.Read(raw[:])
