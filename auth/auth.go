@@ -94,17 +94,37 @@ func (f AuthenticatorFunc) Authenticate(ctx context.Context, c *Credentials) (*I
 }
 
 // Chain asks each Authenticator in turn; the first that accepts wins, the
-// first error stops the chain.
+// first error stops the chain. nil members are skipped. The chain requires
+// a nonce when any member does (NonceRequirer).
 func Chain(as ...Authenticator) Authenticator {
-	return AuthenticatorFunc(func(ctx context.Context, c *Credentials) (*Identity, bool, error) {
-		for _, a := range as {
-			id, ok, err := a.Authenticate(ctx, c)
-			if err != nil || ok {
-				return id, ok, err
-			}
+	c := make(chain, 0, len(as))
+	for _, a := range as {
+		if a != nil {
+			c = append(c, a)
 		}
-		return nil, false, nil
-	})
+	}
+	return c
+}
+
+type chain []Authenticator
+
+func (ch chain) Authenticate(ctx context.Context, c *Credentials) (*Identity, bool, error) {
+	for _, a := range ch {
+		id, ok, err := a.Authenticate(ctx, c)
+		if err != nil || ok {
+			return id, ok, err
+		}
+	}
+	return nil, false, nil
+}
+
+func (ch chain) NonceRequired() bool {
+	for _, a := range ch {
+		if NonceRequired(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // Credentials is everything a peer presented. Secrets are redacted by

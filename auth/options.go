@@ -1,6 +1,9 @@
 package auth
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 // User is one entry of `authorization { users [...] }` (or the single
 // user/password of `authorization {}` and --user/--pass).
@@ -17,7 +20,7 @@ type User struct {
 
 // ResponsePermission is `allow_responses`: a subscriber may publish to the
 // reply subjects of requests it received, at most Max times each
-// (0: 1) within Expires (0: no limit).
+// (0: 1) within Expires (0: 2 minutes, nats-server's defaults).
 type ResponsePermission struct {
 	Max     int
 	Expires time.Duration
@@ -58,4 +61,13 @@ type Options struct {
 
 	TLSMap      bool // tls { verify_and_map }: the client certificate names the user
 	ExternalJWT *ExternalJWT
+
+	// NoAuthUsers overrides NoAuthUser per connection type (websocket {
+	// no_auth_user } for WEBSOCKET; mqtt { no_auth_user } for MQTT and
+	// MQTT_WS).
+	NoAuthUsers map[ConnType]string
+	// Logger receives start-up warnings (plain-text passwords) and, at
+	// debug level, why a connection was refused. nil: discard. Secrets
+	// never reach it.
+	Logger *slog.Logger
 }

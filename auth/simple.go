@@ -1,31 +1,25 @@
 package auth
 
-import (
-	"context"
-	"crypto/subtle"
-)
+import "context"
 
-// equal compares secrets in constant time.
-func equal(a, b string) bool {
-	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
-}
-
-// UserPassword accepts one user name and password (nats-server's
-// `authorization { user, password }` and `--user`/`--pass`).
+// UserPassword accepts one user name and password, plain or bcrypt
+// (nats-server's `authorization { user, password }` and `--user`/`--pass`).
 func UserPassword(user, password string) Authenticator {
+	bc := isBcrypt(password)
 	return AuthenticatorFunc(func(_ context.Context, c *Credentials) (*Identity, bool, error) {
-		if c.User == "" || !equal(c.User, user) || !equal(c.Password, password) {
+		if c.User == "" || !equal(c.User, user) || !compare(password, bc, c.Password) {
 			return nil, false, nil
 		}
 		return &Identity{Name: user}, true, nil
 	})
 }
 
-// Token accepts one token (nats-server's `authorization { token }` and
-// `--auth`).
+// Token accepts one token, plain or bcrypt (nats-server's
+// `authorization { token }` and `--auth`).
 func Token(token string) Authenticator {
+	bc := isBcrypt(token)
 	return AuthenticatorFunc(func(_ context.Context, c *Credentials) (*Identity, bool, error) {
-		if c.Token == "" || !equal(c.Token, token) {
+		if c.Token == "" || !compare(token, bc, c.Token) {
 			return nil, false, nil
 		}
 		return &Identity{Name: "token"}, true, nil

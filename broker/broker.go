@@ -135,6 +135,7 @@ type Broker struct {
 	closedIn struct{ msgs, bytes int64 } // counters of sessions gone
 	services []Service
 	onStop   []func(context.Context) error
+	users    userConns // connections per identity (max_connections)
 
 	sysOnce sync.Once
 	sys     *Local

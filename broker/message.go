@@ -1,6 +1,10 @@
 package broker
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/busbar/busbar/auth"
+)
 
 // Message is one published message in canonical NATS form. Transports map
 // their own topic syntax (MQTT) to Subject at the edge.
@@ -96,7 +100,8 @@ type Subscription struct {
 
 	// max is the number of deliveries after which the subscription ends
 	// (NATS UNSUB sid max); 0 means unlimited. delivered counts them.
-	sess      *Session // set by Session.Subscribe
+	sess      *Session          // set by Session.Subscribe
+	deny      *auth.Permissions // subscribe deny entries this filter overlaps: checked per delivery
 	max       atomic.Int64
 	delivered atomic.Int64
 	closed    atomic.Bool

@@ -29,6 +29,9 @@ type Session struct {
 	mcache  map[string]*Result // router results, valid for router generation mgen
 	mgen    uint64
 
+	resp    *replyPerms // allow_responses; set by Admit before any delivery
+	userKey string      // counted against the identity's max_connections
+
 	inMsgs, inBytes atomic.Int64 // written by the publisher, read by Stats
 }
 
@@ -189,14 +192,14 @@ func (s *Session) CanPublish(subj []byte) bool {
 		return true
 	}
 	if v, ok := s.pubPerm[string(subj)]; ok {
-		return v
+		return v || s.replyAllowed(subj)
 	}
 	v := p.CanPublish(subj)
 	if s.pubPerm == nil || len(s.pubPerm) > 1024 {
 		s.pubPerm = make(map[string]bool)
 	}
 	s.pubPerm[string(subj)] = v
-	return v
+	return v || s.replyAllowed(subj)
 }
 
 // Subscribe adds sub (whose Client must be this session's) to the router.
@@ -204,8 +207,13 @@ func (s *Session) Subscribe(sub *Subscription) error {
 	if !subject.ValidFilter(sub.Subject) {
 		return ErrInvalidSubject
 	}
-	if p := s.perms(); p != nil && !p.CanSubscribe(sub.Subject, sub.Queue) {
-		return ErrPermSubscribe
+	if p := s.perms(); p != nil {
+		if !p.CanSubscribe(sub.Subject, sub.Queue) {
+			return ErrPermSubscribe
+		}
+		if p.NeedsDeliveryFilter(sub.Subject, sub.Queue) {
+			sub.deny = p
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -254,6 +262,7 @@ func (s *Session) Close() {
 		return
 	}
 	s.closed = true
+	s.releaseUser()
 	subs := s.subs
 	s.subs = nil
 	s.mu.Unlock()
@@ -314,6 +323,9 @@ func (s *Session) deliverQueue(batch *Batch, q []*Subscription, m *Message) bool
 }
 
 func (s *Session) deliver(batch *Batch, sub *Subscription, m *Message) bool {
+	if sub.deny != nil && !sub.deny.CanReceive(m.Subject, sub.Queue) {
+		return false
+	}
 	ok, last := sub.take()
 	if !ok {
 		return false
@@ -326,6 +338,7 @@ func (s *Session) deliver(batch *Batch, sub *Subscription, m *Message) bool {
 		return false
 	}
 	batch.add(c)
+	noteReply(sub, m)
 	if last {
 		s.b.removeSub(sub)
 	}

@@ -404,7 +404,14 @@ func (c *conn) authenticate(o *connectOpts) error {
 	if err != nil {
 		return errAuthViolation
 	}
-	c.sess.SetIdentity(id)
+	if err := c.sess.Admit(id); err != nil {
+		return errMaxConns // the identity's own max_connections
+	}
+	if id != nil && !id.Expires.IsZero() {
+		// Credentials that expire (JWT exp, connect times) end the
+		// connection then; finish stops the timer.
+		c.authTimer = time.AfterFunc(time.Until(id.Expires), func() { c.Close(errAuthExpired) })
+	}
 	return nil
 }
 

@@ -90,7 +90,7 @@ func (t *Transport) serveConn(ctx context.Context, b *broker.Broker, nc net.Conn
 
 // start serves c. Without c.handoff it returns when the connection ends.
 func (t *Transport) start(ctx context.Context, c *conn) error {
-	if t.opts.Nonce {
+	if t.opts.Nonce || c.b.NonceRequired() {
 		var raw [11]byte
 		_, _ = rand.Read(raw[:])
 		c.nonce = []byte(base64.RawURLEncoding.EncodeToString(raw[:]))
