@@ -15,7 +15,7 @@ import (
 // NonceRequired reports whether transports must send a nonce (NKEY and
 // NATS JWT users sign it).
 func (b *Broker) NonceRequired() bool {
-	a := b.opts.Authenticator
+	a := b.opts.Load().Authenticator
 	return a != nil && auth.NonceRequired(a)
 }
 

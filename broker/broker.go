@@ -118,7 +118,8 @@ type Service interface {
 
 // Broker is one running message broker.
 type Broker struct {
-	opts     Options
+	opts     atomic.Pointer[Options] // replaced whole by Reload; read with Load
+	reloadMu sync.Mutex              // serializes Reload
 	log      *slog.Logger
 	id       string
 	router   *sublist
@@ -149,16 +150,16 @@ func New(opts Options) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{
-		opts:    opts,
 		log:     opts.Logger,
 		id:      newServerID(),
 		router:  newSublist(),
 		start:   time.Now(),
 		clients: make(map[uint64]*Session),
 	}
-	if b.opts.ServerName == "" {
-		b.opts.ServerName = b.id
+	if opts.ServerName == "" {
+		opts.ServerName = b.id
 	}
+	b.opts.Store(&opts)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil
 }
@@ -173,7 +174,7 @@ func newServerID() string {
 func (b *Broker) ID() string { return b.id }
 
 // Options returns the options in effect (defaults applied).
-func (b *Broker) Options() Options { return b.opts }
+func (b *Broker) Options() Options { return *b.opts.Load() }
 
 // Logger is the broker's logger; transports log through it.
 func (b *Broker) Logger() *slog.Logger { return b.log }

@@ -107,7 +107,7 @@ func (l *Local) publishN(subj, reply, hdr, data []byte) (int, error) {
 	if l.closed.Load() {
 		return 0, ErrSessionClosed
 	}
-	if len(hdr)+len(data) > l.b.opts.MaxPayload {
+	if len(hdr)+len(data) > l.b.opts.Load().MaxPayload {
 		return 0, ErrMaxPayload
 	}
 	l.pubMu.Lock()
@@ -270,7 +270,7 @@ func (l *Local) Deliver(s *Subscription, m *Message) bool {
 	l.qmu.Lock()
 	l.queue = append(l.queue, delivery{sub: s, m: *m})
 	l.pending += int64(len(m.Payload) + len(m.Header))
-	over := l.pending > l.b.opts.MaxPending
+	over := l.pending > l.b.opts.Load().MaxPending
 	l.qmu.Unlock()
 	return !over
 }

@@ -100,8 +100,8 @@ type Subscription struct {
 
 	// max is the number of deliveries after which the subscription ends
 	// (NATS UNSUB sid max); 0 means unlimited. delivered counts them.
-	sess      *Session          // set by Session.Subscribe
-	deny      *auth.Permissions // subscribe deny entries this filter overlaps: checked per delivery
+	sess      *Session                         // set by Session.Subscribe
+	deny      atomic.Pointer[auth.Permissions] // subscribe deny entries this filter overlaps: checked per delivery; Reload replaces it
 	max       atomic.Int64
 	delivered atomic.Int64
 	closed    atomic.Bool

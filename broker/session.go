@@ -26,6 +26,7 @@ type Session struct {
 
 	// Publisher-goroutine state (one reader per session): no lock.
 	pubPerm map[string]bool    // permission verdicts by subject, when perms are set
+	permID  *auth.Identity     // the identity pubPerm was computed for
 	mcache  map[string]*Result // router results, valid for router generation mgen
 	mgen    uint64
 
@@ -33,6 +34,9 @@ type Session struct {
 	userKey string      // counted against the identity's max_connections
 
 	inMsgs, inBytes atomic.Int64 // written by the publisher, read by Stats
+
+	ident atomic.Pointer[auth.Identity] // info.Identity, readable without mu
+	creds *auth.Credentials             // what the client presented (Remember); guarded by mu
 }
 
 // sessionCacheMax bounds a session's own match cache.
@@ -91,7 +95,7 @@ type ConnectOptions struct {
 // Authenticate runs the broker's Authenticator on cr. With no
 // Authenticator every connection is accepted anonymously.
 func (b *Broker) Authenticate(ctx context.Context, cr *auth.Credentials) (*auth.Identity, error) {
-	a := b.opts.Authenticator
+	a := b.opts.Load().Authenticator
 	if a == nil {
 		return nil, nil
 	}
@@ -114,14 +118,14 @@ func (b *Broker) Authenticate(ctx context.Context, cr *auth.Credentials) (*auth.
 }
 
 // AuthRequired reports whether clients must present credentials.
-func (b *Broker) AuthRequired() bool { return b.opts.Authenticator != nil }
+func (b *Broker) AuthRequired() bool { return b.opts.Load().Authenticator != nil }
 
 // Connect registers an authenticated client. id may be nil (anonymous).
 func (b *Broker) Connect(c Client, id *auth.Identity, o ConnectOptions) (*Session, error) {
 	if b.closed.Load() {
 		return nil, ErrClosed
 	}
-	if max := b.opts.MaxConnections; max > 0 && b.nconns.Add(1) > int64(max) {
+	if max := b.opts.Load().MaxConnections; max > 0 && b.nconns.Add(1) > int64(max) {
 		b.nconns.Add(-1)
 		return nil, ErrMaxConnections
 	} else if max <= 0 {
@@ -136,6 +140,7 @@ func (b *Broker) Connect(c Client, id *auth.Identity, o ConnectOptions) (*Sessio
 			Name: o.Name, Remote: o.Remote, Identity: id,
 		},
 	}
+	s.ident.Store(id)
 	b.mu.Lock()
 	b.clients[s.info.ID] = s
 	b.mu.Unlock()
@@ -154,6 +159,7 @@ func (s *Session) Client() Client { return s.client }
 func (s *Session) SetIdentity(id *auth.Identity) {
 	s.mu.Lock()
 	s.info.Identity = id
+	s.ident.Store(id)
 	s.pubPerm = nil
 	s.mu.Unlock()
 }
@@ -177,11 +183,13 @@ func (s *Session) Snapshot() ClientInfo {
 }
 
 // perms is read on the read loop, which is the only writer of Identity.
+// Reload may replace the identity from another goroutine, hence the
+// atomic copy.
 func (s *Session) perms() *auth.Permissions {
-	if s.info.Identity == nil {
-		return nil
+	if id := s.ident.Load(); id != nil {
+		return id.Perms
 	}
-	return s.info.Identity.Perms
+	return nil
 }
 
 // CanPublish checks the identity's publish permission, caching verdicts.
@@ -190,6 +198,9 @@ func (s *Session) CanPublish(subj []byte) bool {
 	p := s.perms()
 	if p == nil {
 		return true
+	}
+	if id := s.ident.Load(); id != s.permID { // Reload changed the identity
+		s.pubPerm, s.permID = nil, id
 	}
 	if v, ok := s.pubPerm[string(subj)]; ok {
 		return v || s.replyAllowed(subj)
@@ -212,7 +223,7 @@ func (s *Session) Subscribe(sub *Subscription) error {
 			return ErrPermSubscribe
 		}
 		if p.NeedsDeliveryFilter(sub.Subject, sub.Queue) {
-			sub.deny = p
+			sub.deny.Store(p)
 		}
 	}
 	s.mu.Lock()
@@ -220,7 +231,7 @@ func (s *Session) Subscribe(sub *Subscription) error {
 	if s.closed {
 		return ErrSessionClosed
 	}
-	if max := s.b.opts.MaxSubscriptions; max > 0 && len(s.subs) >= max {
+	if max := s.b.opts.Load().MaxSubscriptions; max > 0 && len(s.subs) >= max {
 		return ErrMaxSubs
 	}
 	if err := s.b.router.Insert(sub); err != nil {
@@ -323,7 +334,7 @@ func (s *Session) deliverQueue(batch *Batch, q []*Subscription, m *Message) bool
 }
 
 func (s *Session) deliver(batch *Batch, sub *Subscription, m *Message) bool {
-	if sub.deny != nil && !sub.deny.CanReceive(m.Subject, sub.Queue) {
+	if d := sub.deny.Load(); d != nil && !d.CanReceive(m.Subject, sub.Queue) {
 		return false
 	}
 	ok, last := sub.take()

@@ -85,7 +85,10 @@ type conn struct {
 	outBytes  atomic.Int64
 }
 
-var _ broker.Client = (*conn)(nil)
+var (
+	_ broker.Client              = (*conn)(nil)
+	_ broker.SubscriptionRevoker = (*conn)(nil)
+)
 
 // Deliver formats MSG/HMSG for s into the outbound queue. Publisher's
 // goroutine; never blocks.
@@ -161,8 +164,11 @@ func (c *conn) Close(reason error) {
 		return
 	}
 	var pe *protoError
-	if errors.As(reason, &pe) {
+	switch {
+	case errors.As(reason, &pe):
 		c.out.Write(errLine(pe.text))
+	case errors.Is(reason, auth.ErrNotAuthorized): // refused at a reload
+		c.out.Write(errLine(errAuthViolation.text))
 	}
 	c.out.Close(true)
 }
@@ -365,9 +371,13 @@ func (c *conn) onConnect(arg []byte) error {
 	if o.NoResponders && !o.Headers {
 		return errNoRespNeedsHeaders
 	}
-	if c.b.AuthRequired() && !c.connected {
-		if err := c.authenticate(&o); err != nil {
-			return err
+	if !c.connected {
+		if c.b.AuthRequired() {
+			if err := c.authenticate(&o); err != nil {
+				return err
+			}
+		} else {
+			c.sess.Remember(c.credentials(&o)) // checked if a reload adds authentication
 		}
 	}
 	c.verbose, c.pedantic, c.headers, c.noResp = o.Verbose, o.Pedantic, o.Headers, o.NoResponders
@@ -382,6 +392,25 @@ func (c *conn) authenticate(o *connectOpts) error {
 	if c.authTimer != nil {
 		c.authTimer.Stop()
 	}
+	cr := c.credentials(o)
+	id, err := c.b.Authenticate(context.Background(), cr)
+	if err != nil {
+		return errAuthViolation
+	}
+	if err := c.sess.Admit(id); err != nil {
+		return errMaxConns // the identity's own max_connections
+	}
+	c.sess.Remember(cr) // a reload checks them again
+	if id != nil && !id.Expires.IsZero() {
+		// Credentials that expire (JWT exp, connect times) end the
+		// connection then; finish stops the timer.
+		c.authTimer = time.AfterFunc(time.Until(id.Expires), func() { c.Close(errAuthExpired) })
+	}
+	return nil
+}
+
+// credentials gathers what the client presented in CONNECT.
+func (c *conn) credentials(o *connectOpts) *auth.Credentials {
 	cr := &auth.Credentials{
 		Conn: c.connType(), RemoteAddr: c.nc.RemoteAddr(),
 		User: o.User, Password: o.Pass, Token: o.AuthToken, JWT: o.JWT, NKey: o.NKey,
@@ -400,19 +429,23 @@ func (c *conn) authenticate(o *connectOpts) error {
 		st := ts.ConnectionState()
 		cr.TLS = &st
 	}
-	id, err := c.b.Authenticate(context.Background(), cr)
-	if err != nil {
-		return errAuthViolation
+	return cr
+}
+
+// Revoked tells the client a reload removed sub (nats-server's text).
+// Any goroutine.
+func (c *conn) Revoked(s *broker.Subscription) {
+	sd := s.Opaque.(*sub)
+	c.mu.Lock()
+	if c.subs[string(sd.sid)] == s {
+		delete(c.subs, string(sd.sid))
 	}
-	if err := c.sess.Admit(id); err != nil {
-		return errMaxConns // the identity's own max_connections
+	c.mu.Unlock()
+	if len(s.Queue) > 0 {
+		c.sendErr(fmt.Sprintf("Permissions Violation for Subscription to %q using queue %q (sid %q)", s.Subject, s.Queue, sd.sid))
+	} else {
+		c.sendErr(fmt.Sprintf("Permissions Violation for Subscription to %q (sid %q)", s.Subject, sd.sid))
 	}
-	if id != nil && !id.Expires.IsZero() {
-		// Credentials that expire (JWT exp, connect times) end the
-		// connection then; finish stops the timer.
-		c.authTimer = time.AfterFunc(time.Until(id.Expires), func() { c.Close(errAuthExpired) })
-	}
-	return nil
 }
 
 func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte, owned bool) error {

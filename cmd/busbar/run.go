@@ -9,13 +9,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
-	"github.com/busbar/busbar/natsproto"
+	"github.com/busbar/busbar/config"
+	"github.com/busbar/busbar/transport"
 )
 
 // flags are nats-server's command-line options that busbar implements.
@@ -23,6 +25,7 @@ type flags struct {
 	host, user, pass, token, logFile, config string
 	port, httpPort                           int
 	debug, trace, debugTrace, version, check bool
+	set                                      map[string]bool // flags given on the command line
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -58,39 +61,120 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	f.set = make(map[string]bool)
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("busbar: unexpected argument %q (see busbar -h)", fs.Arg(0))
 	}
 	if f.debugTrace {
 		f.debug, f.trace = true, true
 	}
+	if f.check && f.config == "" {
+		return nil, fmt.Errorf("busbar: -t checks a configuration file: give it with -c FILE")
+	}
 	return f, nil
 }
 
-// levelTrace is below slog.LevelDebug: protocol traces (-V).
+// given reports whether any of the names was on the command line.
+func (f *flags) given(names ...string) bool {
+	for _, n := range names {
+		if f.set[n] {
+			return true
+		}
+	}
+	return false
+}
+
+// levelTrace is below slog.LevelDebug: protocol traces (-V, trace: true).
 const levelTrace = slog.Level(-8)
 
-func newLogger(f *flags, stderr io.Writer) (*slog.Logger, io.Closer, error) {
-	w, closer := stderr, io.Closer(nil)
+// loadConfig reads -c FILE (or takes the embedded default) and applies the
+// flags given on the command line over it: flags override the file.
+func loadConfig(f *flags) (*config.Config, error) {
+	cfg := config.Default()
+	if f.config != "" {
+		var err error
+		if cfg, err = config.Load(f.config); err != nil {
+			return nil, err
+		}
+	}
+	if f.given("a", "addr", "net") {
+		cfg.NATS.Host = f.host
+	}
+	if f.given("p", "port") {
+		cfg.NATS.Port = f.port
+	}
+	if f.given("m", "http_port") {
+		cfg.Monitor = config.HostPort{Host: cfg.NATS.Host, Port: f.httpPort}
+	} else if f.config == "" {
+		cfg.Monitor = config.HostPort{Host: cfg.NATS.Host, Port: f.httpPort}
+	}
+	switch {
+	case f.token != "":
+		cfg.Auth.Token, cfg.Auth.Users = f.token, nil
+	case f.user != "":
+		cfg.Auth.Users, cfg.Auth.Token = []auth.User{{Name: f.user, Password: f.pass}}, ""
+	}
+	if f.given("D", "debug", "DV") {
+		cfg.Log.Debug = f.debug
+	}
+	if f.given("V", "trace", "DV") {
+		cfg.Log.Trace = f.trace
+	}
 	if f.logFile != "" {
-		lf, err := os.OpenFile(f.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+		cfg.Log.File = f.logFile
+	}
+	return cfg, nil
+}
+
+// printErrors writes each positioned error on its own line.
+func printErrors(w io.Writer, err error) {
+	if es := config.AsErrors(err); es != nil {
+		for _, e := range es {
+			fmt.Fprintln(w, e.Error())
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+func logLevel(l config.LogOptions) slog.Level {
+	switch {
+	case l.Trace:
+		return levelTrace
+	case l.Debug:
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+func newLogger(cfg *config.Config, level *slog.LevelVar, stderr io.Writer) (*slog.Logger, io.Closer, error) {
+	w, closer := stderr, io.Closer(nil)
+	if cfg.Log.File != "" {
+		lf, err := os.OpenFile(cfg.Log.File, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
 		if err != nil {
 			return nil, nil, fmt.Errorf("busbar: log file: %w", err)
 		}
 		w, closer = lf, lf
 	}
-	level := slog.LevelInfo
-	if f.debug {
-		level = slog.LevelDebug
+	level.Set(logLevel(cfg.Log))
+	ho := &slog.HandlerOptions{Level: level}
+	if !cfg.Log.Logtime {
+		ho.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
 	}
-	if f.trace {
-		level = levelTrace
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho)), closer, nil
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closer, nil
+	return slog.New(slog.NewTextHandler(w, ho)), closer, nil
 }
 
 // run is main without os.Exit, so tests drive it. stop, when not nil,
-// replaces the signal channel.
+// replaces the signal channel (SIGHUP on it reloads).
 func run(args []string, stdout, stderr io.Writer, stop <-chan os.Signal) int {
 	f, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -104,11 +188,23 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan os.Signal) int {
 		fmt.Fprintf(stdout, "busbar v%s (%s)\n", broker.Version, broker.GoVersion())
 		return 0
 	}
-	if f.config != "" || f.check {
-		fmt.Fprintln(stderr, "busbar: configuration files (-c, -t) are not supported yet")
+	cfg, err := loadConfig(f)
+	if err == nil && f.check {
+		err = cfg.Check()
+	}
+	if err != nil {
+		printErrors(stderr, err)
 		return 1
 	}
-	log, closer, err := newLogger(f, stderr)
+	if f.check {
+		for _, w := range cfg.Warnings {
+			fmt.Fprintln(stderr, w.String())
+		}
+		fmt.Fprintf(stdout, "busbar: configuration file %s is valid\n", f.config)
+		return 0
+	}
+	level := new(slog.LevelVar)
+	log, closer, err := newLogger(cfg, level, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -116,57 +212,170 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan os.Signal) int {
 	if closer != nil {
 		defer closer.Close()
 	}
-	if err := serve(f, log, stop); err != nil {
+	s := &server{flags: f, cfg: cfg, log: log, level: level}
+	if err := s.serve(stop); err != nil {
+		if es := config.AsErrors(err); es != nil {
+			for _, e := range es {
+				log.Error("busbar stopped", "err", e.Error())
+			}
+			return 1
+		}
 		log.Error("busbar stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func serve(f *flags, log *slog.Logger, stop <-chan os.Signal) error {
-	opts := broker.Options{Logger: log}
-	switch {
-	case f.token != "":
-		opts.Authenticator = auth.Token(f.token)
-	case f.user != "":
-		opts.Authenticator = auth.UserPassword(f.user, f.pass)
+// server is the running command: the broker and the configuration it
+// was built from.
+type server struct {
+	flags *flags
+	log   *slog.Logger
+	level *slog.LevelVar
+	b     *broker.Broker
+
+	mu  sync.Mutex // guards cfg (reloads)
+	cfg *config.Config
+}
+
+func (s *server) serve(stop <-chan os.Signal) error {
+	cfg := s.cfg
+	for _, w := range cfg.Warnings {
+		s.log.Warn("configuration: " + w.String())
 	}
-	b, err := broker.New(opts)
+	for _, n := range cfg.Notices {
+		s.log.Info("configuration: " + n.Msg)
+	}
+	opts, err := cfg.BrokerOptions(s.log)
 	if err != nil {
 		return err
 	}
-	nt, err := natsproto.New(natsproto.Options{Host: f.host, Port: f.port})
+	if s.b, err = broker.New(opts); err != nil {
+		return err
+	}
+	svcs, err := cfg.Transports()
 	if err != nil {
 		return err
 	}
-	if err := nt.Listen(); err != nil {
+	started := make([]broker.Service, 0, len(svcs))
+	for _, t := range svcs {
+		if err := t.Listen(); err != nil {
+			for _, st := range started {
+				_ = st.Close()
+			}
+			return err
+		}
+		started = append(started, t)
+	}
+	if err := s.b.Start(started...); err != nil {
 		return err
 	}
-	if err := b.Start(nt); err != nil {
-		return err
-	}
-	log.Info("busbar ready", "version", broker.Version, "nats", nt.Addr().String(),
-		"auth", authMode(f), "store", "memory",
-		"not_yet", "mqtt 127.0.0.1:1883, websocket 127.0.0.1:8080, monitoring 127.0.0.1:"+strconv.Itoa(f.httpPort))
+	s.logReady(svcs)
 	if stop == nil {
 		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 		defer signal.Stop(ch)
 		stop = ch
 	}
-	sig := <-stop
-	log.Info("shutting down", "signal", fmt.Sprint(sig))
+	for sig := range stop {
+		if sig == syscall.SIGHUP {
+			_ = s.reload()
+			continue
+		}
+		s.log.Info("shutting down", "signal", fmt.Sprint(sig))
+		break
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return b.Shutdown(ctx)
+	return s.b.Shutdown(ctx)
 }
 
-func authMode(f *flags) string {
+// logReady says in one line what runs where.
+func (s *server) logReady(svcs []transport.Transport) {
+	cfg := s.cfg
+	attrs := []any{"version", broker.Version}
+	for _, t := range svcs {
+		attrs = append(attrs, t.Name(), t.Addr().String())
+	}
+	store := "memory"
+	if cfg.Store.Enabled {
+		store = "file " + cfg.Store.Dir
+	}
+	attrs = append(attrs, "auth", authMode(cfg), "store", store)
+	if cfg.File != "" {
+		attrs = append(attrs, "config", cfg.File)
+	}
+	var later []string
+	if cfg.File == "" {
+		later = append(later, "mqtt 127.0.0.1:1883", "websocket 127.0.0.1:8080")
+	}
+	if cfg.MQTT != nil {
+		later = append(later, fmt.Sprintf("mqtt %s:%d", cfg.MQTT.Host, cfg.MQTT.Port))
+	}
+	if cfg.WebSocket != nil {
+		later = append(later, fmt.Sprintf("websocket %s:%d", cfg.WebSocket.Host, cfg.WebSocket.Port))
+	}
+	if cfg.Monitor.Port != 0 {
+		later = append(later, "monitoring "+cfg.Monitor.Addr())
+	}
+	if cfg.Leafnodes != nil {
+		later = append(later, fmt.Sprintf("leafnodes (%d remotes)", len(cfg.Leafnodes.Remotes)))
+	}
+	if len(later) > 0 {
+		attrs = append(attrs, "not_yet", strings.Join(later, ", "))
+	}
+	s.log.Info("busbar ready", attrs...)
+}
+
+// reload re-reads the configuration file (SIGHUP): users, passwords,
+// tokens, permissions, limits and the log level apply without a restart.
+// A file with errors is refused whole and each error is logged with its
+// position; the running configuration stays.
+func (s *server) reload() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.flags.config == "" {
+		s.log.Warn("reload: busbar runs without a configuration file (-c); nothing to reload")
+		return errors.New("busbar: no configuration file")
+	}
+	next, err := loadConfig(s.flags)
+	if err == nil {
+		err = config.Reload(s.b, s.cfg, next, s.log)
+	}
+	if err != nil {
+		if es := config.AsErrors(err); es != nil {
+			for _, e := range es {
+				s.log.Error("reload failed: running configuration kept", "err", e.Error())
+			}
+		} else {
+			s.log.Error("reload failed: running configuration kept", "err", err)
+		}
+		return err
+	}
+	s.cfg = next
+	s.level.Set(logLevel(next.Log))
+	for _, w := range next.Warnings {
+		s.log.Warn("configuration: " + w.String())
+	}
+	s.log.Info("reloaded", "config", s.flags.config, "auth", authMode(next))
+	return nil
+}
+
+func authMode(cfg *config.Config) string {
+	a := &cfg.Auth
 	switch {
-	case f.token != "":
+	case len(a.Operators) > 0:
+		return "operator"
+	case a.Token != "" && len(a.Users) > 0:
+		return "token, users"
+	case a.Token != "":
 		return "token"
-	case f.user != "":
+	case len(a.Users) == 1 && a.Users[0].Password != "" && a.Users[0].NKey == "":
 		return "user/password"
+	case len(a.Users) > 0:
+		return fmt.Sprintf("%d users", len(a.Users))
+	case a.ExternalJWT != nil:
+		return "jwt"
 	}
 	return "none"
 }
