@@ -46,6 +46,12 @@ func TestGolden(t *testing.T) {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".conf"), func(t *testing.T) {
 			cfg, err := parseTest(t, f)
 			got := render(cfg, err)
+			if err == nil {
+				// The options take effect: the Authenticator builds.
+				if _, err := cfg.BrokerOptions(nil); err != nil {
+					got += "authenticator: " + err.Error() + "\n"
+				}
+			}
 			golden := strings.TrimSuffix(f, ".conf") + ".golden"
 			if *update {
 				require.NoError(t, os.WriteFile(golden, []byte(got), 0o644))
