@@ -41,3 +41,5 @@ const levelTrace = slog.Level(-8)
 func testLogger(testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(sinkWriter{}, &slog.HandlerOptions{Level: levelTrace}))
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
