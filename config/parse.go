@@ -80,6 +80,9 @@ func parseTree(data []byte, name, dir string, st *parseState) (*tree, error) {
 		return nil, &Error{Pos: Pos{name, 1, 1}, Msg: fmt.Sprintf("file is larger than %d bytes", maxFileSize)}
 	}
 	p := newParser(data, name, dir, st)
+	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) { // a UTF-8 byte order mark
+		p.off = 3
+	}
 	root := newMap()
 	p.scopes = []*Map{root}
 	p.skipBlank()

@@ -68,6 +68,12 @@ func TestPositions(t *testing.T) {
 	require.Equal(t, Pos{"p.conf", 4, 8}, c.Value.Pos)
 }
 
+func TestByteOrderMark(t *testing.T) {
+	cfg, err := Parse([]byte("\xef\xbb\xbfport: 4555\n"), "bom.conf")
+	require.NoError(t, err)
+	require.Equal(t, 4555, cfg.NATS.Port)
+}
+
 func TestDurations(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

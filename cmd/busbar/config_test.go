@@ -236,3 +236,32 @@ func TestReloadAddsAuth(t *testing.T) {
 	require.NoError(t, dave.Flush())
 	require.False(t, dave.IsClosed())
 }
+
+// TestReloadToken: a new token closes connections made with the old one.
+func TestReloadToken(t *testing.T) {
+	port := testpeer.FreePort(t)
+	path := filepath.Join(t.TempDir(), "t.conf")
+	listen := fmt.Sprintf("listen: 127.0.0.1:%d\n", port)
+	writeConf(t, path, listen+"authorization { token: first }\n")
+	stop, logs, _ := startWithConfig(t, path)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	closed := make(chan struct{})
+	old, err := nats.Connect(url, nats.Token("first"), nats.NoReconnect(),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	require.NoError(t, err)
+	defer old.Close()
+	writeConf(t, path, listen+"authorization { token: second }\n")
+	stop <- syscall.SIGHUP
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "msg=reloaded") }, 5*time.Second, 10*time.Millisecond)
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the old token's connection was not closed")
+	}
+	nc, err := nats.Connect(url, nats.Token("second"))
+	require.NoError(t, err)
+	nc.Close()
+	require.NotContains(t, logs.String(), "second", "a token reached the log")
+	require.NotContains(t, logs.String(), "first")
+}

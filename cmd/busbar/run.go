@@ -297,15 +297,14 @@ func (s *server) logReady(svcs []transport.Transport) {
 	for _, t := range svcs {
 		attrs = append(attrs, t.Name(), t.Addr().String())
 	}
-	store := "memory"
-	if cfg.Store.Enabled {
-		store = "file " + cfg.Store.Dir
-	}
-	attrs = append(attrs, "auth", authMode(cfg), "store", store)
+	attrs = append(attrs, "auth", authMode(cfg), "store", "memory")
 	if cfg.File != "" {
 		attrs = append(attrs, "config", cfg.File)
 	}
 	var later []string
+	if cfg.Store.Enabled { // jetstream: busbar's durable store, once it lands
+		later = append(later, "file store "+cfg.Store.Dir)
+	}
 	if cfg.File == "" {
 		later = append(later, "mqtt 127.0.0.1:1883", "websocket 127.0.0.1:8080")
 	}
