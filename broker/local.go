@@ -78,6 +78,10 @@ func (b *Broker) LocalAs(name string, id *auth.Identity) (*Local, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.Admit(id); err != nil { // the identity's max_connections, allow_responses
+		s.Close()
+		return nil, err
+	}
 	l.sess = s
 	return l, nil
 }

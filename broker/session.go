@@ -234,10 +234,11 @@ func (s *Session) Subscribe(sub *Subscription) error {
 	if max := s.b.opts.Load().MaxSubscriptions; max > 0 && len(s.subs) >= max {
 		return ErrMaxSubs
 	}
+	sub.sess = s // before Insert: publishers read it once they can match sub
 	if err := s.b.router.Insert(sub); err != nil {
+		sub.sess = nil
 		return err
 	}
-	sub.sess = s
 	if s.subs == nil {
 		s.subs = make(map[*Subscription]struct{})
 	}
@@ -342,6 +343,7 @@ func (s *Session) deliver(batch *Batch, sub *Subscription, m *Message) bool {
 		return false
 	}
 	c := sub.Client
+	noteReply(sub, m) // before Deliver: an inline subscriber may answer at once
 	if !c.Deliver(sub, m) {
 		s.b.stats.slowConsumers.Add(1)
 		s.b.log.Warn("slow consumer: pending limit exceeded, closing", "subject", sub.Subject)
@@ -349,7 +351,6 @@ func (s *Session) deliver(batch *Batch, sub *Subscription, m *Message) bool {
 		return false
 	}
 	batch.add(c)
-	noteReply(sub, m)
 	if last {
 		s.b.removeSub(sub)
 	}

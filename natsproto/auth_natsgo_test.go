@@ -438,3 +438,28 @@ func TestAuthWildcardSubscriptionSkipsDeniedSubjects(t *testing.T) {
 	require.ErrorIs(t, err, nats.ErrTimeout)
 	require.Equal(t, []string{"hr.news", "public"}, got)
 }
+
+func TestAuthLocalAsIdentityLimits(t *testing.T) {
+	b, err := broker.New(broker.Options{})
+	require.NoError(t, err)
+	defer func() { _ = b.Shutdown(t.Context()) }()
+	id := &auth.Identity{Name: "svc", MaxConns: 1, Perms: &auth.Permissions{AllowResponses: &auth.ResponsePermission{}}}
+	svc, err := b.LocalAs("svc", id)
+	require.NoError(t, err)
+	_, err = b.LocalAs("svc2", id)
+	require.ErrorIs(t, err, broker.ErrMaxConnections)
+	_, err = svc.SubscribeInline("help", func(m *broker.Message) {
+		require.NoError(t, svc.Publish(string(m.Reply), []byte("ok")))
+		require.ErrorIs(t, svc.Publish(string(m.Reply), []byte("again")), broker.ErrPermPublish)
+	})
+	require.NoError(t, err)
+	cl, err := b.Local("client")
+	require.NoError(t, err)
+	m, err := cl.Request(t.Context(), "help", nil)
+	require.NoError(t, err)
+	require.Equal(t, "ok", string(m.Payload))
+	require.ErrorIs(t, svc.Publish("elsewhere", nil), broker.ErrPermPublish)
+	svc.Close(nil)
+	_, err = b.LocalAs("svc3", id)
+	require.NoError(t, err, "the slot is free again")
+}
