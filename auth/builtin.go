@@ -201,10 +201,10 @@ func (b *builtin) identity(u *user) *Identity {
 // names a method decides it: a wrong NKEY signature is not retried as a
 // password.
 func (b *builtin) Authenticate(ctx context.Context, c *Credentials) (*Identity, bool, error) {
-	if b.op != nil && c.JWT != "" {
+	if b.op != nil && isNATSJWT(c.JWT) {
 		return b.op.authenticate(b, c)
 	}
-	if b.op != nil && c.Conn.isMQTT() && looksLikeNATSJWT(c.Password) {
+	if b.op != nil && c.Conn.isMQTT() && isNATSJWT(c.Password) {
 		cc := *c
 		cc.JWT, cc.Password = c.Password, ""
 		return b.op.authenticate(b, &cc)

@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
@@ -62,13 +64,25 @@ func (m *operatorMode) trusted(ac *jwt.AccountClaims) bool {
 	return false
 }
 
-// looksLikeNATSJWT: an MQTT password may carry a user JWT.
-func looksLikeNATSJWT(s string) bool {
-	if strings.Count(s, ".") != 2 {
+// isNATSJWT reports whether s is shaped like a NATS JWT: three segments
+// and a header naming NATS's algorithm (ed25519-nkey, or the older
+// ed25519). Only the header is decoded; the claims are checked later.
+func isNATSJWT(s string) bool {
+	h, _, ok := strings.Cut(s, ".")
+	if !ok || strings.Count(s, ".") != 2 || len(h) > 256 {
 		return false
 	}
-	_, err := jwt.DecodeUserClaims(s)
-	return err == nil
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(h, "="))
+	if err != nil {
+		return false
+	}
+	var hdr struct {
+		Alg string `json:"alg"`
+	}
+	if json.Unmarshal(raw, &hdr) != nil {
+		return false
+	}
+	return strings.EqualFold(hdr.Alg, jwt.AlgorithmNkey) || strings.EqualFold(hdr.Alg, "ed25519")
 }
 
 // authenticate checks a user JWT as nats-server does in operator mode; a

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	gjwt "github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -201,4 +202,23 @@ func TestAuthOperatorConfigErrors(t *testing.T) {
 			require.ErrorIs(t, err, auth.ErrConfig)
 		})
 	}
+}
+
+// TestAuthOperatorBesideOtherMethods: operator mode decides NATS user JWTs
+// only; an external JWT in the same CONNECT field and configured users
+// still work.
+func TestAuthOperatorBesideOtherMethods(t *testing.T) {
+	o := newOperatorSetup(t)
+	opts := o.options()
+	opts.Users = []auth.User{{Name: "local", Password: "pw"}}
+	opts.ExternalJWT = &auth.ExternalJWT{Keys: []auth.JWTKey{{Alg: "HS256", Secret: "idp-secret"}}}
+	s := startAuth(t, opts, broker.Options{})
+	tok, kp := o.user(o.acc, nil)
+	_, err := connect(t, s, jwtOpt(tok, kp))
+	require.NoError(t, err)
+	_, err = connect(t, s, nats.UserInfo("local", "pw"))
+	require.NoError(t, err)
+	ext := signJWT(t, gjwt.SigningMethodHS256, []byte("idp-secret"), gjwt.MapClaims{"sub": "carol"})
+	require.Equal(t, "PONG", rawConnect(t, s, `{"jwt":"`+ext+`"}`))
+	require.Equal(t, authViolation, rawConnect(t, s, `{"jwt":"`+tok+`"}`), "a NATS user JWT without its nonce signature")
 }
