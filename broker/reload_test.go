@@ -20,7 +20,7 @@ type fakeClient struct {
 }
 
 func (f *fakeClient) Deliver(*broker.Subscription, *broker.Message) bool { return true }
-func (f *fakeClient) Wake()                                               {}
+func (f *fakeClient) Wake()                                              {}
 func (f *fakeClient) Close(reason error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

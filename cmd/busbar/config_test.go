@@ -201,7 +201,9 @@ debug: true
 	// Listeners cannot move at a reload: refused whole, with the position.
 	writeConf(t, path, fmt.Sprintf("listen: 127.0.0.1:%d\nauthorization { users [ {user: carol, password: c1} ] }\n", port+1))
 	stop <- syscall.SIGHUP
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), path+":1:1: listen: cannot be changed by a reload") }, 5*time.Second, 10*time.Millisecond, logs.String())
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), path+":1:1: listen: cannot be changed by a reload")
+	}, 5*time.Second, 10*time.Millisecond, logs.String())
 	_, err = nats.Connect(url, nats.UserInfo("carol", "c1"))
 	require.Error(t, err)
 	require.False(t, alice.IsClosed())
