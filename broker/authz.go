@@ -47,7 +47,7 @@ func (s *Session) Admit(id *auth.Identity) error {
 	}
 	if id != nil && id.Perms.ResponseLimits() != nil {
 		r := id.Perms.ResponseLimits()
-		s.resp = &replyPerms{max: r.Max, ttl: r.Expires}
+		s.resp.Store(&replyPerms{max: r.Max, ttl: r.Expires})
 	}
 	s.SetIdentity(id)
 	return nil
@@ -135,13 +135,16 @@ func (r *replyPerms) allow(subj []byte) bool {
 // replyAllowed: publishing to subj answers a request this session
 // received (allow_responses). Publisher goroutine of s.
 func (s *Session) replyAllowed(subj []byte) bool {
-	return s.resp != nil && s.resp.allow(subj)
+	r := s.resp.Load()
+	return r != nil && r.allow(subj)
 }
 
 // noteReply records m's reply subject for a subscriber with
 // allow_responses. Publisher goroutine, after a delivery to sub.
 func noteReply(sub *Subscription, m *Message) {
-	if len(m.Reply) > 0 && sub.sess != nil && sub.sess.resp != nil {
-		sub.sess.resp.note(m.Reply)
+	if len(m.Reply) > 0 && sub.sess != nil {
+		if r := sub.sess.resp.Load(); r != nil {
+			r.note(m.Reply)
+		}
 	}
 }

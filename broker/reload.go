@@ -87,6 +87,19 @@ func (b *Broker) reauthorize(s *Session) {
 		s.client.Close(ErrAccountChanged)
 		return
 	}
+	var oldResp, newResp *auth.ResponsePermission
+	if old != nil {
+		oldResp = old.Perms.ResponseLimits()
+	}
+	if id != nil {
+		newResp = id.Perms.ResponseLimits()
+	}
+	switch {
+	case newResp == nil:
+		s.resp.Store(nil)
+	case oldResp == nil || *oldResp != *newResp:
+		s.resp.Store(&replyPerms{max: newResp.Max, ttl: newResp.Expires})
+	}
 	s.mu.Lock()
 	s.info.Identity = id
 	s.ident.Store(id)

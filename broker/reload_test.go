@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -125,4 +126,30 @@ func TestReloadWhilePublishing(t *testing.T) {
 	close(stop)
 	<-done
 	require.NoError(t, ca.closed)
+}
+
+// TestReloadAllowResponses: allow_responses given by a reload lets the
+// subscriber answer requests delivered after it.
+func TestReloadAllowResponses(t *testing.T) {
+	pw := map[string]string{"a": "1", "req": "2"}
+	deny := map[string]*auth.Permissions{"a": {Publish: &auth.SubjectPermission{Allow: []string{"none"}}}}
+	b := newBroker(t, broker.Options{Authenticator: users(deny, pw)})
+	ca, sa := connectAs(t, b, "a", "1")
+	_, sreq := connectAs(t, b, "req", "2")
+	require.NoError(t, sa.Subscribe(&broker.Subscription{Subject: []byte("svc"), Client: ca}))
+	var batch broker.Batch
+	sreq.Publish(&batch, &broker.Message{Subject: []byte("svc"), Reply: []byte("_INBOX.1"), Payload: []byte("q")})
+	require.False(t, sa.CanPublish([]byte("_INBOX.1")))
+
+	allow := map[string]*auth.Permissions{"a": {
+		Publish:        &auth.SubjectPermission{Allow: []string{"none"}},
+		AllowResponses: &auth.ResponsePermission{Max: 1, Expires: time.Minute},
+	}}
+	require.NoError(t, b.Reload(broker.Options{Authenticator: users(allow, pw)}))
+	sreq.Publish(&batch, &broker.Message{Subject: []byte("svc"), Reply: []byte("_INBOX.2"), Payload: []byte("q")})
+	require.True(t, sa.CanPublish([]byte("_INBOX.2")))
+
+	require.NoError(t, b.Reload(broker.Options{Authenticator: users(deny, pw)}))
+	sreq.Publish(&batch, &broker.Message{Subject: []byte("svc"), Reply: []byte("_INBOX.3"), Payload: []byte("q")})
+	require.False(t, sa.CanPublish([]byte("_INBOX.3")))
 }

@@ -30,8 +30,8 @@ type Session struct {
 	mcache  map[string]*Result // router results, valid for router generation mgen
 	mgen    uint64
 
-	resp    *replyPerms // allow_responses; set by Admit before any delivery
-	userKey string      // counted against the identity's max_connections
+	resp    atomic.Pointer[replyPerms] // allow_responses; set by Admit before any delivery, replaced by Reload
+	userKey string                     // counted against the identity's max_connections
 
 	inMsgs, inBytes atomic.Int64 // written by the publisher, read by Stats
 
