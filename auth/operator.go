@@ -158,6 +158,9 @@ func (m *operatorMode) check(c *Credentials, now time.Time) (*Identity, string) 
 	if uc.Expires > 0 {
 		id.Expires = time.Unix(uc.Expires, 0)
 	}
+	if ac.Expires > 0 && (id.Expires.IsZero() || ac.Expires < id.Expires.Unix()) {
+		id.Expires = time.Unix(ac.Expires, 0) // the account's JWT ends the session too
+	}
 	if !until.IsZero() && (id.Expires.IsZero() || until.Before(id.Expires)) {
 		id.Expires = until
 	}
