@@ -130,7 +130,7 @@ type Broker struct {
 	stats    counters
 	ctx      context.Context
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	wg       tracker
 	mu       sync.Mutex // guards the fields below
 	clients  map[uint64]*Session
 	closedIn struct{ msgs, bytes int64 } // counters of sessions gone
@@ -184,9 +184,9 @@ func (b *Broker) Context() context.Context { return b.ctx }
 
 // Go runs f on a goroutine Shutdown waits for (STYLE.md habit 5).
 func (b *Broker) Go(f func()) {
-	b.wg.Add(1)
+	b.wg.add()
 	go func() {
-		defer b.wg.Done()
+		defer b.wg.done()
 		f()
 	}()
 }
@@ -245,12 +245,8 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	done := make(chan struct{})
-	go func() { b.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("broker: shutdown: %w", ctx.Err()))
+	if err := b.wg.wait(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("broker: shutdown: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -312,3 +308,49 @@ func (b *Broker) CountSlowConsumer() { b.stats.slowConsumers.Add(1) }
 
 // GoVersion is the Go runtime version the broker was built with.
 func GoVersion() string { return runtime.Version() }
+
+// tracker counts running goroutines like a sync.WaitGroup, but goroutines
+// may be added while wait runs: a client closed during Shutdown starts its
+// writer to flush, and a timer may close a client at any moment.
+type tracker struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n drops to 0; nil while nobody waits
+}
+
+func (t *tracker) add() {
+	t.mu.Lock()
+	t.n++
+	t.mu.Unlock()
+}
+
+func (t *tracker) done() {
+	t.mu.Lock()
+	t.n--
+	if t.n == 0 && t.zero != nil {
+		close(t.zero)
+		t.zero = nil
+	}
+	t.mu.Unlock()
+}
+
+// wait returns once no tracked goroutine runs, or ctx ends.
+func (t *tracker) wait(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		if t.n == 0 {
+			t.mu.Unlock()
+			return nil
+		}
+		if t.zero == nil {
+			t.zero = make(chan struct{})
+		}
+		ch := t.zero
+		t.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

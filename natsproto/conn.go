@@ -291,6 +291,7 @@ func (c *conn) readLoop(handoff bool) error {
 		}
 		if perr != nil {
 			c.Close(perr)
+			c.drain()
 			return perr
 		}
 		if err != nil {
@@ -299,6 +300,23 @@ func (c *conn) readLoop(handoff bool) error {
 		}
 		if handoff && c.connected {
 			return errHandoff
+		}
+	}
+}
+
+// drain reads and drops input after a fatal protocol error until the
+// writer has sent the -ERR and closed the socket. A peer still writing
+// would otherwise never read the error on a synchronous transport such as
+// the in-process pipe (and could fill the socket buffers on TCP).
+func (c *conn) drain() {
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.b.Options().WriteDeadline))
+	buf := c.rb.b
+	if len(buf) == 0 {
+		buf = make([]byte, minReadBuf)
+	}
+	for {
+		if _, err := c.nc.Read(buf); err != nil {
+			return
 		}
 	}
 }

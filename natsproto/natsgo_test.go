@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/natsproto"
 )
@@ -353,4 +354,15 @@ func TestNatsGoLargeAndSplitPayloads(t *testing.T) {
 			require.Equal(t, p, m.Data, fmt.Sprintf("payload of %d bytes", n))
 		}
 	})
+}
+
+// TestInProcessRefusedQuickly: a refused in-process nats.go client gets
+// the -ERR at once (the pipe is synchronous: the server keeps reading
+// until its error is written).
+func TestInProcessRefusedQuickly(t *testing.T) {
+	s := startServer(t, broker.Options{Authenticator: auth.Token("t")})
+	start := time.Now()
+	_, err := nats.Connect("", nats.InProcessServer(natsproto.InProcess(s.b)), nats.Token("wrong"), nats.NoReconnect())
+	require.ErrorIs(t, err, nats.ErrAuthorization)
+	require.Less(t, time.Since(start), 5*time.Second, "refusal waited for a write deadline")
 }
