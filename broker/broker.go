@@ -138,6 +138,8 @@ type Broker struct {
 	onStop   []func(context.Context) error
 	users    userConns // connections per identity (max_connections)
 
+	ext map[any]any // per-broker state of transports (Extension); guarded by mu
+
 	sysOnce sync.Once
 	sys     *Local
 	sysErr  error
@@ -353,4 +355,22 @@ func (t *tracker) wait(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// Extension returns the per-broker value stored under key, creating it
+// with mk on first use. Transports keep state shared by all their
+// listeners of one broker here (MQTT sessions and retained messages),
+// never in package variables.
+func (b *Broker) Extension(key any, mk func() any) any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if v, ok := b.ext[key]; ok {
+		return v
+	}
+	if b.ext == nil {
+		b.ext = make(map[any]any)
+	}
+	v := mk()
+	b.ext[key] = v
+	return v
 }

@@ -22,6 +22,12 @@ type Message struct {
 	Payload []byte
 	QoS     uint8 // MQTT quality of service the publisher asked for; 0 for NATS
 	Retain  bool  // MQTT retain flag
+	MQTT    bool  // published by an MQTT client (QoS and Retain are meaningful)
+	// Ext carries transport-specific extras other transports ignore (MQTT
+	// 5.0 properties). Immutable once published, like the slices.
+	Ext any
+
+	origin Client // the publishing client, set by Session.Publish
 
 	fanout     int      // deliveries this publish may make (set by Session.Publish)
 	borrowed   bool     // slices alias a buffer the publisher will reuse
@@ -55,7 +61,7 @@ func (m *Message) Stable() *Message {
 		n += len(m.Payload)
 	}
 	buf := make([]byte, 0, n)
-	c := &Message{QoS: m.QoS, Retain: m.Retain}
+	c := &Message{QoS: m.QoS, Retain: m.Retain, MQTT: m.MQTT, Ext: m.Ext, origin: m.origin}
 	buf, c.Subject = appendPart(buf, m.Subject)
 	buf, c.Reply = appendPart(buf, m.Reply)
 	buf, c.Header = appendPart(buf, m.Header)
@@ -81,6 +87,9 @@ func appendPart(buf, p []byte) ([]byte, []byte) {
 // matched this publish: a Client uses it to choose between copying the
 // payload and sharing one Stable copy. 0 outside a delivery.
 func (m *Message) Fanout() int { return m.fanout }
+
+// Origin is the client that published m (nil for the broker's own).
+func (m *Message) Origin() Client { return m.origin }
 
 // PayloadStable reports whether m.Payload may be kept without Stable.
 func (m *Message) PayloadStable() bool { return !m.borrowed || m.ownPayload }

@@ -298,6 +298,7 @@ func (s *Session) Close() {
 func (s *Session) Publish(batch *Batch, m *Message) int {
 	r := s.match(m.Subject)
 	m.fanout = len(r.Psubs) + len(r.Qsubs)
+	m.origin = s.client
 	n := 0
 	for _, sub := range r.Psubs {
 		if !s.echo && sub.Client == s.client {
