@@ -27,6 +27,7 @@ import (
 
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/mqtt"
 	"github.com/busbar/busbar/natsproto"
 	"github.com/busbar/busbar/transport"
 )
@@ -239,7 +240,19 @@ func (c *Config) Transports() ([]transport.Transport, error) {
 	if err != nil {
 		return nil, c.errorAt("tls", err)
 	}
-	return []transport.Transport{nt}, nil
+	ts := []transport.Transport{nt}
+	if m := c.MQTT; m != nil {
+		mt, err := mqtt.New(mqtt.Options{
+			Host: m.Host, Port: m.Port, TLS: m.TLS, AckWait: m.AckWait, MaxAckPending: m.MaxAckPending,
+			MaxPacketSize: m.MaxPacketSize, SessionExpiry: m.SessionExpiry,
+			MaxKeepAlive: uint16(m.MaxKeepAlive / time.Second),
+		})
+		if err != nil {
+			return nil, c.errorAt("mqtt.tls", err)
+		}
+		ts = append(ts, mt)
+	}
+	return ts, nil
 }
 
 // Check does what Load cannot without side effects on the broker: it

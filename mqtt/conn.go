@@ -1,0 +1,265 @@
+package mqtt
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/busbar/busbar/auth"
+	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/mqtt/packet"
+	"github.com/busbar/busbar/transport"
+)
+
+const pubrelType = packet.Pubrel
+
+// conn is one MQTT network connection: a read loop (the goroutine running
+// serveConn) and a writer that runs while there is something to write.
+type conn struct {
+	srv  *server
+	nc   net.Conn
+	out  *transport.Outbound
+	ct   auth.ConnType
+	sess *session
+	bs   *broker.Session // this connection as a publisher (permissions, counters)
+
+	// Read loop state.
+	v          packet.Version
+	dec        packet.Decoder
+	batch      broker.Batch
+	msg        broker.Message
+	subj       []byte
+	keepAlive  time.Duration
+	aliases    map[uint16][]byte // topic aliases the client set (5.0), this connection only [MQTT-3.3.2-7]
+	aliasMax   uint16            // the server's Topic Alias Maximum
+	inRecv     int               // QoS 2 receptions awaiting PUBREL (server receive maximum)
+	normal     bool              // DISCONNECT received: no will (unless 5.0 0x04)
+	sendWill   bool
+	clientMax  int               // the client's Maximum Packet Size (5.0); 0: none
+	clientRecv int               // the client's Receive Maximum (5.0)
+	closing    atomic.Bool
+	takenOver  atomic.Bool // another connection took the session: no will from this one
+	reason     atomic.Pointer[error]
+}
+
+var _ broker.Client = (*conn)(nil)
+
+// serveConn runs one MQTT connection until it ends.
+func (srv *server) serveConn(nc net.Conn, ct auth.ConnType) {
+	c := &conn{srv: srv, nc: nc, ct: ct, aliasMax: 65535}
+	c.out = transport.NewOutbound(srv.b.Options().MaxPending)
+	c.out.Start(transport.ConnSink(nc), nc.SetWriteDeadline, srv.b.Options().WriteDeadline, srv.b.Go, func(error) { _ = nc.Close() })
+	err := c.readLoop()
+	c.end(err)
+}
+
+// window is how many QoS 1/2 messages may be in flight to the client:
+// its Receive Maximum (5.0) and max_ack_pending, whichever is smaller.
+func (c *conn) window() int {
+	w := c.srv.opts.MaxAckPending
+	if c.clientRecv > 0 && c.clientRecv < w {
+		w = c.clientRecv
+	}
+	return w
+}
+
+// errors that end a connection, with the 5.0 reason code sent in a
+// DISCONNECT when the version allows.
+var (
+	errFirstNotConnect = fmt.Errorf("%w: first packet is not CONNECT [MQTT-3.1.0-1]", packet.ProtocolError)
+	errSecondConnect   = fmt.Errorf("%w: second CONNECT [MQTT-3.1.0-2]", packet.ProtocolError)
+	errKeepAlive       = fmt.Errorf("%w: no packet within 1.5 times the keep alive [MQTT-3.1.2-24]", packet.KeepAliveTimeout)
+)
+
+func (c *conn) readLoop() error {
+	buf := make([]byte, 0, 4096)
+	rd := make([]byte, 4096)
+	connected := false
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.b.Options().AuthTimeout * 5))
+	for {
+		n, err := c.nc.Read(rd)
+		if n > 0 {
+			buf = append(buf, rd[:n]...)
+			var perr error
+			buf, connected, perr = c.packets(buf, connected)
+			c.batch.Flush()
+			if perr != nil {
+				return perr
+			}
+			if c.keepAlive > 0 {
+				_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
+			} else if connected {
+				_ = c.nc.SetReadDeadline(time.Time{})
+			}
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && connected {
+				return errKeepAlive
+			}
+			return err
+		}
+	}
+}
+
+// packets handles every whole packet at the start of buf and returns the
+// unconsumed rest, moved to the front.
+func (c *conn) packets(buf []byte, connected bool) ([]byte, bool, error) {
+	off := 0
+	for off < len(buf) {
+		n, err := packet.Frame(buf[off:], c.srv.opts.MaxPacketSize)
+		if err != nil {
+			return buf, connected, err
+		}
+		if n == 0 {
+			break
+		}
+		raw := buf[off : off+n]
+		off += n
+		if !connected {
+			if packet.Type(raw[0]>>4) != packet.Connect {
+				return buf, false, errFirstNotConnect
+			}
+			if err := c.onConnect(raw); err != nil {
+				return buf, false, err
+			}
+			connected = true
+			continue
+		}
+		if err := c.handle(raw); err != nil {
+			return buf, connected, err
+		}
+	}
+	rest := copy(buf, buf[off:])
+	return buf[:rest], connected, nil
+}
+
+// sendPublish writes a PUBLISH for m. Publisher's goroutine or read loop.
+func (c *conn) sendPublish(m *broker.Message, qos byte, id uint16, retain, dup bool, subID uint32) bool {
+	c.subj = c.subj[:0]
+	var pp packet.PublishPacket
+	pp.QoS, pp.PacketID, pp.Retain, pp.Dup = qos, id, retain, dup
+	pp.Topic = SubjectToTopic(nil, m.Subject)
+	pp.Payload = m.Payload
+	if c.v == packet.V5 {
+		if p, ok := m.Ext.(*packet.Properties); ok && p != nil {
+			pp.Props = *p
+		}
+		if subID > 0 {
+			pp.Props.SubscriptionIDs = append(pp.Props.SubscriptionIDs[:0:0], subID)
+		}
+	}
+	o := c.out
+	o.Lock()
+	if o.ClosedLocked() {
+		o.Unlock()
+		return true
+	}
+	hdr := packet.AppendPublishHeader(o.HeadroomLocked(0)[:0:0], c.v, &pp)
+	if c.clientMax > 0 && len(hdr)+len(pp.Payload) > c.clientMax {
+		o.Unlock()
+		return true // too large for the client: dropped, acting as sent [MQTT-3.1.2-25]
+	}
+	o.AppendLocked(hdr)
+	o.AppendLocked(pp.Payload)
+	over := o.OverLocked()
+	o.Unlock()
+	return !over
+}
+
+// sendAck writes a PUBACK, PUBREC, PUBREL or PUBCOMP.
+func (c *conn) sendAck(t packet.Type, id uint16, code packet.Code) {
+	c.write(packet.AppendAck(nil, c.v, &packet.AckPacket{Type: t, PacketID: id, Code: code}))
+}
+
+func (c *conn) write(b []byte) { c.out.Write(b) }
+
+// Deliver is only used for the connection as a publisher (no
+// subscriptions are made on it); see session.Deliver.
+func (c *conn) Deliver(*broker.Subscription, *broker.Message) bool { return true }
+
+// Wake flushes the writer.
+func (c *conn) Wake() { c.out.Wake() }
+
+// Close ends the connection from any goroutine; a 5.0 client is told why
+// with a DISCONNECT when the reason carries a code.
+func (c *conn) Close(reason error) {
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
+	c.reason.Store(&reason)
+	var code packet.Code
+	if c.v == packet.V5 && errors.As(reason, &code) && code >= 0x80 {
+		c.write(packet.AppendDisconnect(nil, c.v, &packet.DisconnectPacket{Code: code}))
+	}
+	if errors.Is(reason, broker.ErrSlowConsumer) {
+		c.out.Close(false)
+		_ = c.nc.Close()
+		return
+	}
+	c.out.Close(true)
+}
+
+// end runs when the read loop stopped: tell the client why (5.0), send
+// the will unless the client disconnected normally, detach the session.
+func (c *conn) end(err error) {
+	if err != nil {
+		if errors.Is(err, broker.ErrServerShutdown) {
+			err = fmt.Errorf("%w: %w", packet.ServerShuttingDown, err)
+		}
+		c.Close(err)
+	} else {
+		c.Close(nil)
+	}
+	s := c.sess
+	if s == nil {
+		return
+	}
+	if (!c.normal || c.sendWill) && !c.takenOver.Load() {
+		c.srv.fireWill(s)
+	}
+	s.detach(c)
+	if c.bs != nil {
+		c.bs.Close()
+	}
+}
+
+// newClientID makes an identifier for a client that sent none
+// ([MQTT-3.1.3-6]).
+func newClientID() string {
+	var raw [8]byte
+	_, _ = rand.Read(raw[:])
+	return "busbar-" + hex.EncodeToString(raw[:])
+}
+
+// fireWill sends the session's will now, or after its delay (5.0).
+func (srv *server) fireWill(s *session) {
+	s.mu.Lock()
+	w := s.will
+	if w == nil {
+		s.mu.Unlock()
+		return
+	}
+	if w.delay > 0 {
+		w.timer = time.AfterFunc(w.delay, func() {
+			s.mu.Lock()
+			if s.will != w {
+				s.mu.Unlock()
+				return
+			}
+			s.will = nil
+			s.mu.Unlock()
+			srv.publishWill(s, w)
+		})
+		s.mu.Unlock()
+		return
+	}
+	s.will = nil
+	s.mu.Unlock()
+	srv.publishWill(s, w)
+}
+

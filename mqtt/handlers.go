@@ -1,0 +1,542 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/busbar/busbar/auth"
+	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/mqtt/packet"
+)
+
+// refuse answers CONNECT with an error code, then the connection closes
+// ([MQTT-3.2.2-5]: session present 0 on an error CONNACK).
+func (c *conn) refuse(code packet.Code, why error) error {
+	c.write(packet.AppendConnack(nil, c.v, &packet.ConnackPacket{Code: code}))
+	return fmt.Errorf("%w: %w", code, why)
+}
+
+// connackCode maps a 5.0 reason code to what the connection's version can
+// carry.
+func (c *conn) connackCode(code packet.Code) packet.Code {
+	if c.v == packet.V5 {
+		return code
+	}
+	return packet.V311ReturnCode(code)
+}
+
+func (c *conn) onConnect(raw []byte) error {
+	cp, err := c.dec.DecodeConnect(raw)
+	if err != nil {
+		if errors.Is(err, packet.UnsupportedProtocolVersion) {
+			c.v = packet.V311
+			if cp != nil && cp.Version == packet.V5 {
+				c.v = packet.V5
+			}
+			return c.refuse(c.connackCode(packet.UnsupportedProtocolVersion), err) // [MQTT-3.1.2-2]
+		}
+		return err
+	}
+	c.v = cp.Version
+	o := &c.srv.opts
+
+	clientID := string(cp.ClientID)
+	assigned := false
+	if clientID == "" {
+		if !cp.CleanStart && c.v != packet.V5 {
+			return c.refuse(packet.ClientIDNotValid.V311(), errors.New("empty client id with clean session 0 [MQTT-3.1.3-8]"))
+		}
+		clientID, assigned = newClientID(), true
+	}
+	id, err := c.authenticate(cp, clientID)
+	if err != nil {
+		code := packet.NotAuthorized
+		if errors.Is(err, broker.ErrMaxConnections) {
+			code = packet.QuotaExceeded
+		}
+		if cp.UsernameFlag && errors.Is(err, auth.ErrNotAuthorized) {
+			code = packet.BadUserOrPassword
+		}
+		return c.refuse(c.connackCode(code), err)
+	}
+	c.bs, err = c.srv.b.Connect(c, id, broker.ConnectOptions{Transport: "mqtt", ConnType: c.ct, Name: clientID, Remote: c.nc.RemoteAddr().String()})
+	if err != nil {
+		return c.refuse(c.connackCode(packet.ServerUnavailable), err)
+	}
+	owner := ""
+	if id != nil {
+		owner = id.Name
+	}
+
+	// Keep alive, with max_keep_alive ([MQTT-3.1.2-21/-22] in 5.0).
+	ka := cp.KeepAlive
+	serverKA := false
+	if o.MaxKeepAlive > 0 && (ka == 0 || ka > o.MaxKeepAlive) {
+		ka, serverKA = o.MaxKeepAlive, true
+	}
+	c.keepAlive = time.Duration(ka) * time.Second
+	if c.v == packet.V5 {
+		if v, ok := cp.Props.ReceiveMaximum(); ok {
+			if v == 0 {
+				return c.refuse(packet.ProtocolError, errors.New("receive maximum 0 [MQTT-3.1.2-?]"))
+			}
+			c.clientRecv = int(v)
+		}
+		if v, ok := cp.Props.MaximumPacketSize(); ok {
+			c.clientMax = int(v)
+		}
+	}
+
+	s, present, err := c.srv.attach(c, clientID, owner, cp)
+	if err != nil {
+		return c.refuse(c.connackCode(packet.NotAuthorized), err)
+	}
+	c.sess = s
+
+	ack := packet.ConnackPacket{SessionPresent: present}
+	if c.v == packet.V5 {
+		if assigned {
+			ack.Props.SetAssignedClientID([]byte(clientID))
+		}
+		if serverKA {
+			ack.Props.SetServerKeepAlive(ka)
+		}
+		ack.Props.SetReceiveMaximum(o.ReceiveMaximum)
+		ack.Props.SetTopicAliasMaximum(c.aliasMax)
+		ack.Props.SetMaximumPacketSize(uint32(o.MaxPacketSize))
+	}
+	c.write(packet.AppendConnack(nil, c.v, &ack))
+	s.resume(c)
+	return nil
+}
+
+// authenticate asks the broker's Authenticator about the CONNECT
+// credentials; the password may carry a JWT (nats-server's MQTT rule).
+func (c *conn) authenticate(cp *packet.ConnectPacket, clientID string) (*auth.Identity, error) {
+	if !c.srv.b.AuthRequired() {
+		return nil, nil
+	}
+	cr := &auth.Credentials{
+		Conn: c.ct, RemoteAddr: c.nc.RemoteAddr(), ClientID: clientID,
+		User: string(cp.Username), Password: string(cp.Password),
+	}
+	if cp.Username == nil && len(cp.Password) > 0 {
+		cr.JWT, cr.Token = cr.Password, cr.Password
+	}
+	if ts, ok := c.nc.(interface{ ConnectionState() tlsState }); ok {
+		st := ts.ConnectionState()
+		cr.TLS = &st
+	}
+	return c.srv.b.Authenticate(context.Background(), cr)
+}
+
+// attach finds or creates the session for clientID, taking it over from
+// another connection ([MQTT-3.1.4-2/-3]). A session belongs to the identity
+// that created it: another identity is refused, never given the session
+// (SPEC; checklist row 8).
+func (srv *server) attach(c *conn, clientID, owner string, cp *packet.ConnectPacket) (*session, bool, error) {
+	srv.mu.Lock()
+	old := srv.sessions[clientID]
+	if old != nil && old.owner != owner {
+		srv.mu.Unlock()
+		return nil, false, fmt.Errorf("mqtt: client id %q belongs to another identity", clientID)
+	}
+	srv.mu.Unlock()
+	if old != nil {
+		old.mu.Lock()
+		prev := old.conn
+		old.conn = nil
+		old.mu.Unlock()
+		if prev != nil {
+			prev.takenOver.Store(true) // its will is replaced by the new CONNECT's
+			prev.Close(fmt.Errorf("%w: session taken over", packet.SessionTakenOver))
+		}
+		if cp.CleanStart {
+			srv.endSession(old)
+			old = nil
+		}
+	}
+	present := old != nil
+	s := old
+	if s == nil {
+		s = &session{srv: srv, id: clientID, owner: owner}
+		bs, err := srv.b.Connect(s, nil, broker.ConnectOptions{Transport: "mqtt-session", ConnType: c.ct, Name: clientID, Remote: "session"})
+		if err != nil {
+			return nil, false, err
+		}
+		bs.SetIdentity(c.bs.Snapshot().Identity)
+		s.bs = bs
+		srv.mu.Lock()
+		srv.sessions[clientID] = s
+		srv.mu.Unlock()
+	}
+	s.mu.Lock()
+	s.expiry = sessionExpiry(c, cp)
+	s.will = c.willFrom(cp)
+	s.mu.Unlock()
+	return s, present, nil
+}
+
+// sessionExpiry is how long the session outlives the connection: 3.1.1
+// clean session ends with it, persistent never; 5.0 Session Expiry
+// Interval, bounded by session_expiry.
+func sessionExpiry(c *conn, cp *packet.ConnectPacket) time.Duration {
+	if c.v != packet.V5 {
+		if cp.CleanStart {
+			return 0
+		}
+		return -1
+	}
+	v, _ := cp.Props.SessionExpiryInterval()
+	d := time.Duration(v) * time.Second
+	if v == 0xFFFFFFFF {
+		d = -1
+	}
+	if lim := c.srv.opts.SessionExpiry; lim > 0 && (d < 0 || d > lim) {
+		d = lim
+	}
+	return d
+}
+
+// willFrom builds the session's will from CONNECT.
+func (c *conn) willFrom(cp *packet.ConnectPacket) *will {
+	if !cp.WillFlag {
+		return nil
+	}
+	subj, err := TopicToSubject(nil, cp.WillTopic, false)
+	if err != nil {
+		return nil
+	}
+	m := broker.Message{Subject: subj, Payload: append([]byte(nil), cp.WillPayload...), QoS: cp.WillQoS, Retain: cp.WillRetain, MQTT: true}
+	w := &will{m: m}
+	if c.v == packet.V5 {
+		if d, ok := cp.WillProps.WillDelayInterval(); ok {
+			w.delay = time.Duration(d) * time.Second
+		}
+	}
+	return w
+}
+
+// handle dispatches one packet after CONNECT. Read loop.
+func (c *conn) handle(raw []byte) error {
+	switch t := packet.Type(raw[0] >> 4); t {
+	case packet.Publish:
+		p, err := c.dec.DecodePublish(raw, c.v)
+		if err != nil {
+			return err
+		}
+		return c.onPublish(p)
+	case packet.Puback, packet.Pubrec, packet.Pubrel, packet.Pubcomp:
+		p, err := c.dec.DecodeAck(raw, c.v)
+		if err != nil {
+			return err
+		}
+		return c.onAck(p)
+	case packet.Subscribe:
+		p, err := c.dec.DecodeSubscribe(raw, c.v)
+		if err != nil {
+			return err
+		}
+		return c.onSubscribe(p)
+	case packet.Unsubscribe:
+		p, err := c.dec.DecodeUnsubscribe(raw, c.v)
+		if err != nil {
+			return err
+		}
+		return c.onUnsubscribe(p)
+	case packet.Pingreq:
+		if len(raw) != 2 || raw[0]&0x0F != 0 {
+			return fmt.Errorf("%w: PINGREQ", packet.MalformedPacket)
+		}
+		c.write(pingresp)
+		return nil
+	case packet.Disconnect:
+		p, err := c.dec.DecodeDisconnect(raw, c.v)
+		if err != nil {
+			return err
+		}
+		return c.onDisconnect(p)
+	case packet.Connect:
+		return errSecondConnect
+	default:
+		return fmt.Errorf("%w: unexpected %v from a client", packet.ProtocolError, t)
+	}
+}
+
+var pingresp = []byte{byte(packet.Pingresp) << 4, 0}
+
+// errDisconnected ends the read loop after a DISCONNECT.
+var errDisconnected = errors.New("mqtt: client disconnected")
+
+func (c *conn) onDisconnect(p *packet.DisconnectPacket) error {
+	c.normal = true
+	if c.v == packet.V5 {
+		if p.Code == 0x04 { // Disconnect with Will Message
+			c.sendWill = true
+		}
+		if v, ok := p.Props.SessionExpiryInterval(); ok {
+			s := c.sess
+			s.mu.Lock()
+			if s.expiry == 0 && v > 0 { // [MQTT-3.14.2-2]
+				s.mu.Unlock()
+				return fmt.Errorf("%w: session expiry set at DISCONNECT after 0 at CONNECT", packet.ProtocolError)
+			}
+			s.expiry = time.Duration(v) * time.Second
+			s.mu.Unlock()
+		}
+	}
+	if !c.sendWill {
+		c.sess.mu.Lock()
+		c.sess.will = nil // [MQTT-3.1.2-10]
+		c.sess.mu.Unlock()
+	}
+	return errDisconnected
+}
+
+func (c *conn) onPublish(p *packet.PublishPacket) error {
+	topic := p.Topic
+	if c.v == packet.V5 {
+		if a, ok := p.Props.TopicAlias(); ok {
+			if a == 0 || a > c.aliasMax { // [MQTT-3.3.2-8/-9]
+				return fmt.Errorf("%w: topic alias %d", packet.TopicAliasInvalid, a)
+			}
+			if len(topic) > 0 {
+				if c.aliases == nil {
+					c.aliases = make(map[uint16][]byte)
+				}
+				c.aliases[a] = append(c.aliases[a][:0], topic...)
+			} else if topic = c.aliases[a]; topic == nil {
+				return fmt.Errorf("%w: unknown topic alias %d", packet.ProtocolError, a)
+			}
+		}
+	}
+	if !packet.ValidTopicName(topic) { // [MQTT-3.3.2-2]
+		return fmt.Errorf("%w: %q", packet.TopicNameInvalid, topic)
+	}
+	var err error
+	c.subj, err = TopicToSubject(c.subj[:0], topic, false)
+	if err != nil || !c.bs.Routable(c.subj) {
+		return fmt.Errorf("%w: %q", packet.TopicNameInvalid, topic)
+	}
+	if p.QoS == 2 {
+		if _, dup := c.sess.inQoS2[p.PacketID]; dup {
+			// A repeat before PUBREL: PUBREC again, no second delivery [MQTT-4.3.3-9].
+			c.sendAck(packet.Pubrec, p.PacketID, 0)
+			return nil
+		}
+		if c.v == packet.V5 && c.inRecv >= int(c.srv.opts.ReceiveMaximum) {
+			return fmt.Errorf("%w", packet.ReceiveMaxExceeded) // [MQTT-3.3.4-9]
+		}
+	}
+	allowed := c.bs.CanPublish(c.subj)
+	if allowed {
+		c.publish(p)
+	}
+	switch p.QoS {
+	case 1:
+		code := packet.Success
+		if !allowed && c.v == packet.V5 {
+			code = packet.NotAuthorized
+		}
+		c.sendAck(packet.Puback, p.PacketID, code)
+	case 2:
+		code := packet.Success
+		if !allowed && c.v == packet.V5 {
+			code = packet.NotAuthorized
+		} else {
+			if c.sess.inQoS2 == nil {
+				c.sess.inQoS2 = make(map[uint16]struct{})
+			}
+			c.sess.inQoS2[p.PacketID] = struct{}{}
+			c.inRecv++
+		}
+		c.sendAck(packet.Pubrec, p.PacketID, code)
+	}
+	return nil
+}
+
+// publish routes an MQTT PUBLISH into the broker (and the retained store).
+func (c *conn) publish(p *packet.PublishPacket) {
+	m := &c.msg
+	*m = broker.Message{Subject: c.subj, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, MQTT: true}
+	if c.v == packet.V5 && p.Props.HasMessageProps() {
+		m.Ext = p.Props.CloneMessageProps()
+	}
+	m.Borrow()
+	c.bs.CountIn(len(p.Payload))
+	if p.Retain {
+		c.srv.ret.set(*m.Stable())
+	}
+	// Live deliveries carry retain 0 unless retain-as-published ([MQTT-3.3.1-9]).
+	c.bs.Publish(&c.batch, m)
+}
+
+func (c *conn) onAck(p *packet.AckPacket) error {
+	s := c.sess
+	switch p.Type {
+	case packet.Puback:
+		s.ack(p.PacketID, false)
+	case packet.Pubrec:
+		if p.Code >= 0x80 { // the client refused it: done
+			s.ack(p.PacketID, false)
+			return nil
+		}
+		if s.rec(p.PacketID) {
+			c.sendAck(packet.Pubrel, p.PacketID, 0)
+		} else if c.v == packet.V5 {
+			c.sendAck(packet.Pubrel, p.PacketID, packet.PacketIDNotFound)
+		}
+	case packet.Pubcomp:
+		s.ack(p.PacketID, true)
+	case packet.Pubrel:
+		code := packet.Success
+		if _, ok := s.inQoS2[p.PacketID]; ok {
+			delete(s.inQoS2, p.PacketID) // the id is new again [MQTT-4.3.3-12]
+			c.inRecv--
+		} else if c.v == packet.V5 {
+			code = packet.PacketIDNotFound
+		}
+		c.sendAck(packet.Pubcomp, p.PacketID, code)
+	}
+	return nil
+}
+
+// onSubscribe handles SUBSCRIBE: one reason code per filter, in order
+// ([MQTT-3.8.4-5/-6]); an identical filter replaces the subscription
+// ([MQTT-3.8.4-3]); retained messages follow per Retain Handling.
+func (c *conn) onSubscribe(p *packet.SubscribePacket) error {
+	var subID uint32
+	if c.v == packet.V5 {
+		if ids := p.Props.SubscriptionIDs; len(ids) > 0 {
+			subID = ids[0]
+		}
+	}
+	codes := make([]packet.Code, len(p.Subs))
+	var replay []*subState
+	for i := range p.Subs {
+		sp := &p.Subs[i]
+		st, isNew, code := c.subscribe(sp, subID)
+		codes[i] = code
+		if st != nil && (st.rh == 0 || st.rh == 1 && isNew) && st.share == "" {
+			replay = append(replay, st)
+		}
+	}
+	c.write(packet.AppendSuback(nil, c.v, &packet.SubackPacket{PacketID: p.PacketID, Codes: codes}))
+	for _, st := range replay {
+		c.srv.ret.match(st.nats, func(m *broker.Message) {
+			if st.dollar && m.Subject[0] == '$' {
+				return
+			}
+			c.sess.deliverRetained(st, m)
+		})
+	}
+	return nil
+}
+
+// subscribe adds or replaces one subscription and returns its reason code.
+func (c *conn) subscribe(sp *packet.Subscription, subID uint32) (*subState, bool, packet.Code) {
+	filter, share, err := parseShare(sp.Filter)
+	if err != nil || !packet.ValidTopicFilter(filter) {
+		return nil, false, c.grantCode(packet.TopicFilterInvalid)
+	}
+	if share != "" && sp.NoLocal {
+		return nil, false, packet.ProtocolError // [MQTT-3.8.3-4]
+	}
+	qos := min(sp.QoS, 2)
+	st := &subState{filter: string(filter), share: share, qos: qos, noLocal: sp.NoLocal, rap: sp.RetainAsPublished,
+		rh: sp.RetainHandling, subID: subID, dollar: filter[0] == '+' || filter[0] == '#'}
+	subj, err := TopicToSubject(nil, filter, true)
+	if err != nil {
+		return nil, false, c.grantCode(packet.TopicFilterInvalid)
+	}
+	st.nats = [][]byte{subj}
+	if n := len(subj); n >= 2 && subj[n-1] == '>' && subj[n-2] == '.' {
+		st.nats = append(st.nats, subj[:n-2]) // "a/#" also matches "a"
+	}
+	s := c.sess
+	key := string(sp.Filter)
+	s.mu.Lock()
+	old := s.subs[key]
+	s.mu.Unlock()
+	var queue []byte
+	if share != "" {
+		queue = []byte("$MQTT_share_" + share)
+	}
+	for _, ns := range st.nats {
+		bsub := &broker.Subscription{Subject: ns, Queue: queue, Client: s, Opaque: st}
+		if err := s.bs.Subscribe(bsub); err != nil {
+			for _, b := range st.bsubs {
+				s.bs.Unsubscribe(b)
+			}
+			if errors.Is(err, broker.ErrPermSubscribe) {
+				return nil, false, c.grantCode(packet.NotAuthorized)
+			}
+			return nil, false, c.grantCode(packet.UnspecifiedError)
+		}
+		st.bsubs = append(st.bsubs, bsub)
+	}
+	if old != nil {
+		for _, b := range old.bsubs {
+			s.bs.Unsubscribe(b)
+		}
+	}
+	s.mu.Lock()
+	if s.subs == nil {
+		s.subs = make(map[string]*subState)
+	}
+	s.subs[key] = st
+	s.mu.Unlock()
+	return st, old == nil, packet.Code(qos)
+}
+
+// grantCode is a SUBACK failure code: 0x80 in 3.1.1.
+func (c *conn) grantCode(code packet.Code) packet.Code {
+	if c.v == packet.V5 {
+		return code
+	}
+	return 0x80
+}
+
+// parseShare splits "$share/group/filter" ([MQTT-4.8.2-1/-2]).
+func parseShare(f []byte) (filter []byte, group string, err error) {
+	const pfx = "$share/"
+	if len(f) < len(pfx) || string(f[:len(pfx)]) != pfx {
+		return f, "", nil
+	}
+	rest := f[len(pfx):]
+	for i, ch := range rest {
+		switch ch {
+		case '/':
+			if i == 0 || i == len(rest)-1 {
+				return nil, "", errors.New("mqtt: bad shared subscription")
+			}
+			return rest[i+1:], string(rest[:i]), nil
+		case '+', '#':
+			return nil, "", errors.New("mqtt: bad share name")
+		}
+	}
+	return nil, "", errors.New("mqtt: bad shared subscription")
+}
+
+func (c *conn) onUnsubscribe(p *packet.UnsubscribePacket) error {
+	s := c.sess
+	codes := make([]packet.Code, len(p.Filters))
+	for i, f := range p.Filters {
+		s.mu.Lock()
+		st := s.subs[string(f)]
+		delete(s.subs, string(f))
+		s.mu.Unlock()
+		if st == nil {
+			codes[i] = 0x11 // No subscription existed
+			continue
+		}
+		for _, b := range st.bsubs {
+			s.bs.Unsubscribe(b)
+		}
+	}
+	// UNSUBACK even when nothing matched [MQTT-3.10.4-5].
+	c.write(packet.AppendUnsuback(nil, c.v, &packet.SubackPacket{PacketID: p.PacketID, Codes: codes}))
+	return nil
+}

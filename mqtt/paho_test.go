@@ -1,0 +1,273 @@
+package mqtt_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/mqtt"
+	"github.com/busbar/busbar/natsproto"
+)
+
+// env is a broker with an MQTT listener and a NATS listener.
+type env struct {
+	b    *broker.Broker
+	mqtt *mqtt.Transport
+	nats *natsproto.Transport
+}
+
+func start(t testing.TB, bo broker.Options, mo mqtt.Options) *env {
+	t.Helper()
+	b, err := broker.New(bo)
+	require.NoError(t, err)
+	mt, err := mqtt.New(mo)
+	require.NoError(t, err)
+	require.NoError(t, mt.Listen())
+	nt, err := natsproto.New(natsproto.Options{})
+	require.NoError(t, err)
+	require.NoError(t, nt.Listen())
+	require.NoError(t, b.Start(mt, nt))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := b.Shutdown(ctx); err != nil && !errors.Is(err, broker.ErrClosed) {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return &env{b: b, mqtt: mt, nats: nt}
+}
+
+// v5 is a paho.golang (MQTT 5.0) client collecting what it receives.
+type v5 struct {
+	c    *paho.Client
+	msgs chan *paho.Publish
+}
+
+func dial5(t testing.TB, e *env, cp *paho.Connect) (*v5, *paho.Connack) {
+	t.Helper()
+	nc, err := net.Dial("tcp", e.mqtt.Addr().String())
+	require.NoError(t, err)
+	cl := &v5{msgs: make(chan *paho.Publish, 1000)}
+	cl.c = paho.NewClient(paho.ClientConfig{
+		Conn: nc,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			cl.msgs <- pr.Packet
+			return true, nil
+		}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ack, err := cl.c.Connect(ctx, cp)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cl.c.Disconnect(&paho.Disconnect{}) })
+	return cl, ack
+}
+
+func (cl *v5) sub(t testing.TB, topic string, qos byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sa, err := cl.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topic, QoS: qos}}})
+	require.NoError(t, err)
+	require.Equal(t, []byte{qos}, sa.Reasons)
+}
+
+func (cl *v5) pub(t testing.TB, topic string, qos byte, retain bool, payload string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := cl.c.Publish(ctx, &paho.Publish{Topic: topic, QoS: qos, Retain: retain, Payload: []byte(payload)})
+	require.NoError(t, err)
+}
+
+func (cl *v5) next(t testing.TB) *paho.Publish {
+	t.Helper()
+	select {
+	case m := <-cl.msgs:
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatal("no PUBLISH within 5s")
+		return nil
+	}
+}
+
+func (cl *v5) none(t testing.TB) {
+	t.Helper()
+	select {
+	case m := <-cl.msgs:
+		t.Fatalf("unexpected PUBLISH on %q: %q", m.Topic, m.Payload)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func TestPahoV5PubSubAllQoS(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	sub, ack := dial5(t, e, &paho.Connect{ClientID: "sub", CleanStart: true, KeepAlive: 30})
+	require.False(t, ack.SessionPresent)
+	pub, _ := dial5(t, e, &paho.Connect{ClientID: "pub", CleanStart: true, KeepAlive: 30})
+	sub.sub(t, "sensors/+/temp", 2)
+	for qos := byte(0); qos <= 2; qos++ {
+		pub.pub(t, "sensors/k1/temp", qos, false, "21.5")
+		m := sub.next(t)
+		require.Equal(t, "sensors/k1/temp", m.Topic)
+		require.Equal(t, "21.5", string(m.Payload))
+		require.Equal(t, qos, m.QoS, "delivered QoS = min(publish, granted)")
+	}
+}
+
+// TestCrossProtocol: MQTT → NATS and NATS → MQTT with the topic/subject
+// mapping, and a NATS message reaching a QoS 1 subscription at QoS 1.
+func TestCrossProtocol(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	nc, err := nats.Connect("nats://" + e.nats.Addr().String())
+	require.NoError(t, err)
+	defer nc.Close()
+	ns, err := nc.SubscribeSync("home.*.light")
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+
+	m, _ := dial5(t, e, &paho.Connect{ClientID: "m", CleanStart: true})
+	m.sub(t, "cmd/#", 1)
+	m.pub(t, "home/kitchen/light", 1, false, "on")
+	got, err := ns.NextMsg(5 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "home.kitchen.light", got.Subject)
+	require.Equal(t, "on", string(got.Data))
+
+	require.NoError(t, nc.Publish("cmd.door", []byte("open")))
+	require.NoError(t, nc.Publish("cmd", []byte("root")))
+	p := m.next(t)
+	require.Equal(t, "cmd/door", p.Topic)
+	require.Equal(t, byte(1), p.QoS, "busbar: NATS → MQTT QoS 1 subscription at QoS 1")
+	p = m.next(t)
+	require.Equal(t, "cmd", p.Topic, "a/# also matches a")
+}
+
+// TestRetained covers [MQTT-3.3.1-5/-8/-9/-10/-11] (checklist rows 21, 22).
+func TestRetained(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	pub, _ := dial5(t, e, &paho.Connect{ClientID: "pub", CleanStart: true})
+	pub.pub(t, "r/a", 1, true, "first")
+	pub.pub(t, "r/a", 1, true, "second") // replaces [MQTT-3.3.1-5]
+	require.Eventually(t, func() bool { return mqtt.Retained(e.b) == 1 }, time.Second, 5*time.Millisecond)
+
+	sub, _ := dial5(t, e, &paho.Connect{ClientID: "sub", CleanStart: true})
+	sub.sub(t, "r/#", 1)
+	m := sub.next(t)
+	require.Equal(t, "second", string(m.Payload))
+	require.True(t, m.Retain, "replay to a new subscription has RETAIN=1 [MQTT-3.3.1-8]")
+	pub.pub(t, "r/a", 0, true, "live")
+	m = sub.next(t)
+	require.False(t, m.Retain, "live traffic has RETAIN=0 [MQTT-3.3.1-9]")
+	pub.pub(t, "r/a", 0, true, "") // delete [MQTT-3.3.1-10]
+	m = sub.next(t)
+	require.Empty(t, m.Payload, "the zero-byte retained message is still delivered live [MQTT-3.3.1-11]")
+	require.Eventually(t, func() bool { return mqtt.Retained(e.b) == 0 }, time.Second, 5*time.Millisecond)
+}
+
+// TestPersistentSessionQueuesWhileOffline: QoS 1 messages published while
+// a persistent session is offline arrive on resume, in order.
+func TestPersistentSessionQueuesWhileOffline(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	expiry := uint32(300)
+	sub, _ := dial5(t, e, &paho.Connect{ClientID: "p1", CleanStart: true, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
+	sub.sub(t, "q/#", 1)
+	require.NoError(t, sub.c.Disconnect(&paho.Disconnect{}))
+
+	pub, _ := dial5(t, e, &paho.Connect{ClientID: "pub", CleanStart: true})
+	for _, p := range []string{"1", "2", "3"} {
+		pub.pub(t, "q/x", 1, false, p)
+	}
+	again, ack := dial5(t, e, &paho.Connect{ClientID: "p1", CleanStart: false, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
+	require.True(t, ack.SessionPresent, "[MQTT-3.2.2-2]")
+	for _, p := range []string{"1", "2", "3"} {
+		require.Equal(t, p, string(again.next(t).Payload))
+	}
+}
+
+// TestWill covers checklist row 26: will on abnormal close, none after a
+// normal DISCONNECT.
+func TestWill(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	watcher, _ := dial5(t, e, &paho.Connect{ClientID: "w", CleanStart: true})
+	watcher.sub(t, "wills/#", 1)
+
+	// Normal DISCONNECT: no will [MQTT-3.1.2-10].
+	nc, err := net.Dial("tcp", e.mqtt.Addr().String())
+	require.NoError(t, err)
+	c := paho.NewClient(paho.ClientConfig{Conn: nc})
+	_, err = c.Connect(context.Background(), &paho.Connect{ClientID: "dies", CleanStart: true,
+		WillMessage: &paho.WillMessage{Topic: "wills/dies", Payload: []byte("gone"), QoS: 1}})
+	require.NoError(t, err)
+	require.NoError(t, c.Disconnect(&paho.Disconnect{}))
+	watcher.none(t)
+
+	// Abnormal close: the will is published [MQTT-3.1.2-8].
+	raw, err := net.Dial("tcp", e.mqtt.Addr().String())
+	require.NoError(t, err)
+	c2 := paho.NewClient(paho.ClientConfig{Conn: raw})
+	_, err = c2.Connect(context.Background(), &paho.Connect{ClientID: "crash", CleanStart: true,
+		WillMessage: &paho.WillMessage{Topic: "wills/crash", Payload: []byte("lost"), QoS: 1}})
+	require.NoError(t, err)
+	raw.Close()
+	m := watcher.next(t)
+	require.Equal(t, "wills/crash", m.Topic)
+	require.Equal(t, "lost", string(m.Payload))
+}
+
+// TestTakeover covers checklist row 7: a second connection with the same
+// client id closes the first ([MQTT-3.1.4-3], DISCONNECT 0x8E in 5.0).
+func TestTakeover(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	var mu sync.Mutex
+	var reason byte
+	nc, err := net.Dial("tcp", e.mqtt.Addr().String())
+	require.NoError(t, err)
+	first := paho.NewClient(paho.ClientConfig{Conn: nc, OnServerDisconnect: func(d *paho.Disconnect) {
+		mu.Lock()
+		reason = d.ReasonCode
+		mu.Unlock()
+	}})
+	_, err = first.Connect(context.Background(), &paho.Connect{ClientID: "same", CleanStart: true})
+	require.NoError(t, err)
+	dial5(t, e, &paho.Connect{ClientID: "same", CleanStart: true})
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return reason == 0x8E }, 5*time.Second, 5*time.Millisecond)
+}
+
+// TestSharedSubscription: $share/group/filter gives each message to one
+// member ([MQTT-4.8.2-1]).
+func TestSharedSubscription(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	a, _ := dial5(t, e, &paho.Connect{ClientID: "a", CleanStart: true})
+	b, _ := dial5(t, e, &paho.Connect{ClientID: "b", CleanStart: true})
+	a.sub(t, "$share/g/jobs/#", 0)
+	b.sub(t, "$share/g/jobs/#", 0)
+	pub, _ := dial5(t, e, &paho.Connect{ClientID: "p", CleanStart: true})
+	const n = 40
+	for range n {
+		pub.pub(t, "jobs/x", 0, false, "j")
+	}
+	got := 0
+	deadline := time.After(5 * time.Second)
+	for got < n {
+		select {
+		case <-a.msgs:
+		case <-b.msgs:
+		case <-deadline:
+			t.Fatalf("got %d of %d", got, n)
+		}
+		got++
+	}
+	a.none(t)
+	b.none(t)
+}
+
+func pahoConnect(id string) *paho.Connect { return &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30} }

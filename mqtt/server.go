@@ -1,0 +1,181 @@
+// Package mqtt speaks MQTT 3.1.1 and 5.0 on one port and maps MQTT topics
+// onto the broker's NATS subject space (nats-server 2.10+'s mapping), so
+// MQTT, NATS, WebSocket and in-process clients share one namespace. It
+// registers the "mqtt" transport. mqtt/packet is the codec.
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/busbar/busbar/auth"
+	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/transport"
+)
+
+// Options configure the MQTT listener and the MQTT sessions of a broker.
+type Options struct {
+	Host string // default 127.0.0.1
+	Port int    // 0 picks a free port
+	TLS  *transport.TLSOptions
+
+	AckWait       time.Duration // default 30s (3.1.1 redelivery)
+	MaxAckPending int           // in-flight QoS 1/2 per session; default 1024, max 65535
+	MaxPacketSize int           // 0: 256 MiB
+	MaxKeepAlive  uint16        // 0: none; else a longer (or zero) keep alive is lowered to it
+	SessionExpiry time.Duration // upper bound of a 5.0 session expiry; 0: none
+	// ReceiveMaximum the server announces (5.0); default 65535.
+	ReceiveMaximum uint16
+}
+
+func (o *Options) setDefaults() {
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	if o.AckWait == 0 {
+		o.AckWait = 30 * time.Second
+	}
+	if o.MaxAckPending == 0 {
+		o.MaxAckPending = 1024
+	}
+	if o.MaxPacketSize == 0 {
+		o.MaxPacketSize = 256 << 20
+	}
+	if o.ReceiveMaximum == 0 {
+		o.ReceiveMaximum = 65535
+	}
+}
+
+// Transport is the MQTT listener.
+type Transport struct {
+	transport.Listener
+	opts   Options
+	tlsCfg *tls.Config
+}
+
+type tlsState = tls.ConnectionState
+
+var _ transport.Transport = (*Transport)(nil)
+
+// New builds the MQTT transport.
+func New(o Options) (*Transport, error) {
+	o.setDefaults()
+	if o.Port < 0 {
+		o.Port = 0
+	}
+	t := &Transport{opts: o}
+	t.Proto = "mqtt"
+	t.Address = net.JoinHostPort(o.Host, strconv.Itoa(o.Port))
+	if o.TLS != nil {
+		cfg, err := o.TLS.Config()
+		if err != nil {
+			return nil, err
+		}
+		t.tlsCfg = cfg
+	}
+	return t, nil
+}
+
+// Name is "mqtt".
+func (t *Transport) Name() string { return "mqtt" }
+
+// Serve accepts MQTT connections until Close.
+func (t *Transport) Serve(ctx context.Context, b *broker.Broker) error {
+	srv := serverFor(b, t.opts)
+	return t.Accept(ctx, b.Go, func(nc net.Conn) {
+		if t.tlsCfg != nil {
+			tc, err := transport.ServerHandshake(ctx, nc, t.tlsCfg, t.opts.TLS.HandshakeTimeout())
+			if err != nil {
+				_ = nc.Close()
+				return
+			}
+			nc = tc
+		}
+		srv.serveConn(nc, auth.ConnMQTT)
+	})
+}
+
+// ServeConn runs MQTT on an accepted connection (MQTT over WebSocket).
+func (t *Transport) ServeConn(ctx context.Context, b *broker.Broker, nc net.Conn, o transport.ConnOptions) error {
+	ct := auth.ConnMQTT
+	if o.WebSocket {
+		ct = auth.ConnMQTTWS
+	}
+	serverFor(b, t.opts).serveConn(nc, ct)
+	return nil
+}
+
+// server is the MQTT state of one broker, shared by its MQTT listeners:
+// sessions by client identifier and retained messages.
+type server struct {
+	b    *broker.Broker
+	opts Options
+	ret  retained
+
+	mu       sync.Mutex // guards sessions
+	sessions map[string]*session
+}
+
+type serverKey struct{}
+
+func serverFor(b *broker.Broker, o Options) *server {
+	return b.Extension(serverKey{}, func() any {
+		return &server{b: b, opts: o, sessions: make(map[string]*session)}
+	}).(*server)
+}
+
+// Retained reports how many retained messages the broker holds.
+func Retained(b *broker.Broker) int {
+	return serverFor(b, Options{}).ret.len()
+}
+
+// endSession removes s for good: its subscriptions, queue and will.
+func (srv *server) endSession(s *session) {
+	srv.mu.Lock()
+	if srv.sessions[s.id] == s {
+		delete(srv.sessions, s.id)
+	}
+	srv.mu.Unlock()
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	w := s.will
+	s.will = nil
+	s.inflight, s.queue = nil, nil
+	s.mu.Unlock()
+	if w != nil && w.timer != nil {
+		// A delayed will is sent at session end at the latest ([MQTT-3.1.3-9]).
+		if w.timer.Stop() {
+			srv.publishWill(s, w)
+		}
+	}
+	s.bs.Close()
+}
+
+// endSessionIfIdle ends s when its expiry passes with no connection.
+func (srv *server) endSessionIfIdle(s *session) {
+	s.mu.Lock()
+	idle := s.conn == nil
+	s.mu.Unlock()
+	if idle {
+		srv.endSession(s)
+	}
+}
+
+// publishWill publishes a will message through the session.
+func (srv *server) publishWill(s *session, w *will) {
+	var batch broker.Batch
+	m := w.m
+	if m.Retain {
+		srv.ret.set(m)
+	}
+	s.bs.Publish(&batch, &m)
+	batch.Flush()
+}

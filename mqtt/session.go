@@ -1,0 +1,279 @@
+package mqtt
+
+import (
+	"sync"
+	"time"
+
+	"github.com/busbar/busbar/broker"
+)
+
+// subState is one MQTT subscription (broker.Subscription.Opaque). A
+// filter "a/#" is two NATS subscriptions, "a" and "a.>" (nats-server's
+// mapping), sharing one subState.
+type subState struct {
+	filter  string // as the client wrote it (without $share/group/)
+	share   string // shared subscription group, or ""
+	qos     byte
+	noLocal bool
+	rap     bool // retain as published
+	rh      byte // retain handling
+	subID   uint32
+	dollar  bool // the filter starts with a wildcard: skip $-topics [MQTT-4.7.2-1]
+	nats    [][]byte
+	bsubs   []*broker.Subscription
+}
+
+// outMsg is a QoS 1 or 2 message sent to the client and not yet fully
+// acknowledged, or waiting to be sent.
+type outMsg struct {
+	m      broker.Message // stable
+	qos    byte
+	retain bool
+	subID  uint32
+	id     uint16
+	rel    bool // PUBREC received, PUBREL sent: waiting for PUBCOMP
+	sent   bool
+	at     time.Time
+}
+
+// session is an MQTT session: it outlives connections when persistent
+// ([MQTT-3.1.2-4]). It is the broker.Client its subscriptions deliver to;
+// the attached conn, if any, writes to the socket.
+type session struct {
+	srv   *server
+	id    string
+	owner string // identity name that created it: only it may resume it
+	bs    *broker.Session
+
+	mu       sync.Mutex // guards everything below
+	conn     *conn
+	subs     map[string]*subState // by the client's filter (with $share prefix)
+	inflight []*outMsg            // sent, in order, awaiting acks
+	queue    []*outMsg            // waiting: client offline or receive maximum reached
+	nextID   uint16
+	inQoS2   map[uint16]struct{} // QoS 2 ids received, PUBREL not yet seen
+	expiry   time.Duration       // 0: ends with the connection; -1: never
+	timer    *time.Timer         // session expiry after disconnect
+	will     *will
+	ended    bool
+	dropped  int64 // QoS 0 messages dropped while offline or over limits
+}
+
+type will struct {
+	m     broker.Message // stable, MQTT=true
+	delay time.Duration
+	timer *time.Timer
+}
+
+var _ broker.Client = (*session)(nil)
+
+// maxQueued bounds a session's queue of QoS 1/2 messages waiting for the
+// client; past it the oldest are dropped and counted (never silently).
+const maxQueued = 100000
+
+// effectiveQoS is the QoS a message is delivered at on a subscription
+// granted g: min(publish QoS, granted) for MQTT publishes [MQTT-3.8.4-8];
+// a NATS (or in-process) message takes the granted QoS (busbar:
+// nats-server downgrades to 0).
+func effectiveQoS(m *broker.Message, g byte) byte {
+	if !m.MQTT {
+		return g
+	}
+	return min(m.QoS, g)
+}
+
+// Deliver is called on the publisher's goroutine. It never blocks.
+func (s *session) Deliver(sub *broker.Subscription, m *broker.Message) bool {
+	st := sub.Opaque.(*subState)
+	if st.dollar && len(m.Subject) > 0 && m.Subject[0] == '$' {
+		return true
+	}
+	if st.noLocal {
+		if oc, ok := m.Origin().(*conn); ok && oc.sess == s {
+			return true
+		}
+	}
+	qos := effectiveQoS(m, st.qos)
+	retain := st.rap && m.Retain
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return true
+	}
+	if qos == 0 {
+		if s.conn == nil {
+			s.dropped++
+			return true
+		}
+		return s.conn.sendPublish(m, 0, 0, retain, false, st.subID)
+	}
+	om := &outMsg{m: *m.Stable(), qos: qos, retain: retain, subID: st.subID}
+	return s.enqueue(om)
+}
+
+// enqueue sends om now if the receive window allows, else queues it.
+// s.mu held.
+func (s *session) enqueue(om *outMsg) bool {
+	if s.conn != nil && len(s.queue) == 0 && len(s.inflight) < s.conn.window() {
+		return s.send(om)
+	}
+	if len(s.queue) >= maxQueued {
+		s.queue = s.queue[1:]
+		s.dropped++
+	}
+	s.queue = append(s.queue, om)
+	return true
+}
+
+// send assigns a packet id and writes om. s.mu held, s.conn set.
+func (s *session) send(om *outMsg) bool {
+	om.id = s.allocID()
+	om.sent, om.at = true, time.Now()
+	s.inflight = append(s.inflight, om)
+	return s.conn.sendPublish(&om.m, om.qos, om.id, om.retain, false, om.subID)
+}
+
+// allocID returns a packet id not in use by an in-flight message
+// ([MQTT-2.3.1-2] / [MQTT-2.2.1-3]). s.mu held.
+func (s *session) allocID() uint16 {
+	for {
+		s.nextID++
+		if s.nextID == 0 {
+			s.nextID = 1
+		}
+		if s.findInflight(s.nextID) < 0 {
+			return s.nextID
+		}
+	}
+}
+
+func (s *session) findInflight(id uint16) int {
+	for i, om := range s.inflight {
+		if om.id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// ack handles PUBACK (QoS 1) or PUBCOMP (QoS 2): the message is done.
+// It reports false when the id is unknown. Read loop.
+func (s *session) ack(id uint16, comp bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := s.findInflight(id)
+	if i < 0 || (comp && !s.inflight[i].rel) || (!comp && s.inflight[i].qos != 1) {
+		return false
+	}
+	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+	s.fill()
+	return true
+}
+
+// rec handles PUBREC: the next step is PUBREL. It reports false when the
+// id is unknown. Read loop.
+func (s *session) rec(id uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := s.findInflight(id)
+	if i < 0 || s.inflight[i].qos != 2 {
+		return false
+	}
+	s.inflight[i].rel = true
+	return true
+}
+
+// fill moves queued messages into the receive window. s.mu held.
+func (s *session) fill() {
+	for s.conn != nil && len(s.queue) > 0 && len(s.inflight) < s.conn.window() {
+		om := s.queue[0]
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		if !s.send(om) {
+			return
+		}
+	}
+	if len(s.queue) == 0 {
+		s.queue = nil
+	}
+}
+
+// resume attaches c and re-sends what was in flight, in order, with DUP
+// set (a PUBREL for those past PUBREC), then the queue ([MQTT-4.4.0-1],
+// [MQTT-4.6.0-1]).
+func (s *session) resume(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conn = c
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	for _, om := range s.inflight {
+		if om.rel {
+			c.sendAck(pubrelType, om.id, 0)
+			continue
+		}
+		c.sendPublish(&om.m, om.qos, om.id, om.retain, true, om.subID)
+	}
+	s.fill()
+	c.out.Wake()
+}
+
+// Wake flushes the attached connection's writer.
+func (s *session) Wake() {
+	s.mu.Lock()
+	c := s.conn
+	s.mu.Unlock()
+	if c != nil {
+		c.out.Wake()
+	}
+}
+
+// Close is called by the broker (shutdown, slow consumer): it closes the
+// attached connection; the session itself ends with the broker.
+func (s *session) Close(reason error) {
+	s.mu.Lock()
+	c := s.conn
+	s.mu.Unlock()
+	if c != nil {
+		c.Close(reason)
+	}
+}
+
+// detach is called when c's connection ends. The session lives on if it
+// is persistent, else it ends. Read loop of c.
+func (s *session) detach(c *conn) {
+	s.mu.Lock()
+	if s.conn != c {
+		s.mu.Unlock()
+		return
+	}
+	s.conn = nil
+	exp := s.expiry
+	s.mu.Unlock()
+	switch {
+	case exp == 0:
+		s.srv.endSession(s)
+	case exp > 0:
+		s.mu.Lock()
+		s.timer = time.AfterFunc(exp, func() { s.srv.endSessionIfIdle(s) })
+		s.mu.Unlock()
+	}
+}
+
+// deliverRetained sends a retained message to a new subscription with the
+// retain flag set ([MQTT-3.3.1-8]). Read loop.
+func (s *session) deliverRetained(st *subState, m *broker.Message) {
+	qos := min(m.QoS, st.qos)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return
+	}
+	if qos == 0 {
+		s.conn.sendPublish(m, 0, 0, true, false, st.subID)
+		return
+	}
+	s.enqueue(&outMsg{m: *m, qos: qos, retain: true, subID: st.subID})
+}
