@@ -2,11 +2,15 @@ package mqtt_test
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/stretchr/testify/require"
 
 	"github.com/busbar/busbar/broker"
@@ -226,4 +230,252 @@ func TestMQTT_3_2_2_1_SessionPresentZeroOnClean(t *testing.T) {
 	present, code := r.connack()
 	require.False(t, present)
 	require.Zero(t, code)
+}
+
+// Row 4: a remaining length longer than 4 bytes is malformed (§2.2.3).
+func TestMQTT_2_2_3_RemainingLengthOverFourBytes(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	r := dialRaw(t, e)
+	r.send(connect311...)
+	r.connack()
+	r.send(0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01)
+	r.closed()
+}
+
+// Row 5: ill-formed UTF-8 in a topic closes the connection [MQTT-1.5.3-1].
+func TestMQTT_1_5_3_1_BadUTF8(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	r := dialRaw(t, e)
+	r.send(connect311...)
+	r.connack()
+	r.send(0x30, 5, 0, 3, 'a', 0xC3, 0x28)
+	r.closed()
+}
+
+// Row 19: U+0000 in a topic closes the connection [MQTT-1.5.3-2], [MQTT-4.7.3-2].
+func TestMQTT_1_5_3_2_NulInTopic(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	r := dialRaw(t, e)
+	r.send(connect311...)
+	r.connack()
+	r.send(0x30, 5, 0, 3, 'a', 0, 'b')
+	r.closed()
+}
+
+// Row 11: a QoS 1 PUBLISH with packet id 0 is a protocol violation
+// [MQTT-2.3.1-1].
+func TestMQTT_2_3_1_1_ZeroPacketID(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	r := dialRaw(t, e)
+	r.send(connect311...)
+	r.connack()
+	r.send(0x32, 6, 0, 1, 'a', 0, 0, 'x')
+	r.closed()
+}
+
+// Row 12: PUBACK echoes the packet id [MQTT-2.3.1-6]; row 15: an incoming
+// DUP flag is not propagated to subscribers [MQTT-3.3.1-3].
+func TestMQTT_2_3_1_6_AckEchoesIDAndDupNotPropagated(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	watcher, _ := dial5(t, e, pahoConnect("w"))
+	watcher.sub(t, "d", 1)
+	r := dialRaw(t, e)
+	r.send(connect311...)
+	r.connack()
+	r.send(0x3A, 6, 0, 1, 'd', 0x12, 0x34, 'x') // QoS 1, DUP=1, id 0x1234
+	h, body := r.read()
+	require.Equal(t, byte(0x40), h, "PUBACK")
+	require.Equal(t, []byte{0x12, 0x34}, body)
+	m := watcher.next(t)
+	require.Equal(t, "x", string(m.Payload))
+	require.False(t, m.Duplicate(), "DUP is not propagated [MQTT-3.3.1-3]")
+}
+
+// Row 13: an unacknowledged QoS 1 message is re-sent on session resume
+// with DUP=1 and the same packet id [MQTT-4.4.0-1], [MQTT-3.3.1-1].
+func TestMQTT_4_4_0_1_ResendOnResume(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	persistent := []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x00, 0, 60, 0, 1, 'p'}
+	r := dialRaw(t, e)
+	r.send(persistent...)
+	r.connack()
+	r.send(0x82, 6, 0, 1, 0, 1, 'z', 1) // SUBSCRIBE z QoS 1
+	h, _ := r.read()
+	require.Equal(t, byte(0x90), h)
+	pub, _ := dial5(t, e, pahoConnect("pub"))
+	pub.pub(t, "z", 1, false, "keep")
+	h, body := r.read()
+	require.Equal(t, byte(0x32), h, "PUBLISH QoS 1, DUP 0")
+	id := body[3:5]
+	r.c.Close() // no PUBACK
+
+	r2 := dialRaw(t, e)
+	r2.send(persistent...)
+	present, _ := r2.connack()
+	require.True(t, present, "[MQTT-3.2.2-2]")
+	h, body = r2.read()
+	require.Equal(t, byte(0x3A), h, "re-sent with DUP=1")
+	require.Equal(t, id, body[3:5], "same packet id")
+	require.Equal(t, "keep", string(body[5:]))
+}
+
+// Row 16: messages on one topic arrive in publish order [MQTT-4.6.0-5].
+func TestMQTT_4_6_0_Ordering(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	sub, _ := dial5(t, e, pahoConnect("s"))
+	sub.sub(t, "o", 1)
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	for i := range 50 {
+		pub.pub(t, "o", 1, false, strconv.Itoa(i))
+	}
+	for i := range 50 {
+		require.Equal(t, strconv.Itoa(i), string(sub.next(t).Payload))
+	}
+}
+
+// Row 20: filters starting with a wildcard do not match $-topics
+// [MQTT-4.7.2-1].
+func TestMQTT_4_7_2_1_DollarTopics(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	all, _ := dial5(t, e, pahoConnect("all"))
+	all.sub(t, "#", 0)
+	plus, _ := dial5(t, e, pahoConnect("plus"))
+	plus.sub(t, "+/x", 0)
+	sys, _ := dial5(t, e, pahoConnect("sys"))
+	sys.sub(t, "$SYS/#", 0)
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	pub.pub(t, "$SYS/x", 0, false, "s")
+	require.Equal(t, "$SYS/x", sys.next(t).Topic)
+	all.none(t)
+	plus.none(t)
+}
+
+// Row 23: an identical re-SUBSCRIBE replaces the subscription (no
+// duplicates) and re-sends retained messages [MQTT-3.8.4-3].
+func TestMQTT_3_8_4_3_ResubscribeReplaces(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	pub.pub(t, "rs", 1, true, "kept")
+	sub, _ := dial5(t, e, pahoConnect("s"))
+	sub.sub(t, "rs", 1)
+	require.Equal(t, "kept", string(sub.next(t).Payload))
+	sub.sub(t, "rs", 1)
+	require.Equal(t, "kept", string(sub.next(t).Payload), "retained re-sent on re-subscribe")
+	pub.pub(t, "rs", 1, false, "live")
+	require.Equal(t, "live", string(sub.next(t).Payload))
+	sub.none(t)
+}
+
+// Row 25: overlapping subscriptions: a copy at the maximum matching QoS
+// [MQTT-3.3.5-1]; delivered QoS = min(publish, granted) [MQTT-3.8.4-8].
+func TestMQTT_3_3_5_1_OverlappingSubscriptions(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	sub, _ := dial5(t, e, pahoConnect("s"))
+	sub.sub(t, "ov/+", 0)
+	sub.sub(t, "ov/b", 1)
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	pub.pub(t, "ov/b", 1, false, "x")
+	best := byte(0)
+	for range 2 {
+		if m := sub.next(t); m.QoS > best {
+			best = m.QoS
+		}
+	}
+	require.Equal(t, byte(1), best)
+}
+
+// Row 6 (5.0): an empty client id gets an Assigned Client Identifier
+// [MQTT-3.1.3-7], [MQTT-3.2.2-16].
+func TestMQTT_3_2_2_16_AssignedClientID(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	_, ack := dial5(t, e, &paho.Connect{CleanStart: true})
+	require.NotNil(t, ack.Properties)
+	require.NotEmpty(t, ack.Properties.AssignedClientID)
+}
+
+// Row 29: topic alias 0 is a protocol error: DISCONNECT 0x94 [MQTT-3.3.2-8].
+func TestMQTT_3_3_2_8_TopicAliasZero(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	r := dialRaw(t, e)
+	r.send(connect5...)
+	r.connack()
+	// PUBLISH QoS 0 topic "a", properties: topic alias (0x23) = 0.
+	r.send(0x30, 8, 0, 1, 'a', 3, 0x23, 0, 0, 'x')
+	h, body := r.read()
+	require.Equal(t, byte(0xE0), h, "DISCONNECT")
+	require.Equal(t, byte(0x94), body[0])
+	r.closed()
+}
+
+// Row 29: an alias set with a topic is used by a later PUBLISH with an
+// empty topic [MQTT-3.3.2-12].
+func TestMQTT_3_3_2_12_TopicAliasUse(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	sub, _ := dial5(t, e, pahoConnect("s"))
+	sub.sub(t, "al/t", 0)
+	r := dialRaw(t, e)
+	r.send(connect5...)
+	r.connack()
+	r.send(0x30, 11, 0, 4, 'a', 'l', '/', 't', 3, 0x23, 0, 1, '1')
+	r.send(0x30, 7, 0, 0, 3, 0x23, 0, 1, '2')
+	require.Equal(t, "1", string(sub.next(t).Payload))
+	m := sub.next(t)
+	require.Equal(t, "al/t", m.Topic)
+	require.Equal(t, "2", string(m.Payload))
+}
+
+// Row 27: never more unacknowledged QoS 1 messages than the client's
+// Receive Maximum [MQTT-3.3.4-7].
+func TestMQTT_3_3_4_7_ReceiveMaximum(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	r := dialRaw(t, e)
+	// CONNECT 5.0, client id "c", properties: receive maximum (0x21) = 2.
+	r.send(0x10, 17, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 3, 0x21, 0, 2, 0, 1, 'c')
+	r.connack()
+	r.send(0x82, 7, 0, 1, 0, 0, 1, 'q', 1) // SUBSCRIBE q QoS 1, no properties
+	h, _ := r.read()
+	require.Equal(t, byte(0x90), h)
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	for i := range 5 {
+		pub.pub(t, "q", 1, false, strconv.Itoa(i))
+	}
+	var ids [][]byte
+	for range 2 {
+		h, body := r.read()
+		require.Equal(t, byte(0x32), h)
+		ids = append(ids, body[3:5])
+	}
+	_ = r.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	_, err := r.br.ReadByte()
+	require.Error(t, err, "a third PUBLISH before any PUBACK")
+	r.send(0x40, 2, ids[0][0], ids[0][1]) // PUBACK the first
+	h, _ = r.read()
+	require.Equal(t, byte(0x32), h, "the window moved by one")
+}
+
+// Row 28: nothing larger than the client's Maximum Packet Size is sent
+// [MQTT-3.1.2-24/-25].
+func TestMQTT_3_1_2_25_MaximumPacketSize(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	max := uint32(64)
+	sub, _ := dial5(t, e, &paho.Connect{ClientID: "s", CleanStart: true, Properties: &paho.ConnectProperties{MaximumPacketSize: &max}})
+	sub.sub(t, "big", 0)
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	pub.pub(t, "big", 0, false, strings.Repeat("x", 200))
+	pub.pub(t, "big", 0, false, "small")
+	require.Equal(t, "small", string(sub.next(t).Payload))
+}
+
+// Row 30: NoLocal on a shared subscription is a protocol error
+// [MQTT-3.8.3-4]; a 5.0 shared subscription needs a non-empty share name.
+func TestMQTT_3_8_3_4_SharedNoLocal(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	cl, _ := dial5(t, e, pahoConnect("s"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sa, err := cl.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+		{Topic: "$share//x", QoS: 0}, {Topic: "$share/g/x", QoS: 0, NoLocal: true}}})
+	require.Error(t, err, "paho reports the failed subscriptions")
+	require.NotNil(t, sa)
+	require.Equal(t, []byte{0x8F, 0x82}, sa.Reasons, "empty share name: 0x8F; NoLocal on a shared subscription: 0x82")
 }

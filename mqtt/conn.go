@@ -39,8 +39,8 @@ type conn struct {
 	inRecv     int               // QoS 2 receptions awaiting PUBREL (server receive maximum)
 	normal     bool              // DISCONNECT received: no will (unless 5.0 0x04)
 	sendWill   bool
-	clientMax  int               // the client's Maximum Packet Size (5.0); 0: none
-	clientRecv int               // the client's Receive Maximum (5.0)
+	clientMax  int // the client's Maximum Packet Size (5.0); 0: none
+	clientRecv int // the client's Receive Maximum (5.0)
 	closing    atomic.Bool
 	takenOver  atomic.Bool // another connection took the session: no will from this one
 	reason     atomic.Pointer[error]
@@ -87,6 +87,7 @@ func (c *conn) readLoop() error {
 			var perr error
 			buf, connected, perr = c.packets(buf, connected)
 			c.batch.Flush()
+			c.out.Wake() // what this read's packets queued (acks, resends, retained)
 			if perr != nil {
 				return perr
 			}
@@ -262,4 +263,3 @@ func (srv *server) fireWill(s *session) {
 	s.mu.Unlock()
 	srv.publishWill(s, w)
 }
-

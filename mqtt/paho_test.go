@@ -270,4 +270,6 @@ func TestSharedSubscription(t *testing.T) {
 	b.none(t)
 }
 
-func pahoConnect(id string) *paho.Connect { return &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30} }
+func pahoConnect(id string) *paho.Connect {
+	return &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30}
+}
