@@ -199,6 +199,9 @@ func (d *Decoder) DecodeConnack(buf []byte, v Version) (*ConnackPacket, error) {
 		return nil, fmt.Errorf("%w: CONNACK reserved flags %#x", MalformedPacket, b[0])
 	}
 	p.SessionPresent, p.Code, b = b[0] == 1, Code(b[1]), b[2:]
+	if v != V5 && p.Code > V311NotAuthorized {
+		return nil, fmt.Errorf("%w: reserved CONNACK return code %#x", MalformedPacket, byte(p.Code)) // 3.1.1 §3.2.2.3
+	}
 	if v == V5 {
 		if b, err = d.decodeProps(b, &p.Props, allowConnack); err != nil {
 			return nil, err
@@ -243,7 +246,9 @@ func (d *Decoder) DecodePublish(buf []byte, v Version) (*PublishPacket, error) {
 			return nil, err
 		}
 	}
-	p.Payload = b
+	if len(b) > 0 {
+		p.Payload = b
+	}
 	return p, nil
 }
 
@@ -321,15 +326,16 @@ func (d *Decoder) DecodeSubscribe(buf []byte, v Version) (*SubscribePacket, erro
 	return p, nil
 }
 
-// setOptions checks and sets the subscription options byte: QoS 3 and the
-// reserved bits are malformed (3.1.1 [MQTT-3.8.3-4], 5.0 [MQTT-3.8.3-5]),
-// Retain Handling 3 is a protocol error (5.0 §3.8.3.1).
+// setOptions checks and sets the subscription options byte. 3.1.1: QoS 3
+// or a reserved bit is malformed ([MQTT-3-8.3-4], numbered so in the
+// spec). 5.0: a reserved bit is malformed [MQTT-3.8.3-5]; QoS 3 and Retain
+// Handling 3 are protocol errors (§3.8.3.1).
 func (s *Subscription) setOptions(o byte, v Version) error {
 	s.QoS = o & 0x03
-	if s.QoS == 3 {
-		return fmt.Errorf("%w: subscription QoS 3", MalformedPacket)
-	}
 	if v != V5 {
+		if s.QoS == 3 {
+			return fmt.Errorf("%w: subscription QoS 3 [MQTT-3-8.3-4]", MalformedPacket)
+		}
 		if o&^0x03 != 0 {
 			return fmt.Errorf("%w: subscription options reserved bits %#x [MQTT-3.8.3-4]", MalformedPacket, o)
 		}
@@ -337,6 +343,9 @@ func (s *Subscription) setOptions(o byte, v Version) error {
 	}
 	if o&0xC0 != 0 {
 		return fmt.Errorf("%w: subscription options reserved bits %#x [MQTT-3.8.3-5]", MalformedPacket, o)
+	}
+	if s.QoS == 3 {
+		return fmt.Errorf("%w: subscription maximum QoS 3", ProtocolError) // 5.0 §3.8.3.1
 	}
 	s.NoLocal, s.RetainAsPublished, s.RetainHandling = o&0x04 != 0, o&0x08 != 0, o>>4&0x03
 	if s.RetainHandling == 3 {

@@ -7,7 +7,7 @@
 // packet structs and their slices (Subs, Filters, Codes, User,
 // SubscriptionIDs) belong to the Decoder. All of it is valid until the
 // buffer is reused or the same Decoder decodes the next packet, whichever
-// comes first. Copy what escapes.
+// comes first. Copy what escapes. Zero-length fields decode as nil.
 //
 // Errors from Decode wrap a Code (MalformedPacket, ProtocolError,
 // UnsupportedProtocolVersion), so errors.Is tells the caller which CONNACK

@@ -100,7 +100,7 @@ func readU16(b []byte) (uint16, []byte, error) {
 }
 
 // readBinary reads a two-byte length and that many bytes (Binary Data,
-// 5.0 §1.5.6). The result aliases b.
+// 5.0 §1.5.6). The result aliases b; a zero-length field is nil.
 func readBinary(b []byte) ([]byte, []byte, error) {
 	n, b, err := readU16(b)
 	if err != nil {
@@ -108,6 +108,9 @@ func readBinary(b []byte) ([]byte, []byte, error) {
 	}
 	if int(n) > len(b) {
 		return nil, nil, fmt.Errorf("%w: %d byte field past the packet end", MalformedPacket, n)
+	}
+	if n == 0 {
+		return nil, b, nil
 	}
 	return b[:n:n], b[n:], nil
 }
@@ -149,11 +152,6 @@ func ValidUTF8(b []byte) bool {
 }
 
 func appendBytes(dst, s []byte) []byte {
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(s)))
-	return append(dst, s...)
-}
-
-func appendString(dst []byte, s string) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(s)))
 	return append(dst, s...)
 }
