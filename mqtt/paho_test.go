@@ -273,3 +273,67 @@ func TestSharedSubscription(t *testing.T) {
 func pahoConnect(id string) *paho.Connect {
 	return &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30}
 }
+
+// Row 30: a queued message whose Message Expiry Interval passed is not
+// delivered [MQTT-3.3.2-5]; one still valid is forwarded with the time
+// left [MQTT-3.3.2-6].
+func TestMQTT_3_3_2_5_MessageExpiry(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	sei := uint32(300)
+	sub, _ := dial5(t, e, &paho.Connect{ClientID: "x", CleanStart: true, Properties: &paho.ConnectProperties{SessionExpiryInterval: &sei}})
+	sub.sub(t, "exp/#", 1)
+	require.NoError(t, sub.c.Disconnect(&paho.Disconnect{}))
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	one, long := uint32(1), uint32(100)
+	ctx := context.Background()
+	_, err := pub.c.Publish(ctx, &paho.Publish{Topic: "exp/short", QoS: 1, Payload: []byte("gone"), Properties: &paho.PublishProperties{MessageExpiry: &one}})
+	require.NoError(t, err)
+	_, err = pub.c.Publish(ctx, &paho.Publish{Topic: "exp/long", QoS: 1, Payload: []byte("kept"), Properties: &paho.PublishProperties{MessageExpiry: &long}})
+	require.NoError(t, err)
+	time.Sleep(2100 * time.Millisecond)
+	again, _ := dial5(t, e, &paho.Connect{ClientID: "x", CleanStart: false, Properties: &paho.ConnectProperties{SessionExpiryInterval: &sei}})
+	m := again.next(t)
+	require.Equal(t, "kept", string(m.Payload))
+	require.NotNil(t, m.Properties.MessageExpiry)
+	require.Less(t, *m.Properties.MessageExpiry, long, "forwarded with the time left")
+	again.none(t)
+}
+
+// Row 26 (5.0): the will is delayed by the Will Delay Interval and
+// cancelled by a reconnect within it [MQTT-3.1.3-9].
+func TestMQTT_3_1_3_9_WillDelay(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	watcher, _ := dial5(t, e, pahoConnect("w"))
+	watcher.sub(t, "wd/#", 0)
+	sei, delay := uint32(60), uint32(1)
+	connect := func() net.Conn {
+		nc, err := net.Dial("tcp", e.mqtt.Addr().String())
+		require.NoError(t, err)
+		c := paho.NewClient(paho.ClientConfig{Conn: nc})
+		_, err = c.Connect(context.Background(), &paho.Connect{ClientID: "wd", CleanStart: false,
+			Properties:     &paho.ConnectProperties{SessionExpiryInterval: &sei},
+			WillMessage:    &paho.WillMessage{Topic: "wd/x", Payload: []byte("late")},
+			WillProperties: &paho.WillProperties{WillDelayInterval: &delay}})
+		require.NoError(t, err)
+		return nc
+	}
+	nc := connect()
+	nc.Close()
+	nc = connect() // back within the delay: no will
+	time.Sleep(1500 * time.Millisecond)
+	watcher.none(t)
+	nc.Close()
+	start := time.Now()
+	m := watcher.next(t)
+	require.Equal(t, "late", string(m.Payload))
+	require.GreaterOrEqual(t, time.Since(start), 900*time.Millisecond, "sent after the delay")
+}
+
+// Item 9: max_keep_alive: a client asking for none is told the server
+// keep alive [MQTT-3.2.2-21] and held to it.
+func TestMQTTMaxKeepAlive(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{MaxKeepAlive: 5})
+	_, ack := dial5(t, e, &paho.Connect{ClientID: "ka", CleanStart: true, KeepAlive: 0})
+	require.NotNil(t, ack.Properties.ServerKeepAlive)
+	require.Equal(t, uint16(5), *ack.Properties.ServerKeepAlive)
+}

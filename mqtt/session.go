@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/mqtt/packet"
 )
 
 // subState is one MQTT subscription (broker.Subscription.Opaque). A
@@ -107,7 +108,7 @@ func (s *session) Deliver(sub *broker.Subscription, m *broker.Message) bool {
 		}
 		return s.conn.sendPublish(m, 0, 0, retain, false, st.subID)
 	}
-	om := &outMsg{m: *m.Stable(), qos: qos, retain: retain, subID: st.subID}
+	om := &outMsg{m: *m.Stable(), qos: qos, retain: retain, subID: st.subID, at: time.Now()}
 	return s.enqueue(om)
 }
 
@@ -125,10 +126,16 @@ func (s *session) enqueue(om *outMsg) bool {
 	return true
 }
 
-// send assigns a packet id and writes om. s.mu held, s.conn set.
+// send assigns a packet id and writes om. A 5.0 message whose expiry
+// passed while it waited is dropped; otherwise it is forwarded with the
+// time left ([MQTT-3.3.2-5/-6]). s.mu held, s.conn set.
 func (s *session) send(om *outMsg) bool {
+	if !expire(om) {
+		s.dropped++
+		return true
+	}
 	om.id = s.allocID()
-	om.sent, om.at = true, time.Now()
+	om.sent = true
 	s.inflight = append(s.inflight, om)
 	return s.conn.sendPublish(&om.m, om.qos, om.id, om.retain, false, om.subID)
 }
@@ -276,4 +283,27 @@ func (s *session) deliverRetained(st *subState, m *broker.Message) {
 		return
 	}
 	s.enqueue(&outMsg{m: *m, qos: qos, retain: true, subID: st.subID})
+}
+
+// expire applies the Message Expiry Interval to a message that waited
+// since om.at: false when it expired, else om carries the time left.
+func expire(om *outMsg) bool {
+	p, ok := om.m.Ext.(*packet.Properties)
+	if !ok || p == nil {
+		return true
+	}
+	exp, ok := p.MessageExpiry()
+	if !ok {
+		return true
+	}
+	waited := uint32(time.Since(om.at) / time.Second)
+	if waited >= exp && time.Since(om.at) >= time.Duration(exp)*time.Second {
+		return false
+	}
+	if waited > 0 {
+		c := *p
+		c.SetMessageExpiry(exp - waited)
+		om.m.Ext = &c
+	}
+	return true
 }
