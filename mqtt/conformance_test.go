@@ -479,3 +479,26 @@ func TestMQTT_3_8_3_4_SharedNoLocal(t *testing.T) {
 	require.NotNil(t, sa)
 	require.Equal(t, []byte{0x8F, 0x82}, sa.Reasons, "empty share name: 0x8F; NoLocal on a shared subscription: 0x82")
 }
+
+// ack_wait (nats-server's mqtt option): a 3.1.1 client that does not
+// acknowledge a QoS 1 message gets it again, DUP set, same packet id.
+func TestMQTTAckWaitRedelivery311(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{AckWait: 200 * time.Millisecond})
+	r := dialRaw(t, e)
+	r.send(connect311...)
+	r.connack()
+	r.send(0x82, 6, 0, 1, 0, 1, 'w', 1)
+	h, _ := r.read()
+	require.Equal(t, byte(0x90), h)
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	pub.pub(t, "w", 1, false, "again")
+	h, body := r.read()
+	require.Equal(t, byte(0x32), h)
+	h, body2 := r.read()
+	require.Equal(t, byte(0x3A), h, "re-sent with DUP after ack_wait")
+	require.Equal(t, body[3:5], body2[3:5])
+	r.send(0x40, 2, body[3], body[4]) // PUBACK ends it
+	_ = r.c.SetReadDeadline(time.Now().Add(600 * time.Millisecond))
+	_, err := r.br.ReadByte()
+	require.Error(t, err, "no resend after PUBACK")
+}

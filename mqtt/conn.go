@@ -42,7 +42,8 @@ type conn struct {
 	clientMax  int // the client's Maximum Packet Size (5.0); 0: none
 	clientRecv int // the client's Receive Maximum (5.0)
 	closing    atomic.Bool
-	takenOver  atomic.Bool // another connection took the session: no will from this one
+	takenOver  atomic.Bool                // another connection took the session: no will from this one
+	ackTimer   atomic.Pointer[time.Timer] // 3.1.1 ack_wait redelivery
 	reason     atomic.Pointer[error]
 }
 
@@ -75,21 +76,34 @@ var (
 	errKeepAlive       = fmt.Errorf("%w: no packet within 1.5 times the keep alive [MQTT-3.1.2-24]", packet.KeepAliveTimeout)
 )
 
+// Read buffer sizes: small while idle, growing to hold a whole packet.
+const (
+	minReadBuf  = 512
+	idleReadBuf = 4096
+)
+
 func (c *conn) readLoop() error {
-	buf := make([]byte, 0, 4096)
-	rd := make([]byte, 4096)
+	buf := make([]byte, 0, minReadBuf)
 	connected := false
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.b.Options().AuthTimeout * 5))
 	for {
-		n, err := c.nc.Read(rd)
+		if cap(buf)-len(buf) < minReadBuf/2 {
+			nb := make([]byte, len(buf), 2*cap(buf))
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := c.nc.Read(buf[len(buf):cap(buf)])
 		if n > 0 {
-			buf = append(buf, rd[:n]...)
+			buf = buf[:len(buf)+n]
 			var perr error
 			buf, connected, perr = c.packets(buf, connected)
 			c.batch.Flush()
 			c.out.Wake() // what this read's packets queued (acks, resends, retained)
 			if perr != nil {
 				return perr
+			}
+			if len(buf) == 0 && cap(buf) > idleReadBuf {
+				buf = make([]byte, 0, minReadBuf) // a burst has passed
 			}
 			if c.keepAlive > 0 {
 				_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
@@ -219,6 +233,9 @@ func (c *conn) end(err error) {
 	s := c.sess
 	if s == nil {
 		return
+	}
+	if t := c.ackTimer.Load(); t != nil {
+		t.Stop()
 	}
 	if (!c.normal || c.sendWill) && !c.takenOver.Load() {
 		c.srv.fireWill(s)

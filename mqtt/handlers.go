@@ -109,6 +109,9 @@ func (c *conn) onConnect(raw []byte) error {
 	}
 	c.write(packet.AppendConnack(nil, c.v, &ack))
 	s.resume(c)
+	if c.v != packet.V5 {
+		c.armAckWait(o.AckWait)
+	}
 	return nil
 }
 
@@ -539,4 +542,15 @@ func (c *conn) onUnsubscribe(p *packet.UnsubscribePacket) error {
 	// UNSUBACK even when nothing matched [MQTT-3.10.4-5].
 	c.write(packet.AppendUnsuback(nil, c.v, &packet.SubackPacket{PacketID: p.PacketID, Codes: codes}))
 	return nil
+}
+
+// armAckWait schedules the next ack_wait redelivery check (3.1.1).
+func (c *conn) armAckWait(wait time.Duration) {
+	if c.closing.Load() {
+		return
+	}
+	c.ackTimer.Store(time.AfterFunc(wait, func() {
+		c.sess.redeliver(c, wait)
+		c.armAckWait(wait)
+	}))
 }

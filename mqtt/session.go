@@ -34,7 +34,8 @@ type outMsg struct {
 	id     uint16
 	rel    bool // PUBREC received, PUBREL sent: waiting for PUBCOMP
 	sent   bool
-	at     time.Time
+	at     time.Time // when it was queued (message expiry)
+	sentAt time.Time // last (re)send (ack_wait)
 }
 
 // session is an MQTT session: it outlives connections when persistent
@@ -135,7 +136,7 @@ func (s *session) send(om *outMsg) bool {
 		return true
 	}
 	om.id = s.allocID()
-	om.sent = true
+	om.sent, om.sentAt = true, time.Now()
 	s.inflight = append(s.inflight, om)
 	return s.conn.sendPublish(&om.m, om.qos, om.id, om.retain, false, om.subID)
 }
@@ -306,4 +307,26 @@ func expire(om *outMsg) bool {
 		om.m.Ext = &c
 	}
 	return true
+}
+
+// redeliver re-sends, with DUP set and in order, the QoS 1/2 messages of
+// a 3.1.1 connection unacknowledged for ack_wait (nats-server's mqtt
+// ack_wait). 5.0 forbids re-sending on a live connection
+// ([MQTT-4.4.0-1]), so it waits for a reconnect there. Timer goroutine.
+func (s *session) redeliver(c *conn, wait time.Duration) {
+	s.mu.Lock()
+	if s.conn != c {
+		s.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	for _, om := range s.inflight {
+		if om.rel || now.Sub(om.sentAt) < wait {
+			continue
+		}
+		om.sentAt = now
+		c.sendPublish(&om.m, om.qos, om.id, om.retain, true, om.subID)
+	}
+	s.mu.Unlock()
+	c.out.Wake()
 }
