@@ -502,3 +502,16 @@ func TestMQTTAckWaitRedelivery311(t *testing.T) {
 	_, err := r.br.ReadByte()
 	require.Error(t, err, "no resend after PUBACK")
 }
+
+// max_ack_pending: a session whose QoS 1/2 subscriptions would together
+// exceed 65535 in-flight messages gets SUBACK 0x80 (nats-server's rule).
+func TestMQTTMaxAckPendingSessionTotal(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{MaxAckPending: 30000})
+	r := dialRaw(t, e)
+	r.send(connect311...)
+	r.connack()
+	r.send(0x82, 14, 0, 3, 0, 1, 'a', 1, 0, 1, 'b', 1, 0, 1, 'c', 1)
+	h, body := r.read()
+	require.Equal(t, byte(0x90), h)
+	require.Equal(t, []byte{0, 3, 1, 1, 0x80}, body, "the third would make 90000 > 65535")
+}

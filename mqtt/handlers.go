@@ -462,7 +462,19 @@ func (c *conn) subscribe(sp *packet.Subscription, subID uint32) (*subState, bool
 	key := string(sp.Filter)
 	s.mu.Lock()
 	old := s.subs[key]
+	acked := 0 // subscriptions that may hold max_ack_pending messages in flight
+	for k, o := range s.subs {
+		if o.qos > 0 && k != key {
+			acked++
+		}
+	}
 	s.mu.Unlock()
+	// As nats-server: each QoS 1/2 subscription may have max_ack_pending
+	// messages in flight, and a session's total must fit the 65535 packet
+	// ids: past it the subscription is refused.
+	if qos > 0 && (acked+1)*c.srv.opts.MaxAckPending > 65535 {
+		return nil, false, c.grantCode(packet.QuotaExceeded)
+	}
 	var queue []byte
 	if share != "" {
 		queue = []byte("$MQTT_share_" + share)
