@@ -1,6 +1,10 @@
 package packet
 
-import "strconv"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 // Type is an MQTT control packet type (the high nibble of the first byte).
 type Type byte
@@ -197,4 +201,48 @@ func V311ReturnCode(c Code) Code {
 		return V311NotAuthorized
 	}
 	return V311ServerUnavailable
+}
+
+// Reason codes each 5.0 packet may carry (5.0 §3.2.2.2, §3.4.2.1, §3.5.2.1,
+// §3.6.2.1, §3.7.2.1, §3.9.3, §3.11.3, §3.14.2.1, §3.15.2.1).
+const (
+	connackCodes    = "\x00\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8c\x90\x95\x97\x99\x9a\x9b\x9c\x9d\x9f"
+	pubackCodes     = "\x00\x10\x80\x83\x87\x90\x91\x97\x99" // PUBACK, PUBREC
+	pubrelCodes     = "\x00\x92"                             // PUBREL, PUBCOMP
+	subackCodes     = "\x00\x01\x02\x80\x83\x87\x8f\x91\x97\x9e\xa1\xa2"
+	unsubackCodes   = "\x00\x11\x80\x83\x87\x8f\x91"
+	disconnectCodes = "\x00\x04\x80\x81\x82\x83\x87\x89\x8b\x8d\x8e\x8f\x90\x93\x94\x95\x96\x97\x98\x99\x9a\x9b\x9c\x9d\x9e\x9f\xa0\xa1\xa2"
+	authCodes       = "\x00\x18\x19"
+)
+
+// validCode reports whether c is a reason code packet type t may carry in 5.0.
+func validCode(t Type, c Code) bool {
+	var set string
+	switch t {
+	case Connack:
+		set = connackCodes
+	case Puback, Pubrec:
+		set = pubackCodes
+	case Pubrel, Pubcomp:
+		set = pubrelCodes
+	case Suback:
+		set = subackCodes
+	case Unsuback:
+		set = unsubackCodes
+	case Disconnect:
+		set = disconnectCodes
+	case Auth:
+		set = authCodes
+	default:
+		return false
+	}
+	return strings.IndexByte(set, byte(c)) >= 0
+}
+
+// checkCode returns a ProtocolError for a reason code t may not carry.
+func checkCode(t Type, c Code) error {
+	if validCode(t, c) {
+		return nil
+	}
+	return fmt.Errorf("%w: reason code %#x is not valid in %v", ProtocolError, byte(c), t)
 }

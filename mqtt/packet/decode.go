@@ -203,6 +203,9 @@ func (d *Decoder) DecodeConnack(buf []byte, v Version) (*ConnackPacket, error) {
 		return nil, fmt.Errorf("%w: reserved CONNACK return code %#x", MalformedPacket, byte(p.Code)) // 3.1.1 §3.2.2.3
 	}
 	if v == V5 {
+		if err := checkCode(Connack, p.Code); err != nil {
+			return nil, err
+		}
 		if b, err = d.decodeProps(b, &p.Props, allowConnack); err != nil {
 			return nil, err
 		}
@@ -275,6 +278,9 @@ func (d *Decoder) DecodeAck(buf []byte, v Version) (*AckPacket, error) {
 	}
 	if v == V5 && len(b) > 0 {
 		p.Code, b = Code(b[0]), b[1:]
+		if err := checkCode(t, p.Code); err != nil {
+			return nil, err
+		}
 		if len(b) > 0 {
 			if b, err = d.decodeProps(b, &p.Props, allowAck); err != nil {
 				return nil, err
@@ -428,6 +434,13 @@ func (d *Decoder) decodeSuback(buf []byte, v Version, t Type) (*SubackPacket, er
 		return p, nil
 	}
 	for _, c := range b {
+		if v == V5 {
+			if err := checkCode(t, Code(c)); err != nil {
+				return nil, err
+			}
+		} else if t == Suback && c > 2 && c != 0x80 {
+			return nil, fmt.Errorf("%w: SUBACK return code %#x [MQTT-3.9.3-2]", ProtocolError, c)
+		}
 		d.codes = append(d.codes, Code(c))
 	}
 	if len(d.codes) == 0 {
@@ -460,7 +473,7 @@ func (d *Decoder) DecodeDisconnect(buf []byte, v Version) (*DisconnectPacket, er
 	}
 	p := &d.disconnect
 	*p = DisconnectPacket{}
-	if b, err = d.codeProps(b, v, &p.Code, &p.Props, allowDisc); err != nil {
+	if b, err = d.codeProps(b, v, Disconnect, &p.Code, &p.Props, allowDisc); err != nil {
 		return nil, err
 	}
 	if err := trailing(Disconnect, b); err != nil {
@@ -470,12 +483,16 @@ func (d *Decoder) DecodeDisconnect(buf []byte, v Version) (*DisconnectPacket, er
 }
 
 // codeProps reads the optional 5.0 reason code and properties that end
-// DISCONNECT and AUTH.
-func (d *Decoder) codeProps(b []byte, v Version, c *Code, p *Properties, allowed uint64) ([]byte, error) {
+// DISCONNECT and AUTH. A reason code the packet may not carry is a
+// protocol error, here and in the other 5.0 decoders.
+func (d *Decoder) codeProps(b []byte, v Version, t Type, c *Code, p *Properties, allowed uint64) ([]byte, error) {
 	if v != V5 || len(b) == 0 {
 		return b, nil
 	}
 	*c, b = Code(b[0]), b[1:]
+	if err := checkCode(t, *c); err != nil {
+		return nil, err
+	}
 	if len(b) == 0 {
 		return b, nil
 	}
@@ -494,7 +511,7 @@ func (d *Decoder) DecodeAuth(buf []byte, v Version) (*AuthPacket, error) {
 	}
 	p := &d.auth
 	*p = AuthPacket{}
-	if b, err = d.codeProps(b, v, &p.Code, &p.Props, allowAuth); err != nil {
+	if b, err = d.codeProps(b, v, Auth, &p.Code, &p.Props, allowAuth); err != nil {
 		return nil, err
 	}
 	if err := trailing(Auth, b); err != nil {

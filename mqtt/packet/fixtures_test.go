@@ -392,6 +392,24 @@ var fixtures = []fixture{
 	{name: "auth_v311_reserved_type", spec: "3.1.1 §2.2.1 (15 reserved)", v: V311, raw: []byte{0xF0, 0x00}, err: MalformedPacket},
 	{name: "auth_v5_flags", spec: "5.0 [MQTT-2.1.3-1]", v: V5, raw: []byte{0xF1, 0x00}, err: MalformedPacket},
 
+	// ---- 5.0 reason codes a packet may not carry ----
+	{name: "puback_v5_invalid_reason_code", spec: "5.0 §3.4.2.1", v: V5,
+		raw: []byte{0x40, 0x03, 0x00, 0x01, 0x92}, err: ProtocolError},
+	{name: "pubrel_v5_invalid_reason_code", spec: "5.0 §3.6.2.1", v: V5,
+		raw: []byte{0x62, 0x03, 0x00, 0x01, 0x10}, err: ProtocolError},
+	{name: "connack_v5_invalid_reason_code", spec: "5.0 §3.2.2.2", v: V5,
+		raw: pk(0x20, 0, 0x8E, props()), err: ProtocolError},
+	{name: "suback_v5_invalid_reason_code", spec: "5.0 §3.9.3", v: V5,
+		raw: pk(0x90, u16(1), props(), 0x92), err: ProtocolError},
+	{name: "suback_v311_MQTT-3.9.3-2_reserved_return_code", spec: "3.1.1 [MQTT-3.9.3-2]", v: V311,
+		raw: pk(0x90, u16(1), 0x03), err: ProtocolError},
+	{name: "unsuback_v5_invalid_reason_code", spec: "5.0 §3.11.3", v: V5,
+		raw: pk(0xB0, u16(1), props(), 0x10), err: ProtocolError},
+	{name: "disconnect_v5_invalid_reason_code", spec: "5.0 §3.14.2.1", v: V5,
+		raw: []byte{0xE0, 0x01, 0x84}, err: ProtocolError},
+	{name: "auth_v5_invalid_reason_code", spec: "5.0 §3.15.2.1", v: V5,
+		raw: []byte{0xF0, 0x01, 0x87}, err: ProtocolError},
+
 	// ---- fixed header ----
 	{name: "reserved_type_0", spec: "3.1.1 §2.2.1, 5.0 §2.1.2", v: V5, raw: []byte{0x00, 0x00}, err: MalformedPacket},
 }
