@@ -239,3 +239,53 @@ func TestCloneMessageProps(t *testing.T) {
 	var empty Properties
 	require.False(t, empty.HasMessageProps())
 }
+
+// TestZeroAlloc pins the allocation budget: PUBLISH decode and encode
+// allocate nothing, nor do CONNECT and SUBSCRIBE once the Decoder's
+// scratch slices have grown.
+func TestZeroAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	var d Decoder
+	buf := make([]byte, 0, 256)
+	p := &PublishPacket{QoS: 1, Topic: b("a/b"), PacketID: 1, Payload: b("x"),
+		Props: mk(func(p *Properties) { p.User = []UserProperty{{b("k"), b("v")}} })}
+	for name, f := range map[string]func(){
+		"DecodePublish":   func() { _, _ = d.DecodePublish(benchPublish, V5) },
+		"AppendPublish":   func() { buf = AppendPublish(buf[:0], V5, p) },
+		"DecodeConnect":   func() { _, _ = d.DecodeConnect(benchConnect) },
+		"DecodeSubscribe": func() { _, _ = d.DecodeSubscribe(benchSubscribe, V5) },
+		"Frame":           func() { _, _ = Frame(benchPublish, 0) },
+	} {
+		f() // grow scratch
+		require.Zero(t, testing.AllocsPerRun(100, f), name)
+	}
+}
+
+func TestPropertiesHasClear(t *testing.T) {
+	var p Properties
+	require.False(t, p.Has(PropUser))
+	p.User = []UserProperty{{b("k"), nil}}
+	p.SubscriptionIDs = []uint32{3}
+	p.SetReasonString(nil) // present though empty
+	require.True(t, p.Has(PropUser))
+	require.True(t, p.Has(PropSubscriptionID))
+	require.True(t, p.Has(PropReasonString))
+	p.Clear(PropUser)
+	p.Clear(PropReasonString)
+	require.False(t, p.Has(PropUser))
+	require.False(t, p.Has(PropReasonString))
+	p.Reset()
+	require.False(t, p.Has(PropSubscriptionID))
+}
+
+func TestAppendConnectDefaultName(t *testing.T) {
+	var d Decoder
+	cp, err := d.DecodeConnect(AppendConnect(nil, &ConnectPacket{Version: V31, ClientID: b("x")}))
+	require.NoError(t, err)
+	require.Equal(t, "MQIsdp", string(cp.ProtocolName))
+	cp, err = d.DecodeConnect(AppendConnect(nil, &ConnectPacket{Version: V5, ClientID: b("x")}))
+	require.NoError(t, err)
+	require.Equal(t, "MQTT", string(cp.ProtocolName))
+}
