@@ -58,6 +58,10 @@ type Options struct {
 	// Authenticator decides who connects. nil: no authentication, every
 	// connection is anonymous with full permissions.
 	Authenticator auth.Authenticator
+
+	// Accounts declares exports and imports between accounts (account.go).
+	// Every account is its own subject space whether declared or not.
+	Accounts []Account
 }
 
 func (o *Options) setDefaults() {
@@ -104,6 +108,9 @@ func (o *Options) Validate() error {
 	case o.PingInterval < 0, o.WriteDeadline < 0, o.AuthTimeout < 0:
 		return fmt.Errorf("%w: durations must not be negative", ErrInvalidOption)
 	}
+	if errs := CheckAccounts(o.Accounts); len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInvalidOption, errs[0])
+	}
 	return nil
 }
 
@@ -122,7 +129,8 @@ type Broker struct {
 	reloadMu sync.Mutex              // serializes Reload
 	log      *slog.Logger
 	id       string
-	router   *sublist
+	router   *sublist // the global account's
+	accs     accounts
 	start    time.Time
 	nextCID  atomic.Uint64
 	nconns   atomic.Int64
@@ -162,6 +170,8 @@ func New(opts Options) (*Broker, error) {
 		opts.ServerName = b.id
 	}
 	b.opts.Store(&opts)
+	b.accs.init(b.router)
+	b.installAccounts(opts.Accounts)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil
 }
@@ -269,8 +279,17 @@ func (b *Broker) sessions() []*Session {
 // NumConnections is the number of connected clients.
 func (b *Broker) NumConnections() int { return int(b.nconns.Load()) }
 
-// NumSubscriptions is the number of subscriptions in the router.
-func (b *Broker) NumSubscriptions() int { return b.router.Count() }
+// NumSubscriptions is the number of subscriptions in every account's
+// router (imports' internal ones included, as nats-server counts them).
+func (b *Broker) NumSubscriptions() int {
+	b.accs.mu.Lock()
+	defer b.accs.mu.Unlock()
+	n := 0
+	for _, a := range b.accs.m {
+		n += a.router.Count()
+	}
+	return n
+}
 
 // NextClientID hands out connection ids (NATS INFO client_id).
 func (b *Broker) NextClientID() uint64 { return b.nextCID.Add(1) }

@@ -28,7 +28,8 @@ func (s *Session) Remember(cr *auth.Credentials) {
 }
 
 // Reload applies opts to the running broker, as nats-server's config
-// reload does: the Authenticator and the limits. ServerName and Logger
+// reload does: the Authenticator, the limits and the accounts' exports and
+// imports (replaced live). ServerName and Logger
 // stay as they are. Then every connected client is checked again with
 // the credentials it presented: one the new Authenticator refuses is
 // closed (auth.ErrNotAuthorized: NATS clients get 'Authorization
@@ -54,6 +55,7 @@ func (b *Broker) Reload(opts Options) error {
 		return err
 	}
 	b.opts.Store(&opts)
+	b.installAccounts(opts.Accounts)
 	for _, s := range b.sessions() {
 		b.reauthorize(s)
 	}

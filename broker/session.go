@@ -29,6 +29,10 @@ type Session struct {
 	permID  *auth.Identity     // the identity pubPerm was computed for
 	mcache  map[string]*Result // router results, valid for router generation mgen
 	mgen    uint64
+	hops    int                // forwarding depth across accounts (account.go)
+	fwd     *[maxHops]fwdFrame // forwarding scratch, made on first use
+
+	acc atomic.Pointer[account] // the identity's account: its router is this session's subject space
 
 	resp    atomic.Pointer[replyPerms] // allow_responses; set by Admit before any delivery, replaced by Reload
 	userKey string                     // counted against the identity's max_connections
@@ -45,7 +49,8 @@ const sessionCacheMax = 128
 // match is Router.Match through the session's lock-free cache: a hit costs
 // one atomic load and a map lookup. Publisher goroutine only.
 func (s *Session) match(subj []byte) *Result {
-	gen := s.b.router.agen.Load()
+	router := s.acc.Load().router
+	gen := router.agen.Load()
 	if gen != s.mgen || s.mcache == nil {
 		if s.mcache == nil {
 			s.mcache = make(map[string]*Result)
@@ -57,7 +62,7 @@ func (s *Session) match(subj []byte) *Result {
 	if r, ok := s.mcache[string(subj)]; ok {
 		return r
 	}
-	r := s.b.router.Match(subj)
+	r := router.Match(subj)
 	if len(s.mcache) < sessionCacheMax {
 		s.mcache[string(subj)] = r
 	}
@@ -68,7 +73,7 @@ func (s *Session) match(subj []byte) *Result {
 // A subject this session already routed is known valid without a scan.
 // Publisher goroutine only.
 func (s *Session) Routable(subj []byte) bool {
-	if s.mcache != nil && s.mgen == s.b.router.agen.Load() {
+	if s.mcache != nil && s.mgen == s.acc.Load().router.agen.Load() {
 		if _, ok := s.mcache[string(subj)]; ok {
 			return true
 		}
@@ -141,6 +146,7 @@ func (b *Broker) Connect(c Client, id *auth.Identity, o ConnectOptions) (*Sessio
 		},
 	}
 	s.ident.Store(id)
+	s.acc.Store(b.account(accountOf(id)))
 	b.mu.Lock()
 	b.clients[s.info.ID] = s
 	b.mu.Unlock()
@@ -161,7 +167,18 @@ func (s *Session) SetIdentity(id *auth.Identity) {
 	s.info.Identity = id
 	s.ident.Store(id)
 	s.pubPerm = nil
+	if a := s.b.account(accountOf(id)); a != s.acc.Load() {
+		s.acc.Store(a)
+		s.mcache = nil // generations of another router
+	}
 	s.mu.Unlock()
+}
+
+func accountOf(id *auth.Identity) string {
+	if id == nil {
+		return ""
+	}
+	return id.Account
 }
 
 // SetName records the client's name (NATS CONNECT name).
@@ -235,7 +252,7 @@ func (s *Session) Subscribe(sub *Subscription) error {
 		return ErrMaxSubs
 	}
 	sub.sess = s // before Insert: publishers read it once they can match sub
-	if err := s.b.router.Insert(sub); err != nil {
+	if err := s.acc.Load().router.Insert(sub); err != nil {
 		sub.sess = nil
 		return err
 	}
@@ -254,7 +271,7 @@ func (s *Session) Unsubscribe(sub *Subscription) {
 	delete(s.subs, sub)
 	s.mu.Unlock()
 	if ok {
-		_ = s.b.router.Remove(sub)
+		_ = s.acc.Load().router.Remove(sub)
 	}
 }
 
@@ -280,7 +297,7 @@ func (s *Session) Close() {
 	s.mu.Unlock()
 	for sub := range subs {
 		sub.closed.Store(true)
-		_ = s.b.router.Remove(sub)
+		_ = s.acc.Load().router.Remove(sub)
 	}
 	s.b.mu.Lock()
 	delete(s.b.clients, s.info.ID)
@@ -296,7 +313,12 @@ func (s *Session) Close() {
 // made. Publisher goroutine only. Permission and validity checks are the
 // caller's (it knows the protocol's error to send).
 func (s *Session) Publish(batch *Batch, m *Message) int {
-	r := s.match(m.Subject)
+	return s.deliverAll(batch, s.match(m.Subject), m)
+}
+
+// deliverAll hands m to every subscription of r: Publish, and forward
+// into another account.
+func (s *Session) deliverAll(batch *Batch, r *Result, m *Message) int {
 	m.fanout = len(r.Psubs) + len(r.Qsubs)
 	m.origin = s.client
 	n := 0
@@ -336,6 +358,9 @@ func (s *Session) deliverQueue(batch *Batch, q []*Subscription, m *Message) bool
 }
 
 func (s *Session) deliver(batch *Batch, sub *Subscription, m *Message) bool {
+	if rt, ok := sub.Client.(*route); ok { // an import: on into another account
+		return !sub.closed.Load() && s.forward(batch, rt, m)
+	}
 	if d := sub.deny.Load(); d != nil && !d.CanReceive(m.Subject, sub.Queue) {
 		return false
 	}
@@ -378,7 +403,7 @@ func (b *Broker) HasInterest(subj []byte) bool {
 // to the publisher's own subscriptions matching m.Subject (its reply
 // inbox), as nats-server does for no_responders. Publisher goroutine only.
 func (s *Session) DeliverNoResponders(batch *Batch, m *Message) {
-	r := s.b.router.Match(m.Subject)
+	r := s.acc.Load().router.Match(m.Subject)
 	for _, sub := range r.Psubs {
 		if sub.Client == s.client {
 			s.deliver(batch, sub, m)

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/busbar/busbar/auth"
+	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/subject"
 )
 
@@ -200,14 +202,15 @@ func (d *dec) allowResponses(e *Entry) *auth.ResponsePermission {
 	return rp
 }
 
-// accounts maps `accounts { NAME { users [...] } }`: each user belongs to
-// its account. Imports, exports and limits are nats-server features busbar
-// does not have.
+// accounts maps `accounts { NAME { users [...], exports [...], imports
+// [...] } }`: each user belongs to its account, and the exports and
+// imports become c.Broker.Accounts (checked here, with positions).
 func (d *dec) accounts(e *Entry, c *Config) {
 	m, ok := d.mapOf(e)
 	if !ok {
 		return
 	}
+	at := map[[3]int]Pos{} // {account, export(0)/import(1), index} → where
 	for _, acc := range m.Entries {
 		if acc.Used && acc.Value.Kind != KindMap {
 			continue
@@ -218,12 +221,30 @@ func (d *dec) accounts(e *Entry, c *Config) {
 		}
 		var users []auth.User
 		var defPerm *auth.Permissions
+		ba := broker.Account{Name: acc.Key}
+		ai := len(c.Broker.Accounts)
 		f := map[string]field{
 			"users":               func(e *Entry) { users = d.users(e, acc.Key) },
 			"default_permissions": func(e *Entry) { defPerm = d.permissions(e) },
+			"exports": func(e *Entry) {
+				for _, v := range d.listOfMaps(e, "exports: each export") {
+					if ex, ok := d.export(v); ok {
+						at[[3]int{ai, 0, len(ba.Exports)}] = v.Pos
+						ba.Exports = append(ba.Exports, ex)
+					}
+				}
+			},
+			"imports": func(e *Entry) {
+				for _, v := range d.listOfMaps(e, "imports: each import") {
+					if im, ok := d.importOf(v); ok {
+						at[[3]int{ai, 1, len(ba.Imports)}] = v.Pos
+						ba.Imports = append(ba.Imports, im)
+					}
+				}
+			},
 		}
 		d.walk(am, block{name: "account " + acc.Key, fields: f, ignored: []string{
-			"nkey", "imports", "exports", "jetstream", "mappings", "maps", "limits", "msg_trace", "trace_dest",
+			"nkey", "jetstream", "mappings", "maps", "limits", "msg_trace", "trace_dest",
 		}})
 		for i := range users {
 			if users[i].Perms == nil {
@@ -231,7 +252,117 @@ func (d *dec) accounts(e *Entry, c *Config) {
 			}
 		}
 		c.Auth.Users = append(c.Auth.Users, users...)
+		c.Broker.Accounts = append(c.Broker.Accounts, ba)
+		at[[3]int{ai, 2, 0}] = acc.KeyPos
 	}
+	for _, ae := range broker.CheckAccounts(c.Broker.Accounts) {
+		i := slices.IndexFunc(c.Broker.Accounts, func(a broker.Account) bool { return a.Name == ae.Account })
+		p := e.KeyPos
+		if q, ok := at[[3]int{i, 2, 0}]; ok {
+			p = q
+		}
+		for kind, idx := range [2]int{ae.Export, ae.Import} {
+			if q, ok := at[[3]int{i, kind, idx}]; ok && idx >= 0 {
+				p = q
+			}
+		}
+		what := ""
+		switch {
+		case ae.Export >= 0:
+			what = "export: "
+		case ae.Import >= 0:
+			what = "import: "
+		}
+		d.errf(p, "accounts: account %s: %s%s", ae.Account, what, ae.Msg) // p locates it: no index
+	}
+}
+
+// listOfMaps returns the {} elements of a list, with an error for others.
+func (d *dec) listOfMaps(e *Entry, what string) []*Value {
+	if e.Value.Kind != KindList {
+		d.wrong(e, "a list")
+		return nil
+	}
+	var out []*Value
+	for _, v := range e.Value.List {
+		if v.Kind != KindMap {
+			d.errf(v.Pos, "%s is a {} block, got %s", what, describe(v))
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// export reads {stream: SUBJECT} or {service: SUBJECT}, with accounts,
+// and for a service response_type and response_threshold.
+func (d *dec) export(v *Value) (broker.Export, bool) {
+	nerrs := len(d.errs)
+	var ex broker.Export
+	var stream, service string
+	f := map[string]field{
+		"stream":             d.setStr(&stream),
+		"service":            d.setStr(&service),
+		"accounts":           func(e *Entry) { ex.Accounts, _ = d.strings(e) },
+		"response_type":      d.setStr(&ex.ResponseType),
+		"response_threshold": d.setDur(&ex.ResponseThreshold),
+	}
+	alias(f, "response_type", "response")
+	alias(f, "response_threshold", "threshold", "response_max_time", "response_time")
+	d.walk(v.Map, block{name: "export", fields: f, ignored: []string{"latency", "account_token_position", "advertise", "allow_trace"}})
+	switch {
+	case stream != "" && service != "":
+		d.errf(v.Pos, "export: give stream or service, not both")
+	case stream == "" && service == "":
+		d.errf(v.Pos, "export: needs stream or service")
+	case service != "":
+		ex.Subject, ex.Service = service, true
+	default:
+		ex.Subject = stream
+	}
+	return ex, len(d.errs) == nerrs
+}
+
+// importOf reads {stream: {account, subject}, prefix | to} or {service:
+// {account, subject}, to}. A stream's legacy prefix P makes To "P.SUBJECT".
+func (d *dec) importOf(v *Value) (broker.Import, bool) {
+	nerrs := len(d.errs)
+	var im broker.Import
+	var prefix string
+	var kinds int
+	source := func(service bool) field {
+		return func(e *Entry) {
+			kinds++
+			im.Service = service
+			m, ok := d.mapOf(e)
+			if !ok {
+				return
+			}
+			f := map[string]field{"account": d.setStr(&im.Account), "subject": d.setStr(&im.Subject)}
+			d.walk(m, block{name: e.Key, fields: f})
+			if im.Account == "" || im.Subject == "" {
+				d.errf(e.Value.Pos, "%s: needs account and subject", e.Key)
+			}
+		}
+	}
+	f := map[string]field{
+		"stream":  source(false),
+		"service": source(true),
+		"prefix":  d.setStr(&prefix),
+		"to":      d.setStr(&im.To),
+	}
+	d.walk(v.Map, block{name: "import", fields: f, ignored: []string{"share", "allow_trace"}})
+	switch {
+	case kinds != 1:
+		d.errf(v.Pos, "import: needs exactly one of stream or service")
+	case prefix != "" && im.Service:
+		d.errf(v.Pos, "import: prefix is for stream imports (a service takes to)")
+	case prefix != "" && im.To != "":
+		d.errf(v.Pos, "import: give prefix or to, not both")
+	case prefix != "":
+		im.To = strings.TrimSuffix(prefix, ".") + "." + im.Subject
+	}
+	return im, len(d.errs) == nerrs
 }
 
 // operators reads `operator`: JWTs, or files holding them (relative to
