@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +30,7 @@ type conn struct {
 
 	// Read loop state.
 	v          packet.Version
-	dec        packet.Decoder
+	dec        *packet.Decoder // from decoders, held for one read's packets
 	batch      broker.Batch
 	msg        broker.Message
 	subj       []byte
@@ -39,8 +40,10 @@ type conn struct {
 	inRecv     int               // QoS 2 receptions awaiting PUBREL (server receive maximum)
 	normal     bool              // DISCONNECT received: no will (unless 5.0 0x04)
 	sendWill   bool
-	clientMax  int // the client's Maximum Packet Size (5.0); 0: none
-	clientRecv int // the client's Receive Maximum (5.0)
+	clientMax  int    // the client's Maximum Packet Size (5.0); 0: none
+	clientRecv int    // the client's Receive Maximum (5.0)
+	rbuf       []byte // unconsumed input, kept across a read-loop handoff
+	connected  bool
 	closing    atomic.Bool
 	takenOver  atomic.Bool                // another connection took the session: no will from this one
 	ackTimer   atomic.Pointer[time.Timer] // 3.1.1 ack_wait redelivery
@@ -50,13 +53,23 @@ type conn struct {
 var _ broker.Client = (*conn)(nil)
 
 // serveConn runs one MQTT connection until it ends.
-func (srv *server) serveConn(nc net.Conn, ct auth.ConnType) {
+func (srv *server) serveConn(nc net.Conn, ct auth.ConnType, handoff bool) {
 	c := &conn{srv: srv, nc: nc, ct: ct, aliasMax: 65535}
 	c.out = transport.NewOutbound(srv.b.Options().MaxPending)
 	c.out.Start(transport.ConnSink(nc), nc.SetWriteDeadline, srv.b.Options().WriteDeadline, srv.b.Go, func(error) { _ = nc.Close() })
-	err := c.readLoop()
+	c.rbuf = make([]byte, 0, minReadBuf)
+	_ = nc.SetReadDeadline(time.Now().Add(srv.b.Options().AuthTimeout * 5))
+	err := c.readLoop(handoff)
+	if err == errHandoff {
+		// CONNECT (authentication, session set-up) grew this goroutine's
+		// stack: go on reading on a fresh one, so idle connections stay small.
+		srv.b.Go(func() { c.end(c.readLoop(false)) })
+		return
+	}
 	c.end(err)
 }
+
+var errHandoff = errors.New("mqtt: continue the read loop on a new goroutine")
 
 // window is how many QoS 1/2 messages may be in flight to the client:
 // its Receive Maximum (5.0) and max_ack_pending, whichever is smaller.
@@ -76,16 +89,22 @@ var (
 	errKeepAlive       = fmt.Errorf("%w: no packet within 1.5 times the keep alive [MQTT-3.1.2-24]", packet.KeepAliveTimeout)
 )
 
+// decoders lends a Decoder (a few KiB of reusable packet structs) to a
+// connection for one read's packets, so idle connections hold none. A
+// cache of free memory shared by all brokers, not running state.
+var decoders = sync.Pool{New: func() any { return new(packet.Decoder) }}
+
 // Read buffer sizes: small while idle, growing to hold a whole packet.
 const (
 	minReadBuf  = 512
 	idleReadBuf = 4096
 )
 
-func (c *conn) readLoop() error {
-	buf := make([]byte, 0, minReadBuf)
-	connected := false
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.b.Options().AuthTimeout * 5))
+// readLoop reads and handles packets until the connection ends. With
+// handoff it returns errHandoff after the read that completed CONNECT.
+func (c *conn) readLoop(handoff bool) error {
+	buf, connected := c.rbuf, c.connected
+	defer func() { c.rbuf, c.connected = buf, connected }()
 	for {
 		if cap(buf)-len(buf) < minReadBuf/2 {
 			nb := make([]byte, len(buf), 2*cap(buf))
@@ -96,7 +115,10 @@ func (c *conn) readLoop() error {
 		if n > 0 {
 			buf = buf[:len(buf)+n]
 			var perr error
+			c.dec = decoders.Get().(*packet.Decoder)
 			buf, connected, perr = c.packets(buf, connected)
+			decoders.Put(c.dec)
+			c.dec = nil
 			c.batch.Flush()
 			c.out.Wake() // what this read's packets queued (acks, resends, retained)
 			if perr != nil {
@@ -117,6 +139,9 @@ func (c *conn) readLoop() error {
 				return errKeepAlive
 			}
 			return err
+		}
+		if handoff && connected {
+			return errHandoff
 		}
 	}
 }

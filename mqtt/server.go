@@ -95,7 +95,7 @@ func (t *Transport) Serve(ctx context.Context, b *broker.Broker) error {
 			}
 			nc = tc
 		}
-		srv.serveConn(nc, auth.ConnMQTT)
+		srv.serveConn(nc, auth.ConnMQTT, true)
 	})
 }
 
@@ -105,7 +105,7 @@ func (t *Transport) ServeConn(ctx context.Context, b *broker.Broker, nc net.Conn
 	if o.WebSocket {
 		ct = auth.ConnMQTTWS
 	}
-	serverFor(b, t.opts).serveConn(nc, ct)
+	serverFor(b, t.opts).serveConn(nc, ct, false)
 	return nil
 }
 
