@@ -15,10 +15,11 @@ import (
 // Session is one connected client as the broker tracks it: its identity,
 // its subscriptions and its publish path. Broker-owned; created by Connect.
 type Session struct {
-	b      *Broker
-	client Client
-	info   ClientInfo
-	echo   bool
+	detached bool
+	b        *Broker
+	client   Client
+	info     ClientInfo
+	echo     bool
 
 	mu     sync.Mutex // guards subs and closed
 	subs   map[*Subscription]struct{}
@@ -95,6 +96,10 @@ type ConnectOptions struct {
 	Name      string
 	Remote    string
 	NoEcho    bool // NATS echo=false: never deliver this client's own messages to it
+	// Detached marks a session that is not a network connection (an MQTT
+	// session kept across connections): not counted against
+	// max_connections or in NumConnections.
+	Detached bool
 }
 
 // Authenticate runs the broker's Authenticator on cr. With no
@@ -130,16 +135,19 @@ func (b *Broker) Connect(c Client, id *auth.Identity, o ConnectOptions) (*Sessio
 	if b.closed.Load() {
 		return nil, ErrClosed
 	}
-	if max := b.opts.Load().MaxConnections; max > 0 && b.nconns.Add(1) > int64(max) {
+	if o.Detached {
+		// not a connection: counted by nothing
+	} else if max := b.opts.Load().MaxConnections; max > 0 && b.nconns.Add(1) > int64(max) {
 		b.nconns.Add(-1)
 		return nil, ErrMaxConnections
 	} else if max <= 0 {
 		b.nconns.Add(1)
 	}
 	s := &Session{
-		b:      b,
-		client: c,
-		echo:   !o.NoEcho,
+		b:        b,
+		client:   c,
+		detached: o.Detached,
+		echo:     !o.NoEcho,
 		info: ClientInfo{
 			ID: b.NextClientID(), Transport: o.Transport, ConnType: o.ConnType,
 			Name: o.Name, Remote: o.Remote, Identity: id,
@@ -304,7 +312,9 @@ func (s *Session) Close() {
 	s.b.closedIn.msgs += s.inMsgs.Load()
 	s.b.closedIn.bytes += s.inBytes.Load()
 	s.b.mu.Unlock()
-	s.b.nconns.Add(-1)
+	if !s.detached {
+		s.b.nconns.Add(-1)
+	}
 }
 
 // Publish routes m to every matching subscription, recording touched

@@ -165,7 +165,7 @@ func (srv *server) attach(c *conn, clientID, owner string, cp *packet.ConnectPac
 	s := old
 	if s == nil {
 		s = &session{srv: srv, id: clientID, owner: owner}
-		bs, err := srv.b.Connect(s, nil, broker.ConnectOptions{Transport: "mqtt-session", ConnType: c.ct, Name: clientID, Remote: "session"})
+		bs, err := srv.b.Connect(s, nil, broker.ConnectOptions{Transport: "mqtt-session", ConnType: c.ct, Name: clientID, Remote: "session", Detached: true})
 		if err != nil {
 			return nil, false, err
 		}

@@ -337,3 +337,12 @@ func TestMQTTMaxKeepAlive(t *testing.T) {
 	require.NotNil(t, ack.Properties.ServerKeepAlive)
 	require.Equal(t, uint16(5), *ack.Properties.ServerKeepAlive)
 }
+
+// An MQTT client is one connection for max_connections and monitoring,
+// however long its session lives.
+func TestMQTTCountsOneConnection(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	dial5(t, e, pahoConnect("one"))
+	dial5(t, e, pahoConnect("two"))
+	require.Equal(t, 2, e.b.NumConnections())
+}
