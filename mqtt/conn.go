@@ -42,6 +42,7 @@ type conn struct {
 	sendWill   bool
 	clientMax  int    // the client's Maximum Packet Size (5.0); 0: none
 	clientRecv int    // the client's Receive Maximum (5.0)
+	topic, hdr []byte // PUBLISH scratch; the session's lock held
 	rbuf       []byte // unconsumed input, kept across a read-loop handoff
 	connected  bool
 	closing    atomic.Bool
@@ -178,12 +179,13 @@ func (c *conn) packets(buf []byte, connected bool) ([]byte, bool, error) {
 	return buf[:rest], connected, nil
 }
 
-// sendPublish writes a PUBLISH for m. Publisher's goroutine or read loop.
+// sendPublish writes a PUBLISH for m. Publisher's goroutine or read
+// loop, with the session's lock held (it guards the scratch buffers).
 func (c *conn) sendPublish(m *broker.Message, qos byte, id uint16, retain, dup bool, subID uint32) bool {
-	c.subj = c.subj[:0]
 	var pp packet.PublishPacket
 	pp.QoS, pp.PacketID, pp.Retain, pp.Dup = qos, id, retain, dup
-	pp.Topic = SubjectToTopic(nil, m.Subject)
+	c.topic = SubjectToTopic(c.topic[:0], m.Subject)
+	pp.Topic = c.topic
 	pp.Payload = m.Payload
 	if c.v == packet.V5 {
 		if p, ok := m.Ext.(*packet.Properties); ok && p != nil {
@@ -199,12 +201,12 @@ func (c *conn) sendPublish(m *broker.Message, qos byte, id uint16, retain, dup b
 		o.Unlock()
 		return true
 	}
-	hdr := packet.AppendPublishHeader(o.HeadroomLocked(0)[:0:0], c.v, &pp)
-	if c.clientMax > 0 && len(hdr)+len(pp.Payload) > c.clientMax {
+	c.hdr = packet.AppendPublishHeader(c.hdr[:0], c.v, &pp)
+	if c.clientMax > 0 && len(c.hdr)+len(pp.Payload) > c.clientMax {
 		o.Unlock()
 		return true // too large for the client: dropped, acting as sent [MQTT-3.1.2-25]
 	}
-	o.AppendLocked(hdr)
+	o.AppendLocked(c.hdr)
 	o.AppendLocked(pp.Payload)
 	over := o.OverLocked()
 	o.Unlock()
