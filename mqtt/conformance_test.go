@@ -515,3 +515,13 @@ func TestMQTTMaxAckPendingSessionTotal(t *testing.T) {
 	require.Equal(t, byte(0x90), h)
 	require.Equal(t, []byte{0, 3, 1, 1, 0x80}, body, "the third would make 90000 > 65535")
 }
+
+// Row 24: a SUBSCRIBE with no filter is a protocol error [MQTT-3.8.3-3].
+func TestMQTT_3_8_3_3_EmptySubscribe(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	r := dialRaw(t, e)
+	r.send(connect311...)
+	r.connack()
+	r.send(0x82, 2, 0, 1)
+	r.closed()
+}

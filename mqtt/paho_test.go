@@ -346,3 +346,83 @@ func TestMQTTCountsOneConnection(t *testing.T) {
 	dial5(t, e, pahoConnect("two"))
 	require.Equal(t, 2, e.b.NumConnections())
 }
+
+func subOpts(t *testing.T, cl *v5, props *paho.SubscribeProperties, opts ...paho.SubscribeOptions) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := cl.c.Subscribe(ctx, &paho.Subscribe{Properties: props, Subscriptions: opts})
+	require.NoError(t, err)
+}
+
+// 5.0 No Local [MQTT-3.8.3-3]: a client's own messages are not sent back
+// on a no-local subscription.
+func TestMQTT_3_8_3_3_NoLocal(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	cl, _ := dial5(t, e, pahoConnect("nl"))
+	subOpts(t, cl, nil, paho.SubscribeOptions{Topic: "nl/a", QoS: 1, NoLocal: true}, paho.SubscribeOptions{Topic: "nl/b", QoS: 1})
+	cl.pub(t, "nl/a", 1, false, "mine")
+	cl.pub(t, "nl/b", 1, false, "echo")
+	require.Equal(t, "echo", string(cl.next(t).Payload))
+	cl.none(t)
+}
+
+// 5.0 Subscription Identifier is returned with matching messages
+// [MQTT-3.3.4-3].
+func TestMQTT_3_3_4_3_SubscriptionIdentifier(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	cl, _ := dial5(t, e, pahoConnect("sid"))
+	id := 42
+	subOpts(t, cl, &paho.SubscribeProperties{SubscriptionIdentifier: &id}, paho.SubscribeOptions{Topic: "sid/#", QoS: 0})
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	pub.pub(t, "sid/x", 0, false, "x")
+	m := cl.next(t)
+	require.NotNil(t, m.Properties.SubscriptionIdentifier)
+	require.Equal(t, 42, *m.Properties.SubscriptionIdentifier)
+}
+
+// 5.0 request/response and user properties are forwarded unchanged
+// [MQTT-3.3.2-15..-20].
+func TestMQTT_3_3_2_ForwardedProperties(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	cl, _ := dial5(t, e, pahoConnect("s"))
+	cl.sub(t, "rr/req", 1)
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := pub.c.Publish(ctx, &paho.Publish{Topic: "rr/req", QoS: 1, Payload: []byte("q"), Properties: &paho.PublishProperties{
+		ResponseTopic: "rr/resp", CorrelationData: []byte{1, 2, 3}, ContentType: "text/plain",
+		User: paho.UserProperties{{Key: "k", Value: "v"}}}})
+	require.NoError(t, err)
+	m := cl.next(t)
+	require.Equal(t, "rr/resp", m.Properties.ResponseTopic)
+	require.Equal(t, []byte{1, 2, 3}, m.Properties.CorrelationData)
+	require.Equal(t, "text/plain", m.Properties.ContentType)
+	require.Equal(t, "v", m.Properties.User.Get("k"))
+}
+
+// 5.0 Retain Handling 2 sends no retained messages; Retain As Published
+// keeps RETAIN=1 on live traffic [MQTT-3.3.1-10..-13] (checklist row 22).
+func TestMQTT_3_3_1_RetainHandlingAndRAP(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	pub.pub(t, "rh/x", 0, true, "old")
+	cl, _ := dial5(t, e, pahoConnect("s"))
+	subOpts(t, cl, nil, paho.SubscribeOptions{Topic: "rh/#", QoS: 0, RetainHandling: 2, RetainAsPublished: true})
+	cl.none(t)
+	pub.pub(t, "rh/x", 0, true, "new")
+	m := cl.next(t)
+	require.Equal(t, "new", string(m.Payload))
+	require.True(t, m.Retain, "retain as published")
+}
+
+// Row 24: UNSUBACK is sent even when nothing matched [MQTT-3.10.4-5].
+func TestMQTT_3_10_4_5_UnsubackAlways(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	cl, _ := dial5(t, e, pahoConnect("u"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ua, err := cl.c.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{"never/subscribed"}})
+	require.NoError(t, err)
+	require.Equal(t, []byte{0x11}, ua.Reasons, "No subscription existed")
+}
