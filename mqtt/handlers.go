@@ -165,11 +165,12 @@ func (srv *server) attach(c *conn, clientID, owner string, cp *packet.ConnectPac
 	s := old
 	if s == nil {
 		s = &session{srv: srv, id: clientID, owner: owner}
-		bs, err := srv.b.Connect(s, nil, broker.ConnectOptions{Transport: "mqtt-session", ConnType: c.ct, Name: clientID, Remote: "session", Detached: true})
+		// The session subscribes as the identity that created it (its
+		// permissions and account).
+		bs, err := srv.b.Connect(s, c.bs.Snapshot().Identity, broker.ConnectOptions{Transport: "mqtt-session", ConnType: c.ct, Name: clientID, Remote: "session", Detached: true})
 		if err != nil {
 			return nil, false, err
 		}
-		bs.SetIdentity(c.bs.Snapshot().Identity)
 		s.bs = bs
 		srv.mu.Lock()
 		srv.sessions[clientID] = s
