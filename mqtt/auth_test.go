@@ -91,3 +91,19 @@ func TestMQTTPermissions(t *testing.T) {
 	cl.pub(t, "ok/x", 1, false, "yes")
 	require.Equal(t, "yes", string(cl.next(t).Payload))
 }
+
+// SPEC: a user's max_connections: MQTT 5 CONNACK 0x97, 3.1.1 0x03.
+func TestMQTTPerUserMaxConnections(t *testing.T) {
+	a, err := auth.New(auth.Options{Users: []auth.User{{Name: "one", Password: "pw", MaxConns: 1}}})
+	require.NoError(t, err)
+	e := start(t, broker.Options{Authenticator: a}, mqtt.Options{})
+	dial5(t, e, &paho.Connect{ClientID: "first", CleanStart: true, Username: "one", UsernameFlag: true, Password: []byte("pw"), PasswordFlag: true})
+	require.Equal(t, byte(0x03), connack311(t, e, "second", "one", "pw", true))
+	nc, err := net.Dial("tcp", e.mqtt.Addr().String())
+	require.NoError(t, err)
+	c := paho.NewClient(paho.ClientConfig{Conn: nc})
+	ack, err := c.Connect(context.Background(), &paho.Connect{ClientID: "third", CleanStart: true, Username: "one", UsernameFlag: true, Password: []byte("pw"), PasswordFlag: true})
+	require.Error(t, err)
+	require.NotNil(t, ack)
+	require.Equal(t, byte(0x97), ack.ReasonCode)
+}

@@ -62,6 +62,15 @@ func (c *conn) onConnect(raw []byte) error {
 		return c.refuse(c.connackCode(code), err)
 	}
 	c.bs, err = c.srv.b.Connect(c, id, broker.ConnectOptions{Transport: "mqtt", ConnType: c.ct, Name: clientID, Remote: c.nc.RemoteAddr().String()})
+	if err == nil {
+		if err = c.bs.Admit(id); err != nil { // the identity's own max_connections
+			c.bs.Close()
+			c.bs = nil
+		}
+	}
+	if errors.Is(err, broker.ErrMaxConnections) {
+		return c.refuse(c.connackCode(packet.QuotaExceeded), err) // 3.1.1: 0x03
+	}
 	if err != nil {
 		return c.refuse(c.connackCode(packet.ServerUnavailable), err)
 	}
