@@ -257,18 +257,16 @@ func (c *conn) end(err error) {
 	} else {
 		c.Close(nil)
 	}
-	s := c.sess
-	if s == nil {
-		return
-	}
 	if t := c.ackTimer.Load(); t != nil {
 		t.Stop()
 	}
-	if (!c.normal || c.sendWill) && !c.takenOver.Load() {
-		c.srv.fireWill(s)
+	if s := c.sess; s != nil {
+		if (!c.normal || c.sendWill) && !c.takenOver.Load() {
+			c.srv.fireWill(s)
+		}
+		s.detach(c)
 	}
-	s.detach(c)
-	if c.bs != nil {
+	if c.bs != nil { // also when CONNECT was refused after the broker knew it
 		c.bs.Close()
 	}
 }
