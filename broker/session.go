@@ -323,12 +323,15 @@ func (s *Session) Close() {
 // made. Publisher goroutine only. Permission and validity checks are the
 // caller's (it knows the protocol's error to send).
 func (s *Session) Publish(batch *Batch, m *Message) int {
-	return s.deliverAll(batch, s.match(m.Subject), m)
+	return s.deliverAll(batch, nil, m) // inlined: one call, as before accounts
 }
 
-// deliverAll hands m to every subscription of r: Publish, and forward
-// into another account.
+// deliverAll hands m to every subscription of r, or with r nil of the
+// session's own match: Publish, and forward into another account.
 func (s *Session) deliverAll(batch *Batch, r *Result, m *Message) int {
+	if r == nil {
+		r = s.match(m.Subject)
+	}
 	m.fanout = len(r.Psubs) + len(r.Qsubs)
 	m.origin = s.client
 	n := 0
