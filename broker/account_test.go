@@ -210,3 +210,52 @@ func TestAccountReloadImports(t *testing.T) {
 	require.NoError(t, a.Publish("y", []byte("4")), "a refused reload keeps the running imports")
 	require.Equal(t, []string{"y 3", "y 4"}, *got)
 }
+
+// BenchmarkAccountStreamImport is BenchmarkLocalPublishInline across a
+// stream import with a subject mapping: the publisher's account routes to
+// the import, which routes into the importer's account.
+func BenchmarkAccountStreamImport(b *testing.B) {
+	br := newBroker(b, broker.Options{Accounts: []broker.Account{
+		{Name: "A", Exports: []broker.Export{{Subject: "bench.>"}}},
+		{Name: "B", Imports: []broker.Import{{Account: "A", Subject: "bench.>", To: "a.bench.>"}}},
+	}})
+	pub, sub := in(b, br, "A"), in(b, br, "B")
+	n := 0
+	_, err := sub.SubscribeInline("a.bench.x", func(*broker.Message) { n++ })
+	require.NoError(b, err)
+	payload := make([]byte, 16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := pub.Publish("bench.x", payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	require.Equal(b, b.N, n)
+}
+
+// BenchmarkAccountServiceRequest is one request and its response through
+// a service import, both inline.
+func BenchmarkAccountServiceRequest(b *testing.B) {
+	br := newBroker(b, broker.Options{Accounts: []broker.Account{
+		{Name: "SVC", Exports: []broker.Export{{Subject: "svc.>", Service: true}}},
+		{Name: "APP", Imports: []broker.Import{{Service: true, Account: "SVC", Subject: "svc.echo", To: "echo"}}},
+	}})
+	svc, app := in(b, br, "SVC"), in(b, br, "APP")
+	_, err := svc.SubscribeInline("svc.echo", func(m *broker.Message) { _ = svc.Publish(string(m.Reply), m.Payload) })
+	require.NoError(b, err)
+	n := 0
+	_, err = app.SubscribeInline("inbox", func(*broker.Message) { n++ })
+	require.NoError(b, err)
+	req := &broker.Message{Subject: []byte("echo"), Reply: []byte("inbox"), Payload: make([]byte, 16)}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := app.PublishMsg(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	require.Equal(b, b.N, n)
+}
