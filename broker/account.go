@@ -128,7 +128,78 @@ func CheckAccounts(list []Account) []*AccountError {
 			}
 		}
 	}
+	if len(errs) == 0 {
+		errs = checkCycles(list)
+	}
 	return errs
+}
+
+// flow is one import seen as the way messages go: published in from on a
+// subject fromSubj matches, they appear in to as toSubj.
+type flow struct {
+	from, to         string
+	fromSubj, toSubj string
+	account, index   int // the import, for the error
+}
+
+// checkCycles refuses imports along which a message could come back to an
+// account it left (nats-server: "import forms a cycle").
+func checkCycles(list []Account) []*AccountError {
+	var flows []flow
+	for i := range list {
+		n := accountName(list[i].Name)
+		for j, im := range list[i].Imports {
+			to := im.To
+			if to == "" {
+				to = im.Subject
+			}
+			f := flow{from: accountName(im.Account), to: n, fromSubj: im.Subject, toSubj: to, account: i, index: j}
+			if im.Service {
+				f.from, f.to, f.fromSubj, f.toSubj = n, f.from, to, im.Subject
+			}
+			flows = append(flows, f)
+		}
+	}
+	var errs []*AccountError
+	for _, f := range flows {
+		if reaches(flows, f.to, f.toSubj, f.from, len(flows)) {
+			errs = append(errs, &AccountError{Account: accountName(list[f.account].Name), Export: -1, Import: f.index,
+				Msg: fmt.Sprintf("forms a cycle: messages on %q can come back to account %s", f.fromSubj, f.from)})
+		}
+	}
+	return errs
+}
+
+// reaches reports whether a message in account acc on subjects subj
+// matches can flow on to account target. depth bounds the walk.
+func reaches(flows []flow, acc, subj, target string, depth int) bool {
+	if depth == 0 {
+		return false
+	}
+	for _, f := range flows {
+		if f.from != acc || !filtersOverlap(f.fromSubj, subj) {
+			continue
+		}
+		if f.to == target || reaches(flows, f.to, f.toSubj, target, depth-1) {
+			return true
+		}
+	}
+	return false
+}
+
+// filtersOverlap reports whether some subject matches both filters.
+func filtersOverlap(a, b string) bool {
+	at, bt := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(at) && i < len(bt); i++ {
+		switch {
+		case at[i] == ">" || bt[i] == ">":
+			return true
+		case at[i] == "*" || bt[i] == "*" || at[i] == bt[i]:
+		default:
+			return false
+		}
+	}
+	return len(at) == len(bt)
 }
 
 // checkImport returns why im, an import of account n, cannot work, or "".

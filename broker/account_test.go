@@ -131,6 +131,14 @@ func TestAccountStreamResponses(t *testing.T) {
 	require.Equal(t, []string{"inbox 1", "inbox 2", "inbox 3"}, *got)
 }
 
+// Disjoint imports both ways are no cycle.
+func TestAccountImportsBothWays(t *testing.T) {
+	require.Empty(t, broker.CheckAccounts([]broker.Account{
+		{Name: "A", Exports: []broker.Export{{Subject: "a.>"}}, Imports: []broker.Import{{Account: "B", Subject: "b.>"}}},
+		{Name: "B", Exports: []broker.Export{{Subject: "b.>"}}, Imports: []broker.Import{{Account: "A", Subject: "a.>"}}},
+	}))
+}
+
 func TestAccountImportsNeedExports(t *testing.T) {
 	for _, tc := range []struct {
 		label string
@@ -158,6 +166,14 @@ func TestAccountImportsNeedExports(t *testing.T) {
 		{"bad export", []broker.Account{{Name: "A", Exports: []broker.Export{{Subject: "x..y"}}}},
 			`account A: export 1: "x..y" is not a valid subject`},
 		{"twice", []broker.Account{{Name: "A"}, {Name: "A"}}, `account A: declared more than once`},
+		{"stream cycle", []broker.Account{
+			{Name: "A", Exports: []broker.Export{{Subject: "x.>"}}, Imports: []broker.Import{{Account: "B", Subject: "y.>", To: "x.b.>"}}},
+			{Name: "B", Exports: []broker.Export{{Subject: "y.>"}}, Imports: []broker.Import{{Account: "A", Subject: "x.>", To: "y.a.>"}}}},
+			`account A: import 1: forms a cycle: messages on "y.>" can come back to account B`},
+		{"service cycle", []broker.Account{
+			{Name: "A", Exports: []broker.Export{{Subject: "s", Service: true}}, Imports: []broker.Import{{Service: true, Account: "B", Subject: "s"}}},
+			{Name: "B", Exports: []broker.Export{{Subject: "s", Service: true}}, Imports: []broker.Import{{Service: true, Account: "A", Subject: "s"}}}},
+			`account A: import 1: forms a cycle: messages on "s" can come back to account A`},
 	} {
 		t.Run(tc.label, func(t *testing.T) {
 			errs := broker.CheckAccounts(tc.accs)
