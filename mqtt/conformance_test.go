@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -524,4 +525,28 @@ func TestMQTT_3_8_3_3_EmptySubscribe(t *testing.T) {
 	r.connack()
 	r.send(0x82, 2, 0, 1)
 	r.closed()
+}
+
+// Garbage after CONNECT, from many connections, costs those connections
+// and never the broker: it still serves a well-behaved client afterwards.
+func TestMQTTGarbageNeverCrashesBroker(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 200 {
+		r := dialRaw(t, e)
+		if i%2 == 0 {
+			r.send(connect311...)
+		}
+		junk := make([]byte, 1+rng.IntN(300))
+		for j := range junk {
+			junk[j] = byte(rng.Uint32())
+		}
+		_, _ = r.c.Write(junk)
+		r.c.Close()
+	}
+	sub, _ := dial5(t, e, pahoConnect("after"))
+	sub.sub(t, "ok", 1)
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	pub.pub(t, "ok", 1, false, "alive")
+	require.Equal(t, "alive", string(sub.next(t).Payload))
 }
