@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -64,18 +63,10 @@ var _ transport.Transport = (*Transport)(nil)
 // New builds the MQTT transport.
 func New(o Options) (*Transport, error) {
 	o.setDefaults()
-	if o.Port < 0 {
-		o.Port = 0
-	}
 	t := &Transport{opts: o}
-	t.Proto = "mqtt"
-	t.Address = net.JoinHostPort(o.Host, strconv.Itoa(o.Port))
-	if o.TLS != nil {
-		cfg, err := o.TLS.Config()
-		if err != nil {
-			return nil, err
-		}
-		t.tlsCfg = cfg
+	var err error
+	if t.tlsCfg, err = t.Setup("mqtt", o.Host, o.Port, o.TLS); err != nil {
+		return nil, err
 	}
 	return t, nil
 }

@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net"
-	"strconv"
 
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/transport"
@@ -49,20 +48,12 @@ var (
 // certificate is reported before the broker starts.
 func New(o Options) (*Transport, error) {
 	if o.Host == "" {
-		o.Host = "127.0.0.1"
-	}
-	if o.Port < 0 {
-		o.Port = 0
+		o.Host = "127.0.0.1" // INFO host
 	}
 	t := &Transport{opts: o}
-	t.Proto = "nats"
-	t.Address = net.JoinHostPort(o.Host, strconv.Itoa(o.Port))
-	if o.TLS != nil {
-		cfg, err := o.TLS.Config()
-		if err != nil {
-			return nil, err
-		}
-		t.tlsCfg = cfg
+	var err error
+	if t.tlsCfg, err = t.Setup("nats", o.Host, o.Port, o.TLS); err != nil {
+		return nil, err
 	}
 	return t, nil
 }

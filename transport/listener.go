@@ -2,9 +2,11 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -19,6 +21,22 @@ type Listener struct {
 	mu     sync.Mutex
 	ln     net.Listener
 	closed bool
+}
+
+// Setup prepares a listener for proto on host:port (host default
+// 127.0.0.1, port 0 or -1: a free one) and loads the TLS configuration,
+// so a bad certificate is reported before anything listens. It returns
+// nil TLS config when t is nil.
+func (l *Listener) Setup(proto, host string, port int, t *TLSOptions) (*tls.Config, error) {
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	l.Proto = proto
+	l.Address = net.JoinHostPort(host, strconv.Itoa(max(port, 0)))
+	if t == nil {
+		return nil, nil
+	}
+	return t.Config()
 }
 
 // Listen binds the address. Errors read "nats: listen 127.0.0.1:4222:
