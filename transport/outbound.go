@@ -98,7 +98,7 @@ func putChunk(b []byte) {
 // pending limit reports false, and the caller closes the connection as a
 // slow consumer. An idle connection holds no buffer at all.
 type Outbound struct {
-	mu      sync.Mutex  // guards the fields up to wake
+	mu      sync.Mutex  // guards the fields up to w
 	segs    net.Buffers // complete segments, in order: chunk slices and references
 	owned   [][]byte    // chunks to recycle once segs are written
 	cur     []byte      // chunk being filled; cur[start:] is not in segs yet
