@@ -426,3 +426,20 @@ func TestMQTT_3_10_4_5_UnsubackAlways(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []byte{0x11}, ua.Reasons, "No subscription existed")
 }
+
+// Back-pressure is visible: QoS 1 messages for an offline persistent
+// session wait in its queue (counted), QoS 0 ones are dropped (counted).
+func TestMQTTSessionStats(t *testing.T) {
+	e := start(t, broker.Options{}, mqtt.Options{})
+	sei := uint32(60)
+	sub, _ := dial5(t, e, &paho.Connect{ClientID: "off", CleanStart: true, Properties: &paho.ConnectProperties{SessionExpiryInterval: &sei}})
+	sub.sub(t, "bp/#", 1)
+	require.NoError(t, sub.c.Disconnect(&paho.Disconnect{}))
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	pub.pub(t, "bp/a", 1, false, "kept")
+	pub.pub(t, "bp/b", 0, false, "dropped")
+	require.Eventually(t, func() bool {
+		st := mqtt.SessionStats(e.b)
+		return st.Queued == 1 && st.Dropped == 1 && st.Sessions == 2 && st.Connected == 1
+	}, 2*time.Second, 5*time.Millisecond, "%+v", mqtt.SessionStats(e.b))
+}

@@ -170,3 +170,36 @@ func (srv *server) publishWill(s *session, w *will) {
 	s.bs.Publish(&batch, &m)
 	batch.Flush()
 }
+
+// Stats describes a broker's MQTT state: back-pressure is visible here
+// (messages queued in sessions, QoS 0 messages dropped for offline or
+// over-limit clients, queued ones dropped past the session bound).
+type Stats struct {
+	Sessions, Connected int
+	Inflight, Queued    int
+	Dropped             int64
+	Retained            int
+}
+
+// SessionStats snapshots the MQTT state of b.
+func SessionStats(b *broker.Broker) Stats {
+	srv := serverFor(b, Options{})
+	srv.mu.Lock()
+	ss := make([]*session, 0, len(srv.sessions))
+	for _, s := range srv.sessions {
+		ss = append(ss, s)
+	}
+	srv.mu.Unlock()
+	st := Stats{Sessions: len(ss), Retained: srv.ret.len()}
+	for _, s := range ss {
+		s.mu.Lock()
+		if s.conn != nil {
+			st.Connected++
+		}
+		st.Inflight += len(s.inflight)
+		st.Queued += len(s.queue)
+		st.Dropped += s.dropped
+		s.mu.Unlock()
+	}
+	return st
+}
