@@ -334,7 +334,7 @@ func (c *conn) onPublish(p *packet.PublishPacket) error {
 		return fmt.Errorf("%w: %q", packet.TopicNameInvalid, topic)
 	}
 	if p.QoS == 2 {
-		if _, dup := c.sess.inQoS2[p.PacketID]; dup {
+		if c.sess.received(p.PacketID) {
 			// A repeat before PUBREL: PUBREC again, no second delivery [MQTT-4.3.3-9].
 			c.sendAck(packet.Pubrec, p.PacketID, 0)
 			return nil
@@ -359,10 +359,7 @@ func (c *conn) onPublish(p *packet.PublishPacket) error {
 		if !allowed && c.v == packet.V5 {
 			code = packet.NotAuthorized
 		} else {
-			if c.sess.inQoS2 == nil {
-				c.sess.inQoS2 = make(map[uint16]struct{})
-			}
-			c.sess.inQoS2[p.PacketID] = struct{}{}
+			c.sess.receive(p.PacketID)
 			c.inRecv++
 		}
 		c.sendAck(packet.Pubrec, p.PacketID, code)
@@ -393,7 +390,7 @@ func (c *conn) onAck(p *packet.AckPacket) error {
 		s.ack(p.PacketID, false)
 	case packet.Pubrec:
 		if p.Code >= 0x80 { // the client refused it: done
-			s.ack(p.PacketID, false)
+			s.drop(p.PacketID)
 			return nil
 		}
 		if s.rec(p.PacketID) {
@@ -405,8 +402,7 @@ func (c *conn) onAck(p *packet.AckPacket) error {
 		s.ack(p.PacketID, true)
 	case packet.Pubrel:
 		code := packet.Success
-		if _, ok := s.inQoS2[p.PacketID]; ok {
-			delete(s.inQoS2, p.PacketID) // the id is new again [MQTT-4.3.3-12]
+		if s.release(p.PacketID) { // the id is new again [MQTT-4.3.3-12]
 			c.inRecv--
 		} else if c.v == packet.V5 {
 			code = packet.PacketIDNotFound

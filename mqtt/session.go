@@ -330,3 +330,40 @@ func (s *session) redeliver(c *conn, wait time.Duration) {
 	s.mu.Unlock()
 	c.out.Wake()
 }
+
+// received reports whether a QoS 2 PUBLISH with id awaits its PUBREL.
+func (s *session) received(id uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.inQoS2[id]
+	return ok
+}
+
+// receive records a QoS 2 PUBLISH answered with PUBREC.
+func (s *session) receive(id uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inQoS2 == nil {
+		s.inQoS2 = make(map[uint16]struct{})
+	}
+	s.inQoS2[id] = struct{}{}
+}
+
+// release forgets a QoS 2 id at PUBREL; false when it was unknown.
+func (s *session) release(id uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.inQoS2[id]
+	delete(s.inQoS2, id)
+	return ok
+}
+
+// drop ends an in-flight message the client refused (5.0 PUBREC >= 0x80).
+func (s *session) drop(id uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := s.findInflight(id); i >= 0 {
+		s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+		s.fill()
+	}
+}
