@@ -393,3 +393,13 @@ func (b *Broker) Extension(key any, mk func() any) any {
 	b.ext[key] = v
 	return v
 }
+
+// Clients is a snapshot of the connected clients (monitoring, tests).
+func (b *Broker) Clients() []Client {
+	ss := b.sessions()
+	out := make([]Client, 0, len(ss))
+	for _, s := range ss {
+		out = append(out, s.client)
+	}
+	return out
+}

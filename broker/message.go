@@ -126,6 +126,10 @@ func (s *Subscription) SetMax(n int64) bool {
 // Delivered is the number of messages delivered so far.
 func (s *Subscription) Delivered() int64 { return s.delivered.Load() }
 
+// Closed reports whether the subscription ended (unsubscribed, or its
+// auto-unsubscribe limit reached).
+func (s *Subscription) Closed() bool { return s.closed.Load() }
+
 // take counts one delivery. It reports whether the delivery may happen and
 // whether it was the last one allowed by max. Safe from any goroutine.
 func (s *Subscription) take() (ok, last bool) {

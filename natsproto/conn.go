@@ -548,6 +548,15 @@ func (c *conn) onSub(subj, queue, sid []byte) error {
 		c.subs = make(map[string]*broker.Subscription)
 	}
 	c.subs[string(s.Opaque.(*sub).sid)] = s
+	if len(c.subs) >= 64 && len(c.subs) > 2*c.sess.NumSubscriptions() {
+		// Subscriptions ended by their UNSUB max (old-style requests)
+		// leave their sid behind: sweep them, amortized over SUBs.
+		for sid, old := range c.subs {
+			if old.Closed() {
+				delete(c.subs, sid)
+			}
+		}
+	}
 	c.mu.Unlock()
 	c.ok()
 	return nil

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/natsproto"
 )
 
 // rawConn is a protocol-level client: send bytes, expect lines (STYLE.md
@@ -299,4 +301,22 @@ func TestProtoUnsubMax(t *testing.T) {
 	r.expect(`b`)
 	r.expect(`PONG`)
 	require.Zero(t, s.b.NumSubscriptions())
+}
+
+// Old-style requests (SUB, UNSUB sid 1, PUB with reply) must not leave
+// one sid entry per request behind in the connection.
+func TestProtoAutoUnsubscribedSidsAreSwept(t *testing.T) {
+	s := startServer(t, broker.Options{})
+	r := dialRaw(t, s)
+	r.send("CONNECT {}\r\n")
+	for i := range 500 {
+		sid := strconv.Itoa(i + 1)
+		r.send("SUB r." + sid + " " + sid + "\r\nUNSUB " + sid + " 1\r\nPUB r." + sid + " 1\r\nx\r\n")
+		r.expect("MSG r." + sid + " " + sid + " 1")
+		r.expect("x")
+	}
+	r.send("PING\r\n")
+	r.expect("PONG")
+	require.Zero(t, s.b.NumSubscriptions())
+	require.Less(t, natsproto.SidCount(s.b), 200, "sids of ended subscriptions are swept")
 }
