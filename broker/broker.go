@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/busbar/busbar/auth"
+	"github.com/busbar/busbar/store"
 )
 
 // Version is busbar's version, reported in NATS INFO and by -v.
@@ -55,6 +56,10 @@ type Options struct {
 	WriteDeadline    time.Duration // default 10s
 	AuthTimeout      time.Duration // default 2s
 
+	// Store keeps sessions, in-flight messages and retained messages.
+	// nil: store.NewMemory().
+	Store store.Store
+
 	// Authenticator decides who connects. nil: no authentication, every
 	// connection is anonymous with full permissions.
 	Authenticator auth.Authenticator
@@ -67,6 +72,9 @@ type Options struct {
 func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Store == nil {
+		o.Store = store.NewMemory()
 	}
 	if o.MaxPayload == 0 {
 		o.MaxPayload = DefaultMaxPayload
@@ -403,3 +411,6 @@ func (b *Broker) Clients() []Client {
 	}
 	return out
 }
+
+// Store is the broker's Store (Options.Store, or the in-memory one).
+func (b *Broker) Store() store.Store { return b.opts.Load().Store }

@@ -50,6 +50,7 @@ func (b *Broker) Reload(opts Options) error {
 	defer b.reloadMu.Unlock()
 	cur := b.opts.Load()
 	opts.Logger, opts.ServerName = cur.Logger, cur.ServerName
+	opts.Store = cur.Store // the store is not reloadable: it holds the state
 	opts.setDefaults()
 	if err := opts.Validate(); err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/mqtt"
 	"github.com/busbar/busbar/natsproto"
+	"github.com/busbar/busbar/store"
 )
 
 // env is a broker with an MQTT listener and a NATS listener.
@@ -442,4 +443,21 @@ func TestMQTTSessionStats(t *testing.T) {
 		st := mqtt.SessionStats(e.b)
 		return st.Queued == 1 && st.Dropped == 1 && st.Sessions == 2 && st.Connected == 1
 	}, 2*time.Second, 5*time.Millisecond, "%+v", mqtt.SessionStats(e.b))
+}
+
+// Retained messages live in the broker's Store: a second broker on the
+// same Store (a restart, for a durable one) delivers them.
+func TestRetainedInStore(t *testing.T) {
+	st := store.NewMemory()
+	e := start(t, broker.Options{Store: st}, mqtt.Options{})
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	pub.pub(t, "kept/one", 1, true, "v1")
+	require.Eventually(t, func() bool { return mqtt.Retained(e.b) == 1 }, time.Second, 5*time.Millisecond)
+
+	e2 := start(t, broker.Options{Store: st}, mqtt.Options{})
+	sub, _ := dial5(t, e2, pahoConnect("s"))
+	sub.sub(t, "kept/#", 1)
+	m := sub.next(t)
+	require.Equal(t, "v1", string(m.Payload))
+	require.True(t, m.Retain)
 }

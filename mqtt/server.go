@@ -115,7 +115,9 @@ type serverKey struct{}
 
 func serverFor(b *broker.Broker, o Options) *server {
 	return b.Extension(serverKey{}, func() any {
-		return &server{b: b, opts: o, sessions: make(map[string]*session)}
+		srv := &server{b: b, opts: o, sessions: make(map[string]*session)}
+		srv.ret.load(b)
+		return srv
 	}).(*server)
 }
 

@@ -1,0 +1,97 @@
+// Package store is the broker's persistence seam: MQTT sessions, their
+// in-flight QoS 1/2 messages, inbound QoS 2 packet ids and retained
+// messages. Memory is the default; a durable Store (issue 7) keeps the
+// same contract on disk.
+//
+// Contract: a call that returns nil has made its effect durable (for a
+// durable Store: on disk), so a transport may acknowledge after it
+// (PUBACK/PUBREC). Calls may block to group-commit; they are safe for
+// concurrent use. Records are values owned by the Store once passed in:
+// callers must not modify their slices afterwards.
+package store
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrClosed is returned by every call after Close.
+var ErrClosed = errors.New("store: closed")
+
+// Message is a stored message in canonical NATS form plus its MQTT state.
+type Message struct {
+	Subject []byte
+	Payload []byte
+	QoS     uint8
+	Retain  bool
+	Props   []byte // MQTT 5.0 properties as encoded on the wire; opaque here
+}
+
+// Subscription is one MQTT subscription of a session.
+type Subscription struct {
+	Filter            string // as the client wrote it, $share/group/ included
+	QoS               uint8
+	NoLocal           bool
+	RetainAsPublished bool
+	RetainHandling    uint8
+	SubID             uint32
+}
+
+// Session is an MQTT session's lasting state.
+type Session struct {
+	ClientID  string
+	Owner     string // identity that created it
+	Expiry    int64  // seconds after disconnect; -1: never
+	Subs      []Subscription
+	Will      *Message
+	WillDelay int64 // seconds
+}
+
+// Inflight is an outbound QoS 1/2 message sent (or queued) to a session.
+type Inflight struct {
+	PacketID uint16 // 0 while queued
+	Released bool   // PUBREC received, PUBREL sent
+	Msg      Message
+}
+
+// Kind names a Record's type in Load.
+type Kind uint8
+
+// Record kinds, in the order Load replays them.
+const (
+	KindSession Kind = iota + 1
+	KindInflight
+	KindInbound
+	KindRetained
+)
+
+// Record is one item Load replays: the field matching Kind is set.
+type Record struct {
+	Kind     Kind
+	ClientID string
+	Session  *Session
+	Inflight *Inflight
+	Inbound  uint16 // a QoS 2 packet id awaiting PUBREL
+	Retained *Message
+}
+
+// Store keeps broker state across restarts.
+type Store interface {
+	SaveSession(ctx context.Context, s *Session) error
+	// DeleteSession removes the session and everything stored for it.
+	DeleteSession(ctx context.Context, clientID string) error
+	PutInflight(ctx context.Context, clientID string, m *Inflight) error
+	// Release marks an in-flight QoS 2 message as past PUBREC.
+	Release(ctx context.Context, clientID string, packetID uint16) error
+	AckInflight(ctx context.Context, clientID string, packetID uint16) error
+	PutInbound(ctx context.Context, clientID string, packetID uint16) error
+	DeleteInbound(ctx context.Context, clientID string, packetID uint16) error
+	// SetRetained stores m for subject, or deletes it when m is nil or
+	// its payload is empty.
+	SetRetained(ctx context.Context, subject string, m *Message) error
+	// Load replays everything stored: sessions first, then each
+	// session's in-flight messages in the order they were put and its
+	// inbound ids, then retained messages.
+	Load(ctx context.Context, fn func(Record) error) error
+	Close() error
+}
