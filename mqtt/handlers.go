@@ -188,6 +188,7 @@ func (srv *server) attach(c *conn, clientID, owner string, cp *packet.ConnectPac
 	s.mu.Lock()
 	s.expiry = sessionExpiry(c, cp)
 	s.will = c.willFrom(cp)
+	s.saveLocked()
 	s.mu.Unlock()
 	return s, present, nil
 }
@@ -297,6 +298,7 @@ func (c *conn) onDisconnect(p *packet.DisconnectPacket) error {
 				return fmt.Errorf("%w: session expiry set at DISCONNECT after 0 at CONNECT", packet.ProtocolError)
 			}
 			s.expiry = time.Duration(v) * time.Second
+			s.saveLocked()
 			s.mu.Unlock()
 		}
 	}
@@ -446,28 +448,17 @@ func (c *conn) onSubscribe(p *packet.SubscribePacket) error {
 
 // subscribe adds or replaces one subscription and returns its reason code.
 func (c *conn) subscribe(sp *packet.Subscription, subID uint32) (*subState, bool, packet.Code) {
-	filter, share, err := parseShare(sp.Filter)
-	if err != nil || !packet.ValidTopicFilter(filter) {
-		return nil, false, c.grantCode(packet.TopicFilterInvalid)
-	}
-	if share != "" && sp.NoLocal {
+	st, err := newSubState(sp.Filter, sp.QoS, sp.NoLocal, sp.RetainAsPublished, sp.RetainHandling, subID)
+	if errors.Is(err, errSharedNoLocal) {
 		return nil, false, packet.ProtocolError // [MQTT-3.8.3-4]
 	}
-	qos := min(sp.QoS, 2)
-	st := &subState{filter: string(filter), share: share, qos: qos, noLocal: sp.NoLocal, rap: sp.RetainAsPublished,
-		rh: sp.RetainHandling, subID: subID, dollar: filter[0] == '+' || filter[0] == '#'}
-	subj, err := TopicToSubject(nil, filter, true)
 	if err != nil {
 		return nil, false, c.grantCode(packet.TopicFilterInvalid)
-	}
-	st.nats = [][]byte{subj}
-	if n := len(subj); n >= 2 && subj[n-1] == '>' && subj[n-2] == '.' {
-		st.nats = append(st.nats, subj[:n-2]) // "a/#" also matches "a"
 	}
 	s := c.sess
 	key := string(sp.Filter)
 	s.mu.Lock()
-	old := s.subs[key]
+	_, existed := s.subs[key]
 	acked := 0 // subscriptions that may hold max_ack_pending messages in flight
 	for k, o := range s.subs {
 		if o.qos > 0 && k != key {
@@ -478,12 +469,52 @@ func (c *conn) subscribe(sp *packet.Subscription, subID uint32) (*subState, bool
 	// As nats-server: each QoS 1/2 subscription may have max_ack_pending
 	// messages in flight, and a session's total must fit the 65535 packet
 	// ids: past it the subscription is refused.
-	if qos > 0 && (acked+1)*c.srv.opts.MaxAckPending > 65535 {
+	if st.qos > 0 && (acked+1)*c.srv.opts.MaxAckPending > 65535 {
 		return nil, false, c.grantCode(packet.QuotaExceeded)
 	}
+	if err := s.addSub(key, st); err != nil {
+		if errors.Is(err, broker.ErrPermSubscribe) {
+			return nil, false, c.grantCode(packet.NotAuthorized)
+		}
+		return nil, false, c.grantCode(packet.UnspecifiedError)
+	}
+	return st, !existed, packet.Code(st.qos)
+}
+
+var errSharedNoLocal = errors.New("mqtt: no-local on a shared subscription")
+
+// newSubState checks and maps one subscription filter (with its
+// $share/group/ prefix, if any) to its router filters.
+func newSubState(f []byte, qos byte, noLocal, rap bool, rh byte, subID uint32) (*subState, error) {
+	filter, share, err := parseShare(f)
+	if err != nil {
+		return nil, err
+	}
+	if !packet.ValidTopicFilter(filter) {
+		return nil, ErrBadTopic
+	}
+	if share != "" && noLocal {
+		return nil, errSharedNoLocal
+	}
+	st := &subState{filter: string(filter), share: share, qos: min(qos, 2), noLocal: noLocal, rap: rap,
+		rh: rh, subID: subID, dollar: filter[0] == '+' || filter[0] == '#'}
+	subj, err := TopicToSubject(nil, filter, true)
+	if err != nil {
+		return nil, err
+	}
+	st.nats = [][]byte{subj}
+	if n := len(subj); n >= 2 && subj[n-1] == '>' && subj[n-2] == '.' {
+		st.nats = append(st.nats, subj[:n-2]) // "a/#" also matches "a"
+	}
+	return st, nil
+}
+
+// addSub subscribes st in the router under key, replacing a subscription
+// with the same key ([MQTT-3.8.4-3]), and saves the session.
+func (s *session) addSub(key string, st *subState) error {
 	var queue []byte
-	if share != "" {
-		queue = []byte("$MQTT_share_" + share)
+	if st.share != "" {
+		queue = []byte("$MQTT_share_" + st.share)
 	}
 	for _, ns := range st.nats {
 		bsub := &broker.Subscription{Subject: ns, Queue: queue, Client: s, Opaque: st}
@@ -491,25 +522,24 @@ func (c *conn) subscribe(sp *packet.Subscription, subID uint32) (*subState, bool
 			for _, b := range st.bsubs {
 				s.bs.Unsubscribe(b)
 			}
-			if errors.Is(err, broker.ErrPermSubscribe) {
-				return nil, false, c.grantCode(packet.NotAuthorized)
-			}
-			return nil, false, c.grantCode(packet.UnspecifiedError)
+			return err
 		}
 		st.bsubs = append(st.bsubs, bsub)
 	}
+	s.mu.Lock()
+	old := s.subs[key]
+	if s.subs == nil {
+		s.subs = make(map[string]*subState)
+	}
+	s.subs[key] = st
+	s.saveLocked()
+	s.mu.Unlock()
 	if old != nil {
 		for _, b := range old.bsubs {
 			s.bs.Unsubscribe(b)
 		}
 	}
-	s.mu.Lock()
-	if s.subs == nil {
-		s.subs = make(map[string]*subState)
-	}
-	s.subs[key] = st
-	s.mu.Unlock()
-	return st, old == nil, packet.Code(qos)
+	return nil
 }
 
 // grantCode is a SUBACK failure code: 0x80 in 3.1.1.
@@ -548,6 +578,9 @@ func (c *conn) onUnsubscribe(p *packet.UnsubscribePacket) error {
 		s.mu.Lock()
 		st := s.subs[string(f)]
 		delete(s.subs, string(f))
+		if st != nil {
+			s.saveLocked()
+		}
 		s.mu.Unlock()
 		if st == nil {
 			codes[i] = 0x11 // No subscription existed

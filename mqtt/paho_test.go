@@ -461,3 +461,38 @@ func TestRetainedInStore(t *testing.T) {
 	require.Equal(t, "v1", string(m.Payload))
 	require.True(t, m.Retain)
 }
+
+// A persistent session, its subscription and an unacknowledged QoS 1
+// message are restored from the broker's Store by a new broker (a restart,
+// with a durable Store): the client resumes with session present and
+// gets the message again.
+func TestSessionRestoredFromStore(t *testing.T) {
+	st := store.NewMemory()
+	e := start(t, broker.Options{Store: st}, mqtt.Options{})
+	persistent := []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x00, 0, 60, 0, 1, 'r'}
+	r := dialRaw(t, e)
+	r.send(persistent...)
+	r.connack()
+	r.send(0x82, 6, 0, 1, 0, 1, 'z', 1)
+	r.read()
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	pub.pub(t, "z", 1, false, "survives")
+	h, body := r.read()
+	require.Equal(t, byte(0x32), h)
+	r.c.Close() // never acknowledged
+
+	e2 := start(t, broker.Options{Store: st}, mqtt.Options{})
+	r2 := dialRaw(t, e2)
+	r2.send(persistent...)
+	present, _ := r2.connack()
+	require.True(t, present, "the session came back from the Store")
+	h, body2 := r2.read()
+	require.Equal(t, byte(0x3A), h, "re-sent with DUP")
+	require.Equal(t, body[3:5], body2[3:5], "same packet id")
+	require.Equal(t, "survives", string(body2[5:]))
+	pub2, _ := dial5(t, e2, pahoConnect("p2"))
+	pub2.pub(t, "z", 1, false, "live")
+	h, body3 := r2.read()
+	require.Equal(t, byte(0x32), h, "the restored subscription is live")
+	require.Equal(t, "live", string(body3[5:]))
+}

@@ -107,6 +107,8 @@ type server struct {
 	opts Options
 	ret  retained
 
+	loaded sync.Once // the Store's retained messages and sessions
+
 	mu       sync.Mutex // guards sessions
 	sessions map[string]*session
 }
@@ -114,11 +116,15 @@ type server struct {
 type serverKey struct{}
 
 func serverFor(b *broker.Broker, o Options) *server {
-	return b.Extension(serverKey{}, func() any {
-		srv := &server{b: b, opts: o, sessions: make(map[string]*session)}
-		srv.ret.load(b)
-		return srv
+	srv := b.Extension(serverKey{}, func() any {
+		return &server{b: b, opts: o, sessions: make(map[string]*session)}
 	}).(*server)
+	// Outside Extension's lock: restoring connects sessions to the broker.
+	srv.loaded.Do(func() {
+		srv.ret.load(b)
+		srv.restore()
+	})
+	return srv
 }
 
 // Retained reports how many retained messages the broker holds.
@@ -139,6 +145,7 @@ func (srv *server) endSession(s *session) {
 		return
 	}
 	s.ended = true
+	s.check(srv.b.Store().DeleteSession(bg, s.id))
 	w := s.will
 	s.will = nil
 	s.inflight, s.queue = nil, nil

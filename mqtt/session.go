@@ -138,6 +138,7 @@ func (s *session) send(om *outMsg) bool {
 	om.id = s.allocID()
 	om.sent, om.sentAt = true, time.Now()
 	s.inflight = append(s.inflight, om)
+	s.storeInflightLocked(om)
 	return s.conn.sendPublish(&om.m, om.qos, om.id, om.retain, false, om.subID)
 }
 
@@ -174,6 +175,7 @@ func (s *session) ack(id uint16, comp bool) bool {
 		return false
 	}
 	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+	s.storeAck(id)
 	s.fill()
 	return true
 }
@@ -188,6 +190,7 @@ func (s *session) rec(id uint16) bool {
 		return false
 	}
 	s.inflight[i].rel = true
+	s.storeRelease(id)
 	return true
 }
 
@@ -347,6 +350,7 @@ func (s *session) receive(id uint16) {
 		s.inQoS2 = make(map[uint16]struct{})
 	}
 	s.inQoS2[id] = struct{}{}
+	s.storeInbound(id, true)
 }
 
 // release forgets a QoS 2 id at PUBREL; false when it was unknown.
@@ -355,6 +359,9 @@ func (s *session) release(id uint16) bool {
 	defer s.mu.Unlock()
 	_, ok := s.inQoS2[id]
 	delete(s.inQoS2, id)
+	if ok {
+		s.storeInbound(id, false)
+	}
 	return ok
 }
 
@@ -364,6 +371,7 @@ func (s *session) drop(id uint16) {
 	defer s.mu.Unlock()
 	if i := s.findInflight(id); i >= 0 {
 		s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+		s.storeAck(id)
 		s.fill()
 	}
 }
