@@ -148,3 +148,15 @@ func noteReply(sub *Subscription, m *Message) {
 		}
 	}
 }
+
+// CanAdmit reports whether id is under its own connection limit now (a
+// WebSocket handshake answers 503 before upgrading). Admit decides.
+func (b *Broker) CanAdmit(id *auth.Identity) bool {
+	if id == nil || id.MaxConns <= 0 {
+		return true
+	}
+	u := &b.users
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.n[id.Account+"\x00"+id.Name] < id.MaxConns
+}

@@ -30,6 +30,7 @@ import (
 	"github.com/busbar/busbar/mqtt"
 	"github.com/busbar/busbar/natsproto"
 	"github.com/busbar/busbar/transport"
+	"github.com/busbar/busbar/websocket"
 )
 
 // Config is a parsed configuration. Hosts may change any field before
@@ -210,7 +211,53 @@ func (c *Config) Authenticator(logger *slog.Logger) (auth.Authenticator, error) 
 	if err != nil {
 		return nil, c.errorAt(c.authKey(), err)
 	}
-	return a, nil
+	return c.transportAuth(a, logger)
+}
+
+// transportAuth applies the websocket {} and mqtt {} blocks' own
+// `authorization {}` (a user or token for that transport) over the main
+// one. As the nats-server documentation says, it applies only when no
+// users are configured; with users it is ignored with a warning (the
+// users decide; nats-server refuses such a file).
+func (c *Config) transportAuth(main auth.Authenticator, logger *slog.Logger) (auth.Authenticator, error) {
+	per := map[auth.ConnType]auth.Authenticator{}
+	add := func(sa *SimpleAuth, key string, types ...auth.ConnType) error {
+		if sa == nil || sa.Username == "" && sa.Token == "" {
+			return nil
+		}
+		if len(c.Auth.Users) > 0 {
+			if logger != nil {
+				msg := key + ": username/token ignored: users are configured in the main authorization block"
+				if p, ok := c.pos[key]; ok {
+					msg = p.String() + ": " + msg
+				}
+				logger.Warn(msg)
+			}
+			return nil
+		}
+		a := auth.Token(sa.Token)
+		if sa.Username != "" {
+			a = auth.UserPassword(sa.Username, sa.Password)
+		}
+		for _, t := range types {
+			per[t] = a
+		}
+		return nil
+	}
+	if c.WebSocket != nil {
+		if err := add(c.WebSocket.Authorization, "websocket.authorization", auth.ConnWebSocket); err != nil {
+			return nil, err
+		}
+	}
+	if c.MQTT != nil {
+		if err := add(c.MQTT.Authorization, "mqtt.authorization", auth.ConnMQTT, auth.ConnMQTTWS); err != nil {
+			return nil, err
+		}
+	}
+	if len(per) == 0 {
+		return main, nil
+	}
+	return auth.ByConnType(per, main), nil
 }
 
 // authKey is the key an authentication error is reported at.
@@ -232,17 +279,19 @@ func (c *Config) errorAt(path string, err error) error {
 }
 
 // Transports builds the listeners the configuration asks for (not yet
-// listening): the NATS one always. TLS certificates are loaded here.
-// The websocket {} and mqtt {} blocks take effect as those transports
-// land.
+// listening): the NATS one always, MQTT and WebSocket when their blocks
+// are present. TLS certificates are loaded here. The WebSocket transport
+// hands MQTT connections to the MQTT listener's server, so both ports
+// share the mqtt {} settings.
 func (c *Config) Transports() ([]transport.Transport, error) {
 	nt, err := natsproto.New(c.NATS)
 	if err != nil {
 		return nil, c.errorAt("tls", err)
 	}
 	ts := []transport.Transport{nt}
+	var mt *mqtt.Transport
 	if m := c.MQTT; m != nil {
-		mt, err := mqtt.New(mqtt.Options{
+		mt, err = mqtt.New(mqtt.Options{
 			Host: m.Host, Port: m.Port, TLS: m.TLS, AckWait: m.AckWait, MaxAckPending: m.MaxAckPending,
 			MaxPacketSize: m.MaxPacketSize, SessionExpiry: m.SessionExpiry,
 			MaxKeepAlive: uint16(m.MaxKeepAlive / time.Second),
@@ -252,7 +301,50 @@ func (c *Config) Transports() ([]transport.Transport, error) {
 		}
 		ts = append(ts, mt)
 	}
+	if w := c.WebSocket; w != nil {
+		wt, err := websocket.New(c.webSocketOptions(nt, mt))
+		if err != nil {
+			return nil, c.errorAt("websocket.tls", err)
+		}
+		ts = append(ts, wt)
+	}
 	return ts, nil
+}
+
+// webSocketOptions maps the websocket {} block onto the transport's
+// options.
+func (c *Config) webSocketOptions(nt *natsproto.Transport, mt *mqtt.Transport) websocket.Options {
+	w := c.WebSocket
+	o := websocket.Options{
+		Host: w.Host, Port: w.Port, Advertise: w.Advertise, SameOrigin: w.SameOrigin,
+		AllowedOrigins: w.AllowedOrigins, Compression: w.Compression, HandshakeTimeout: w.HandshakeTimeout,
+		JWTCookie: w.JWTCookie, UserCookie: w.UserCookie, PassCookie: w.PassCookie, TokenCookie: w.TokenCookie,
+		Headers: w.Headers, PingInterval: w.PingInterval, MaxConnections: w.MaxConnections,
+		MaxConnectionsPerIP: w.MaxConnectionsPerIP, TrustedProxies: w.TrustedProxies,
+		MaxHandshakeBytes: w.MaxHandshakeBytes, NATS: nt,
+	}
+	if !w.NoTLS {
+		o.TLS = w.TLS
+	}
+	if mt != nil {
+		o.MQTT = mt
+	}
+	if a := w.Authorization; a != nil {
+		o.AuthTimeout = a.Timeout
+	}
+	if h := w.Handshake; h != nil {
+		o.Handshake = websocket.Handshake{
+			Required: h.Required, BasicAuth: h.BasicAuth, SubprotocolAuth: h.SubprotocolAuth,
+			CloseOnFailure: h.OnFailure == "close",
+		}
+		if h.KeyAuth != nil {
+			o.Handshake.KeyAuth = websocket.Source(*h.KeyAuth)
+		}
+		if h.JWTAuth != nil {
+			o.Handshake.JWTAuth = websocket.Source(*h.JWTAuth)
+		}
+	}
+	return o
 }
 
 // Check does what Load cannot without side effects on the broker: it

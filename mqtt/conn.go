@@ -49,13 +49,17 @@ type conn struct {
 	takenOver  atomic.Bool                // another connection took the session: no will from this one
 	ackTimer   atomic.Pointer[time.Timer] // 3.1.1 ack_wait redelivery
 	reason     atomic.Pointer[error]
+	pre        *transport.ConnOptions // authenticated at the WebSocket handshake
 }
 
 var _ broker.Client = (*conn)(nil)
 
 // serveConn runs one MQTT connection until it ends.
-func (srv *server) serveConn(nc net.Conn, ct auth.ConnType, handoff bool) {
+func (srv *server) serveConn(nc net.Conn, ct auth.ConnType, handoff bool, pre *transport.ConnOptions) {
 	c := &conn{srv: srv, nc: nc, ct: ct, aliasMax: 65535}
+	if pre != nil && pre.Identity != nil {
+		c.pre = pre
+	}
 	c.out = transport.NewOutbound(srv.b.Options().MaxPending)
 	c.out.Start(transport.ConnSink(nc), nc.SetWriteDeadline, srv.b.Options().WriteDeadline, srv.b.Go, func(error) { _ = nc.Close() })
 	c.rbuf = make([]byte, 0, minReadBuf)
@@ -235,6 +239,9 @@ func (c *conn) Close(reason error) {
 	}
 	c.reason.Store(&reason)
 	var code packet.Code
+	if errors.As(reason, &code) && code >= 0x80 {
+		transport.SetCloseStatus(c.nc, wsCloseCode(code), code.Error())
+	}
 	if c.v == packet.V5 && errors.As(reason, &code) && code >= 0x80 {
 		c.write(packet.AppendDisconnect(nil, c.v, &packet.DisconnectPacket{Code: code}))
 	}
@@ -244,6 +251,20 @@ func (c *conn) Close(reason error) {
 		return
 	}
 	c.out.Close(true)
+}
+
+// wsCloseCode is the WebSocket close code for an MQTT reason code (MQTT
+// over WebSocket).
+func wsCloseCode(code packet.Code) int {
+	switch code {
+	case packet.MalformedPacket, packet.ProtocolError:
+		return transport.CloseProtocolError
+	case packet.PacketTooLarge:
+		return transport.CloseMessageTooBig
+	case packet.ServerShuttingDown:
+		return transport.CloseGoingAway
+	}
+	return transport.ClosePolicyViolation
 }
 
 // end runs when the read loop stopped: tell the client why (5.0), send

@@ -130,6 +130,9 @@ func (c *conn) authenticate(cp *packet.ConnectPacket, clientID string) (*auth.Id
 	if !c.srv.b.AuthRequired() {
 		return nil, nil
 	}
+	if c.pre != nil && cp.Username == nil && cp.Password == nil {
+		return c.pre.Identity, nil // authenticated at the WebSocket handshake
+	}
 	cr := &auth.Credentials{
 		Conn: c.ct, RemoteAddr: c.nc.RemoteAddr(), ClientID: clientID,
 		User: string(cp.Username), Password: string(cp.Password),

@@ -86,7 +86,7 @@ func (t *Transport) Serve(ctx context.Context, b *broker.Broker) error {
 			}
 			nc = tc
 		}
-		srv.serveConn(nc, auth.ConnMQTT, true)
+		srv.serveConn(nc, auth.ConnMQTT, true, nil)
 	})
 }
 
@@ -96,7 +96,7 @@ func (t *Transport) ServeConn(ctx context.Context, b *broker.Broker, nc net.Conn
 	if o.WebSocket {
 		ct = auth.ConnMQTTWS
 	}
-	serverFor(b, t.opts).serveConn(nc, ct, false)
+	serverFor(b, t.opts).serveConn(nc, ct, false, &o)
 	return nil
 }
 
@@ -212,3 +212,6 @@ func SessionStats(b *broker.Broker) Stats {
 	}
 	return st
 }
+
+// MaxPacketSize is the largest packet the server accepts.
+func (t *Transport) MaxPacketSize() int { return t.opts.MaxPacketSize }

@@ -61,6 +61,7 @@ type conn struct {
 	p     *parser
 	nonce []byte
 	ws    bool
+	pre   *preAuth // WebSocket handshake results; nil otherwise
 
 	// Read loop state.
 	rb        readBuf
@@ -158,6 +159,10 @@ func (c *conn) Close(reason error) {
 	c.closeErr.Store(&reason)
 	c.b.Logger().Debug("nats: closing", "cid", c.sess.ID(), "reason", reason)
 	c.pingTimer.Stop()
+	if c.ws {
+		code, text := closeStatus(reason)
+		transport.SetCloseStatus(c.nc, code, text)
+	}
 	if errors.Is(reason, broker.ErrSlowConsumer) {
 		c.out.Close(false)
 		_ = c.nc.Close()
@@ -171,6 +176,29 @@ func (c *conn) Close(reason error) {
 		c.out.Write(errLine(errAuthViolation.text))
 	}
 	c.out.Close(true)
+}
+
+// closeStatus is the WebSocket close code and reason for why a
+// connection closes (nats-server's choices).
+func closeStatus(reason error) (int, string) {
+	var pe *protoError
+	switch {
+	case errors.Is(reason, broker.ErrSlowConsumer):
+		return transport.ClosePolicyViolation, errSlowConsumer.text
+	case errors.Is(reason, broker.ErrClosed):
+		return transport.CloseGoingAway, "Server Shutdown"
+	case errors.As(reason, &pe):
+		switch pe {
+		case errAuthViolation, errAuthTimeout, errAuthExpired, errMaxConns:
+			return transport.ClosePolicyViolation, pe.text
+		case errMaxPayload:
+			return transport.CloseMessageTooBig, pe.text
+		}
+		return transport.CloseProtocolError, pe.text
+	case errors.Is(reason, auth.ErrNotAuthorized):
+		return transport.ClosePolicyViolation, errAuthViolation.text
+	}
+	return 0, ""
 }
 
 func errLine(text string) []byte { return []byte("-ERR '" + text + "'\r\n") }
@@ -204,7 +232,11 @@ func (c *conn) serve(ctx context.Context) error {
 	}
 	c.out.Start(transport.ConnSink(c.nc), c.nc.SetWriteDeadline, opts.WriteDeadline, c.b.Go, c.writerEnded)
 	if c.b.AuthRequired() {
-		c.authTimer = time.AfterFunc(opts.AuthTimeout, func() {
+		timeout := opts.AuthTimeout
+		if c.pre != nil && c.pre.timeout > 0 {
+			timeout = c.pre.timeout
+		}
+		c.authTimer = time.AfterFunc(timeout, func() {
 			c.Close(errAuthTimeout)
 		})
 	}
@@ -411,8 +443,12 @@ func (c *conn) authenticate(o *connectOpts) error {
 		c.authTimer.Stop()
 	}
 	cr := c.credentials(o)
-	id, err := c.b.Authenticate(context.Background(), cr)
-	if err != nil {
+	var id *auth.Identity
+	var err error
+	if c.pre != nil && c.pre.id != nil && cr.User == "" && cr.Password == "" && cr.Token == "" && cr.JWT == "" && cr.NKey == "" {
+		// Authenticated at the WebSocket handshake; CONNECT adds nothing.
+		id, cr = c.pre.id, c.pre.cr
+	} else if id, err = c.b.Authenticate(context.Background(), cr); err != nil {
 		return errAuthViolation
 	}
 	if err := c.sess.Admit(id); err != nil {

@@ -11,7 +11,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net"
+	"time"
 
+	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/transport"
 )
@@ -72,11 +74,23 @@ func (t *Transport) Serve(ctx context.Context, b *broker.Broker) error {
 // ServeConn runs the NATS protocol on an accepted connection (for
 // example a WebSocket one); it returns when the connection ends.
 func (t *Transport) ServeConn(ctx context.Context, b *broker.Broker, nc net.Conn, o transport.ConnOptions) error {
-	return t.serveConn(ctx, b, nc, o.WebSocket)
+	c := &conn{b: b, t: t, nc: nc, ws: o.WebSocket}
+	if o.Identity != nil || o.AuthTimeout > 0 || len(o.ConnectURLs) > 0 {
+		c.pre = &preAuth{id: o.Identity, cr: o.Credentials, timeout: o.AuthTimeout, urls: o.ConnectURLs}
+	}
+	return t.start(ctx, c)
 }
 
 func (t *Transport) serveConn(ctx context.Context, b *broker.Broker, nc net.Conn, ws bool) error {
 	return t.start(ctx, &conn{b: b, t: t, nc: nc, ws: ws})
+}
+
+// preAuth is what a WebSocket connection brings from its handshake.
+type preAuth struct {
+	id      *auth.Identity    // established at the handshake
+	cr      *auth.Credentials // ... from these (checked again at a reload)
+	timeout time.Duration     // websocket { authorization { timeout } }
+	urls    []string          // INFO ws_connect_urls
 }
 
 // start serves c. Without c.handoff it returns when the connection ends.
@@ -107,6 +121,7 @@ type info struct {
 	ClientIP     string   `json:"client_ip,omitempty"`
 	Nonce        string   `json:"nonce,omitempty"`
 	ConnectURLs  []string `json:"connect_urls,omitempty"`
+	WSConnectURL []string `json:"ws_connect_urls,omitempty"`
 	LameDuck     bool     `json:"ldm,omitempty"`
 }
 
@@ -124,8 +139,11 @@ func (t *Transport) infoLine(c *conn, _ []byte) []byte {
 	if host, _, err := net.SplitHostPort(c.nc.RemoteAddr().String()); err == nil {
 		in.ClientIP = host
 	}
-	if t.opts.ClientAdvertise != "" {
+	if t.opts.ClientAdvertise != "" && !c.ws {
 		in.ConnectURLs = []string{t.opts.ClientAdvertise}
+	}
+	if c.pre != nil {
+		in.WSConnectURL = c.pre.urls
 	}
 	js, _ := json.Marshal(in)
 	return append(append([]byte("INFO "), js...), '\r', '\n')

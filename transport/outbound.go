@@ -20,8 +20,18 @@ type Sink interface {
 	WriteBuffers(bufs *net.Buffers) (int64, error)
 }
 
-// ConnSink returns the Sink for a plain or TLS net.Conn.
+// SinkProvider is a connection that frames its own writes (a WebSocket
+// connection: one frame per batch). ConnSink uses its Sink.
+type SinkProvider interface {
+	Sink() Sink
+}
+
+// ConnSink returns the Sink for a connection: its own when it is a
+// SinkProvider, else writev for a plain one and coalesced records for TLS.
 func ConnSink(c net.Conn) Sink {
+	if sp, ok := c.(SinkProvider); ok {
+		return sp.Sink()
+	}
 	if _, ok := c.(*tls.Conn); ok {
 		return &tlsSink{c: c}
 	}

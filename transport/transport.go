@@ -10,7 +10,9 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"time"
 
+	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
 )
 
@@ -42,6 +44,38 @@ type ConnServer interface {
 type ConnOptions struct {
 	WebSocket bool // framed by the websocket transport
 	TLS       bool
+	// Identity and Credentials were established before the protocol
+	// started (WebSocket handshake authentication): a CONNECT without
+	// credentials acts as Identity. Nil when none were presented.
+	Identity    *auth.Identity
+	Credentials *auth.Credentials
+	// AuthTimeout overrides the broker's authentication timeout (the
+	// websocket { authorization { timeout } }); 0: the broker's.
+	AuthTimeout time.Duration
+	// ConnectURLs are advertised to the client (NATS INFO
+	// ws_connect_urls for WebSocket connections).
+	ConnectURLs []string
+}
+
+// Close codes a protocol asks a framed connection (WebSocket) to send.
+const (
+	ClosePolicyViolation = 1008 // refused: authorization, permissions
+	CloseProtocolError   = 1002 // the client broke the protocol
+	CloseMessageTooBig   = 1009
+	CloseGoingAway       = 1001 // server shutting down
+)
+
+// CloseStatuser is a connection that can tell its peer why it closes
+// (a WebSocket close frame). The first status set wins.
+type CloseStatuser interface {
+	SetCloseStatus(code int, reason string)
+}
+
+// SetCloseStatus sets the close status on c when c supports one.
+func SetCloseStatus(c net.Conn, code int, reason string) {
+	if cs, ok := c.(CloseStatuser); ok {
+		cs.SetCloseStatus(code, reason)
+	}
 }
 
 // Block is a config subtree handed to a Factory.

@@ -23,7 +23,7 @@ import (
 // flags are nats-server's command-line options that busbar implements.
 type flags struct {
 	host, user, pass, token, logFile, config string
-	port, httpPort, mqttPort                 int
+	port, httpPort, mqttPort, wsPort         int
 	debug, trace, debugTrace, version, check bool
 	set                                      map[string]bool // flags given on the command line
 }
@@ -39,6 +39,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.port, "port", 4222, "NATS client `PORT`")
 	fs.IntVar(&f.httpPort, "m", 8222, "monitoring `PORT` (alias --http_port)")
 	fs.IntVar(&f.httpPort, "http_port", 8222, "monitoring `PORT`")
+	fs.IntVar(&f.wsPort, "ws_port", 8080, "(busbar) WebSocket `PORT` (no TLS) when no config file gives a websocket {} block; -1: a free port, 0: no WebSocket")
 	fs.IntVar(&f.mqttPort, "mqtt_port", 1883, "(busbar) MQTT `PORT` when no config file gives an mqtt {} block; -1: a free port, 0: no MQTT")
 	fs.StringVar(&f.user, "user", "", "`USER` required for connections")
 	fs.StringVar(&f.pass, "pass", "", "`PASSWORD` required for connections")
@@ -102,10 +103,19 @@ func loadConfig(f *flags) (*config.Config, error) {
 	if f.config == "" && cfg.MQTT == nil && f.mqttPort != 0 { // the embedded default of SPEC.md
 		cfg.MQTT = &config.MQTTOptions{Host: "127.0.0.1", Port: max(f.mqttPort, 0)}
 	}
+	if f.config == "" && cfg.WebSocket == nil && f.wsPort != 0 {
+		cfg.WebSocket = &config.WebSocketOptions{
+			Host: "127.0.0.1", Port: max(f.wsPort, 0), NoTLS: true,
+			HandshakeTimeout: config.DefaultWSHandshake, MaxHandshakeBytes: config.DefaultMaxHandshake,
+		}
+	}
 	if f.given("a", "addr", "net") {
 		cfg.NATS.Host = f.host
 		if f.config == "" && cfg.MQTT != nil {
 			cfg.MQTT.Host = f.host
+		}
+		if f.config == "" && cfg.WebSocket != nil {
+			cfg.WebSocket.Host = f.host
 		}
 	}
 	if f.given("p", "port") {
@@ -311,12 +321,6 @@ func (s *server) logReady(svcs []transport.Transport) {
 	var later []string
 	if cfg.Store.Enabled { // jetstream: busbar's durable store, once it lands
 		later = append(later, "file store "+cfg.Store.Dir)
-	}
-	if cfg.File == "" {
-		later = append(later, "websocket 127.0.0.1:8080")
-	}
-	if cfg.WebSocket != nil {
-		later = append(later, fmt.Sprintf("websocket %s:%d", cfg.WebSocket.Host, cfg.WebSocket.Port))
 	}
 	if cfg.Monitor.Port != 0 {
 		later = append(later, "monitoring "+cfg.Monitor.Addr())
