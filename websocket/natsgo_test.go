@@ -95,7 +95,7 @@ func TestWebSocketRawFrames(t *testing.T) {
 
 	var in []byte
 	in = append(in, frame(0x1, true, []byte("CONNECT {}\r\nPUB raw.a 1\r\na\r\nPUB raw.b 1\r\nb\r\n"))...) // text, 3 ops
-	in = append(in, frame(0x2, true, []byte("PUB raw.c 5\r\nhel"))...)                                  // an op across frames
+	in = append(in, frame(0x2, true, []byte("PUB raw.c 5\r\nhel"))...)                                     // an op across frames
 	in = append(in, frame(0x2, true, []byte("lo\r\n"))...)
 	in = append(in, frame(0x2, false, []byte("PUB raw.d 2\r"))...) // fragmented message
 	in = append(in, frame(0x9, true, []byte("pp"))...)             // a ping between fragments

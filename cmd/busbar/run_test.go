@@ -73,7 +73,9 @@ func TestAddressInUse(t *testing.T) {
 	stop := make(chan os.Signal)
 	first := make(chan int, 1)
 	var l1, l2 syncBuffer
-	go func() { first <- run([]string{"-p", strconv.Itoa(port), "--mqtt_port", "-1", "--ws_port", "-1"}, &l1, &l1, stop) }()
+	go func() {
+		first <- run([]string{"-p", strconv.Itoa(port), "--mqtt_port", "-1", "--ws_port", "-1"}, &l1, &l1, stop)
+	}()
 	require.Eventually(t, func() bool { return strings.Contains(l1.String(), "busbar ready") }, 5*time.Second, 10*time.Millisecond)
 	require.Equal(t, 1, run([]string{"-p", strconv.Itoa(port), "--mqtt_port", "-1", "--ws_port", "-1"}, &l2, &l2, nil))
 	require.Contains(t, l2.String(), "nats: listen 127.0.0.1:"+strconv.Itoa(port)+": address already in use")
