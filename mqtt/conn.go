@@ -50,6 +50,7 @@ type conn struct {
 	ackTimer   atomic.Pointer[time.Timer] // 3.1.1 ack_wait redelivery
 	reason     atomic.Pointer[error]
 	pre        *transport.ConnOptions // authenticated at the WebSocket handshake
+	accepted   atomic.Bool            // a CONNACK accepting the connection was queued
 }
 
 var _ broker.Client = (*conn)(nil)
@@ -242,7 +243,8 @@ func (c *conn) Close(reason error) {
 	if errors.As(reason, &code) && code >= 0x80 {
 		transport.SetCloseStatus(c.nc, wsCloseCode(code), code.Error())
 	}
-	if c.v == packet.V5 && errors.As(reason, &code) && code >= 0x80 {
+	// No DISCONNECT before a successful CONNACK [MQTT-3.14.0-1].
+	if c.v == packet.V5 && c.accepted.Load() && errors.As(reason, &code) && code >= 0x80 {
 		c.write(packet.AppendDisconnect(nil, c.v, &packet.DisconnectPacket{Code: code}))
 	}
 	if errors.Is(reason, broker.ErrSlowConsumer) {

@@ -117,6 +117,7 @@ func (c *conn) onConnect(raw []byte) error {
 		ack.Props.SetMaximumPacketSize(uint32(o.MaxPacketSize))
 	}
 	c.write(packet.AppendConnack(nil, c.v, &ack))
+	c.accepted.Store(true)
 	s.resume(c)
 	if c.v != packet.V5 {
 		c.armAckWait(o.AckWait)

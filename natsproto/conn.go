@@ -61,7 +61,8 @@ type conn struct {
 	p     *parser
 	nonce []byte
 	ws    bool
-	pre   *preAuth // WebSocket handshake results; nil otherwise
+	pre   *preAuth                // WebSocket handshake results; nil otherwise
+	cs    transport.CloseStatuser // the WebSocket connection, set before serve
 
 	// Read loop state.
 	rb        readBuf
@@ -159,9 +160,8 @@ func (c *conn) Close(reason error) {
 	c.closeErr.Store(&reason)
 	c.b.Logger().Debug("nats: closing", "cid", c.sess.ID(), "reason", reason)
 	c.pingTimer.Stop()
-	if c.ws {
-		code, text := closeStatus(reason)
-		transport.SetCloseStatus(c.nc, code, text)
+	if c.cs != nil {
+		c.cs.SetCloseStatus(closeStatus(reason))
 	}
 	if errors.Is(reason, broker.ErrSlowConsumer) {
 		c.out.Close(false)

@@ -75,6 +75,7 @@ func (t *Transport) Serve(ctx context.Context, b *broker.Broker) error {
 // example a WebSocket one); it returns when the connection ends.
 func (t *Transport) ServeConn(ctx context.Context, b *broker.Broker, nc net.Conn, o transport.ConnOptions) error {
 	c := &conn{b: b, t: t, nc: nc, ws: o.WebSocket}
+	c.cs, _ = nc.(transport.CloseStatuser)
 	if o.Identity != nil || o.AuthTimeout > 0 || len(o.ConnectURLs) > 0 {
 		c.pre = &preAuth{id: o.Identity, cr: o.Credentials, timeout: o.AuthTimeout, urls: o.ConnectURLs}
 	}

@@ -56,7 +56,7 @@ type Conn struct {
 	pend     []byte // decoded bytes not yet returned (after inflating)
 	inflater *wsflate.Reader
 	rerr     error // an error to return once pend is empty
-	peerDone bool  // the client sent a close frame
+	peerDone atomic.Bool // the client sent a close frame
 
 	wmu      sync.Mutex // guards the write side below and writes to nc
 	whdr     [maxHeader]byte
@@ -137,7 +137,7 @@ func (c *Conn) fail(err error) {
 // (and to pend, once something had to be inflated). Read loop only.
 func (c *Conn) decode(b []byte) (int, error) {
 	w, i := 0, 0
-	for i < len(b) && !c.peerDone {
+	for i < len(b) && !c.peerDone.Load() {
 		if c.left == 0 && c.hn >= 0 {
 			k, err := c.header(b[i:])
 			i += k
@@ -339,7 +339,7 @@ func (c *Conn) peerClose() error {
 			return &closeError{code: CloseInvalidPayload, msg: "close reason is not valid UTF-8"}
 		}
 	}
-	c.peerDone = true
+	c.peerDone.Store(true)
 	if code == CloseNoStatus {
 		code = CloseNormal
 	}
@@ -388,6 +388,7 @@ func (c *Conn) Close() error {
 		}
 		// A writer stuck on a slow peer holds wmu: then the socket is
 		// closed at once, without a close frame, which unblocks it.
+		sent := false
 		if c.wmu.TryLock() {
 			if !c.closed {
 				c.closed = true
@@ -396,14 +397,27 @@ func (c *Conn) Close() error {
 				payload := closePayload(body[:0], int(c.code.Load()), reason)
 				hdr := appendHeader(c.whdr[:0], opClose, 0, len(payload))
 				c.wbufs = append(c.wbufs[:0], hdr, payload)
-				_, _ = c.wbufs.WriteTo(c.nc)
+				_, werr := c.wbufs.WriteTo(c.nc)
+				sent = werr == nil
 			}
 			c.wmu.Unlock()
+		}
+		// The client answers a close frame with its own: stop writing but
+		// keep reading a moment, so its answer does not meet a reset
+		// socket and hide what was sent before (an -ERR, a CONNACK).
+		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && sent && !c.peerDone.Load() {
+			err = cw.CloseWrite()
+			time.AfterFunc(closeLinger, func() { _ = c.nc.Close() })
+			return
 		}
 		err = c.nc.Close()
 	})
 	return err
 }
+
+// closeLinger is how long a closed connection waits for the client's
+// close frame before the socket is closed.
+const closeLinger = time.Second
 
 // Write sends p as one binary frame. Any goroutine.
 func (c *Conn) Write(p []byte) (int, error) {

@@ -301,7 +301,8 @@ func (t *Transport) run(ctx context.Context, b *broker.Broker, c *Conn, acc *adm
 	if stop != nil {
 		stop()
 	}
-	_ = c.Close()
+	// The protocol closes c once its writer has flushed (closing here
+	// could cut off a last CONNACK or -ERR).
 }
 
 func (t *Transport) release(a *admitted) {
