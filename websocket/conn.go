@@ -55,7 +55,7 @@ type Conn struct {
 	zbuf     []byte // a compressed message being collected
 	pend     []byte // decoded bytes not yet returned (after inflating)
 	inflater *wsflate.Reader
-	rerr     error // an error to return once pend is empty
+	rerr     error       // an error to return once pend is empty
 	peerDone atomic.Bool // the client sent a close frame
 
 	wmu      sync.Mutex // guards the write side below and writes to nc
