@@ -1,7 +1,10 @@
 package websocket_test
 
 import (
+	"bufio"
 	"encoding/base64"
+	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -229,4 +232,34 @@ func TestHandshakeLimits(t *testing.T) {
 		r := send(t, addr, upgradeRequest("/", cred, "X-Forwarded-For: 203.0.113.1"))
 		return r.status == 101
 	}, 3*time.Second, 50*time.Millisecond)
+}
+
+// TestHandshakeGiantHeader: a 64 MiB header line is cut at
+// max_handshake_bytes with a 431; the server does not read it all.
+func TestHandshakeGiantHeader(t *testing.T) {
+	e := start(t, broker.Options{}, websocket.Options{})
+	c, err := net.Dial("tcp", e.ws.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	written := make(chan int64, 1)
+	go func() {
+		var n int64
+		w, _ := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+		n += int64(w)
+		chunk := []byte(strings.Repeat("a", 64<<10))
+		for n < 64<<20 {
+			w, err := c.Write(chunk)
+			n += int64(w)
+			if err != nil {
+				break
+			}
+		}
+		written <- n
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode)
+	n := <-written
+	require.Less(t, n, int64(64<<20), "the server read the whole 64 MiB header")
 }

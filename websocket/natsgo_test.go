@@ -2,6 +2,8 @@ package websocket_test
 
 import (
 	"bytes"
+	"compress/flate"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -146,4 +148,31 @@ func TestWebSocketAuthAfterUpgrade(t *testing.T) {
 	require.Contains(t, data, "-ERR 'Authorization Violation'")
 	require.Equal(t, websocket.ClosePolicyViolation, code)
 	require.Equal(t, "Authorization Violation", reason)
+}
+
+// TestCompressionNegotiated: permessage-deflate offered by the client is
+// accepted without context takeover, and server frames are compressed
+// (RSV1) and inflate to the protocol bytes; not offered, not used.
+func TestCompressionNegotiated(t *testing.T) {
+	e := start(t, broker.Options{}, websocket.Options{Compression: true})
+	r := send(t, e.ws.Addr().String(), upgradeRequest("/", "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"))
+	require.Equal(t, 101, r.status)
+	ext := r.header.Get("Sec-WebSocket-Extensions")
+	require.Contains(t, ext, "permessage-deflate")
+	require.Contains(t, ext, "server_no_context_takeover")
+	require.Contains(t, ext, "client_no_context_takeover")
+	h, err := r.br.Peek(1)
+	require.NoError(t, err)
+	require.Equal(t, byte(0x40), h[0]&0x40, "INFO is sent compressed")
+	_, p := readFrame(t, r.br)
+	fr := flate.NewReader(io.MultiReader(bytes.NewReader(p), bytes.NewReader([]byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff})))
+	info, _ := io.ReadAll(fr)
+	require.True(t, strings.HasPrefix(string(info), "INFO {"), "%q", info)
+
+	plain := send(t, e.ws.Addr().String(), upgradeRequest("/"))
+	require.Equal(t, 101, plain.status)
+	require.Empty(t, plain.header.Get("Sec-WebSocket-Extensions"))
+	h, err = plain.br.Peek(1)
+	require.NoError(t, err)
+	require.Zero(t, h[0]&0x40)
 }
