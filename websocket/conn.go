@@ -359,8 +359,10 @@ func (c *Conn) control(op byte, payload []byte) error {
 		c.closed = true
 	}
 	hdr := appendHeader(c.whdr[:0], op, 0, len(payload))
-	c.wbufs = append(c.wbufs[:0], hdr, payload)
-	_, err := c.wbufs.WriteTo(c.nc)
+	iov := append(c.wbufs[:0], hdr, payload)
+	c.wbufs = iov
+	_, err := iov.WriteTo(c.nc)
+	clear(c.wbufs)
 	return err
 }
 
@@ -396,8 +398,8 @@ func (c *Conn) Close() error {
 				_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 				payload := closePayload(body[:0], int(c.code.Load()), reason)
 				hdr := appendHeader(c.whdr[:0], opClose, 0, len(payload))
-				c.wbufs = append(c.wbufs[:0], hdr, payload)
-				_, werr := c.wbufs.WriteTo(c.nc)
+				iov := append(c.wbufs[:0], hdr, payload)
+				_, werr := iov.WriteTo(c.nc)
 				sent = werr == nil
 			}
 			c.wmu.Unlock()
@@ -460,10 +462,15 @@ func (c *Conn) writeFrame(b *net.Buffers) (int, error) {
 		return c.writeDeflated(b, total)
 	}
 	hdr := appendHeader(c.whdr[:0], opBinary, 0, total)
-	c.wbufs = append(append(c.wbufs[:0], hdr), *b...)
-	n, err := c.sink.WriteBuffers(&c.wbufs)
-	clear(c.wbufs[:cap(c.wbufs)])
-	c.wbufs = c.wbufs[:0]
+	// wbufs keeps its array across flushes: WriteBuffers consumes the
+	// slice it is given, so it gets a copy of the header.
+	iov := append(append(c.wbufs[:0], hdr), *b...)
+	c.wbufs = iov
+	n, err := c.sink.WriteBuffers(&iov)
+	clear(c.wbufs) // drop payload references for the GC
+	if cap(c.wbufs) > 1024 {
+		c.wbufs = nil
+	}
 	return int(n) - len(hdr), err
 }
 
@@ -488,9 +495,10 @@ func (c *Conn) writeDeflated(b *net.Buffers, total int) (int, error) {
 		return 0, err
 	}
 	hdr := appendHeader(c.whdr[:0], opBinary, rsv1Bit, c.zout.Len())
-	c.wbufs = append(c.wbufs[:0], hdr, c.zout.Bytes())
-	_, err := c.sink.WriteBuffers(&c.wbufs)
-	c.wbufs = c.wbufs[:0]
+	iov := append(c.wbufs[:0], hdr, c.zout.Bytes())
+	c.wbufs = iov
+	_, err := c.sink.WriteBuffers(&iov)
+	clear(c.wbufs)
 	if c.zout.Cap() > 256<<10 {
 		c.zout = bytes.Buffer{}
 	}
