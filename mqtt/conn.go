@@ -51,6 +51,7 @@ type conn struct {
 	reason     atomic.Pointer[error]
 	pre        *transport.ConnOptions // authenticated at the WebSocket handshake
 	accepted   atomic.Bool            // a CONNACK accepting the connection was queued
+	onEnd      func()                 // ConnOptions.OnEnd, run by end
 }
 
 var _ broker.Client = (*conn)(nil)
@@ -60,6 +61,9 @@ func (srv *server) serveConn(nc net.Conn, ct auth.ConnType, handoff bool, pre *t
 	c := &conn{srv: srv, nc: nc, ct: ct, aliasMax: 65535}
 	if pre != nil && pre.Identity != nil {
 		c.pre = pre
+	}
+	if pre != nil {
+		c.onEnd = pre.OnEnd
 	}
 	c.out = transport.NewOutbound(srv.b.Options().MaxPending)
 	c.out.Start(transport.ConnSink(nc), nc.SetWriteDeadline, srv.b.Options().WriteDeadline, srv.b.Go, func(error) { _ = nc.Close() })
@@ -272,6 +276,9 @@ func wsCloseCode(code packet.Code) int {
 // end runs when the read loop stopped: tell the client why (5.0), send
 // the will unless the client disconnected normally, detach the session.
 func (c *conn) end(err error) {
+	if c.onEnd != nil {
+		defer c.onEnd()
+	}
 	if err != nil {
 		if errors.Is(err, broker.ErrServerShutdown) {
 			err = fmt.Errorf("%w: %w", packet.ServerShuttingDown, err)

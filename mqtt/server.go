@@ -96,7 +96,7 @@ func (t *Transport) ServeConn(ctx context.Context, b *broker.Broker, nc net.Conn
 	if o.WebSocket {
 		ct = auth.ConnMQTTWS
 	}
-	serverFor(b, t.opts).serveConn(nc, ct, false, &o)
+	serverFor(b, t.opts).serveConn(nc, ct, o.OnEnd != nil, &o)
 	return nil
 }
 

@@ -63,6 +63,7 @@ type conn struct {
 	ws    bool
 	pre   *preAuth                // WebSocket handshake results; nil otherwise
 	cs    transport.CloseStatuser // the WebSocket connection, set before serve
+	onEnd func()                  // ConnOptions.OnEnd: run by finish or refuse
 
 	// Read loop state.
 	rb        readBuf
@@ -222,6 +223,9 @@ func (c *conn) serve(ctx context.Context) error {
 	})
 	if err != nil {
 		c.pingTimer.Stop()
+		if c.onEnd != nil {
+			defer c.onEnd()
+		}
 		return c.refuse(err)
 	}
 	c.nc, err = c.t.sendInfo(ctx, c)
@@ -261,6 +265,9 @@ var errHandoff = errors.New("natsproto: hand off the read loop")
 
 // finish releases what the read loop held, once it has ended.
 func (c *conn) finish() {
+	if c.onEnd != nil {
+		defer c.onEnd()
+	}
 	c.pingTimer.Stop()
 	if c.authTimer != nil {
 		c.authTimer.Stop()

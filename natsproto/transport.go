@@ -74,7 +74,7 @@ func (t *Transport) Serve(ctx context.Context, b *broker.Broker) error {
 // ServeConn runs the NATS protocol on an accepted connection (for
 // example a WebSocket one); it returns when the connection ends.
 func (t *Transport) ServeConn(ctx context.Context, b *broker.Broker, nc net.Conn, o transport.ConnOptions) error {
-	c := &conn{b: b, t: t, nc: nc, ws: o.WebSocket}
+	c := &conn{b: b, t: t, nc: nc, ws: o.WebSocket, onEnd: o.OnEnd, handoff: o.OnEnd != nil}
 	c.cs, _ = nc.(transport.CloseStatuser)
 	if o.Identity != nil || o.AuthTimeout > 0 || len(o.ConnectURLs) > 0 {
 		c.pre = &preAuth{id: o.Identity, cr: o.Credentials, timeout: o.AuthTimeout, urls: o.ConnectURLs}

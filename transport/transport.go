@@ -55,6 +55,12 @@ type ConnOptions struct {
 	// ConnectURLs are advertised to the client (NATS INFO
 	// ws_connect_urls for WebSocket connections).
 	ConnectURLs []string
+	// OnEnd, when set, runs once when the connection has ended, and lets
+	// ServeConn return as soon as the connection is set up (its read loop
+	// goes on on a fresh goroutine, so an idle connection keeps a small
+	// stack instead of the upgrade's). Without it ServeConn returns when
+	// the connection ends.
+	OnEnd func()
 }
 
 // Close codes a protocol asks a framed connection (WebSocket) to send.

@@ -276,7 +276,6 @@ func (t *Transport) run(ctx context.Context, b *broker.Broker, c *Conn, acc *adm
 		_ = c.Close()
 		return
 	}
-	defer t.release(acc)
 	var stop func() bool
 	if d := t.opts.PingInterval; d > 0 {
 		var tm *time.Timer
@@ -290,19 +289,23 @@ func (t *Transport) run(ctx context.Context, b *broker.Broker, c *Conn, acc *adm
 	co := transport.ConnOptions{
 		WebSocket: true, TLS: t.tlsCfg != nil, Identity: acc.id, Credentials: acc.cr,
 		AuthTimeout: t.opts.AuthTimeout, ConnectURLs: t.urls,
+		// The protocol's read loop moves to a fresh goroutine once the
+		// connection is set up; this runs when it ends. The protocol
+		// closes c once its writer has flushed (a last CONNACK or -ERR).
+		OnEnd: func() {
+			if stop != nil {
+				stop()
+			}
+			t.release(acc)
+		},
 	}
 	srv := t.opts.NATS
 	if acc.mqtt {
 		srv = t.opts.MQTT
 	}
 	if err := srv.ServeConn(ctx, b, c, co); err != nil {
-		b.Logger().Debug("websocket: connection ended", "remote", c.RemoteAddr().String(), "err", err)
+		b.Logger().Debug("websocket: connection set-up ended", "remote", c.RemoteAddr().String(), "err", err)
 	}
-	if stop != nil {
-		stop()
-	}
-	// The protocol closes c once its writer has flushed (closing here
-	// could cut off a last CONNACK or -ERR).
 }
 
 func (t *Transport) release(a *admitted) {
