@@ -436,6 +436,8 @@ func TestMQTTSessionStats(t *testing.T) {
 	sub, _ := dial5(t, e, &paho.Connect{ClientID: "off", CleanStart: true, Properties: &paho.ConnectProperties{SessionExpiryInterval: &sei}})
 	sub.sub(t, "bp/#", 1)
 	require.NoError(t, sub.c.Disconnect(&paho.Disconnect{}))
+	// The DISCONNECT is handled asynchronously: wait until the session is offline.
+	require.Eventually(t, func() bool { return mqtt.SessionStats(e.b).Connected == 0 }, 2*time.Second, 5*time.Millisecond)
 	pub, _ := dial5(t, e, pahoConnect("p"))
 	pub.pub(t, "bp/a", 1, false, "kept")
 	pub.pub(t, "bp/b", 0, false, "dropped")
