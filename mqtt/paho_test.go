@@ -498,3 +498,45 @@ func TestSessionRestoredFromStore(t *testing.T) {
 	require.Equal(t, byte(0x32), h, "the restored subscription is live")
 	require.Equal(t, "live", string(body3[5:]))
 }
+
+// Messages queued for an offline persistent session are kept in the
+// Store too: a broker started on it delivers them in order.
+func TestQueuedMessagesRestoredFromStore(t *testing.T) {
+	st := store.NewMemory()
+	e := start(t, broker.Options{Store: st}, mqtt.Options{})
+	persistent := []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x00, 0, 60, 0, 1, 'q'}
+	r := dialRaw(t, e)
+	r.send(persistent...)
+	r.connack()
+	r.send(0x82, 6, 0, 1, 0, 1, 'z', 1)
+	r.read()
+	r.send(0xE0, 0) // DISCONNECT: offline from here
+	require.Eventually(t, func() bool { return mqtt.SessionStats(e.b).Connected == 0 }, 2*time.Second, 5*time.Millisecond)
+	pub, _ := dial5(t, e, pahoConnect("p"))
+	for _, p := range []string{"one", "two", "three"} {
+		pub.pub(t, "z", 1, false, p)
+	}
+	require.Eventually(t, func() bool { return mqtt.SessionStats(e.b).Queued == 3 }, 2*time.Second, 5*time.Millisecond)
+
+	e2 := start(t, broker.Options{Store: st}, mqtt.Options{})
+	r2 := dialRaw(t, e2)
+	r2.send(persistent...)
+	present, _ := r2.connack()
+	require.True(t, present)
+	for _, want := range []string{"one", "two", "three"} {
+		h, body := r2.read()
+		require.Equal(t, byte(0x32), h, "sent for the first time: no DUP")
+		require.Equal(t, want, string(body[5:]))
+		r2.send(0x40, 2, body[3], body[4]) // PUBACK
+	}
+	require.Eventually(t, func() bool {
+		n := 0
+		_ = st.Load(context.Background(), func(r store.Record) error {
+			if r.Kind == store.KindInflight {
+				n++
+			}
+			return nil
+		})
+		return n == 0
+	}, 2*time.Second, 5*time.Millisecond, "acknowledged messages leave the Store")
+}

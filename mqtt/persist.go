@@ -10,10 +10,10 @@ import (
 )
 
 // Persistence: a session that outlives its connection is mirrored in the
-// broker's Store (its subscriptions, expiry and will; its in-flight QoS
-// 1/2 messages; its inbound QoS 2 ids) and restored when the broker starts.
-// Messages still queued for an offline session are not stored yet (issue
-// 7). Store errors are logged; the in-memory state stays authoritative.
+// broker's Store (its subscriptions, expiry and will; its outbound QoS 1/2
+// messages, queued or in flight, by sequence number; its inbound QoS 2
+// ids) and restored when the broker starts. Store errors are logged; the
+// in-memory state stays authoritative.
 
 var bg = context.Background()
 
@@ -45,24 +45,25 @@ func (s *session) check(err error) {
 	}
 }
 
-// storeInflightLocked records a message sent with a packet id. s.mu held.
+// storeInflightLocked records an outbound message, queued (no packet id)
+// or sent. s.mu held.
 func (s *session) storeInflightLocked(om *outMsg) {
-	if !s.persistent() {
+	if !s.persistent() || om.seq == 0 {
 		return
 	}
-	s.check(s.srv.b.Store().PutInflight(bg, s.id, &store.Inflight{PacketID: om.id, Released: om.rel,
+	s.check(s.srv.b.Store().PutInflight(bg, s.id, &store.Inflight{Seq: om.seq, PacketID: om.id, Released: om.rel,
 		Msg: store.Message{Subject: om.m.Subject, Payload: om.m.Payload, QoS: om.qos, Retain: om.retain}}))
 }
 
-func (s *session) storeAck(id uint16) {
-	if s.persistent() {
-		s.check(s.srv.b.Store().AckInflight(bg, s.id, id))
+func (s *session) storeAck(seq uint64) {
+	if s.persistent() && seq != 0 {
+		s.check(s.srv.b.Store().AckInflight(bg, s.id, seq))
 	}
 }
 
-func (s *session) storeRelease(id uint16) {
-	if s.persistent() {
-		s.check(s.srv.b.Store().Release(bg, s.id, id))
+func (s *session) storeRelease(seq uint64) {
+	if s.persistent() && seq != 0 {
+		s.check(s.srv.b.Store().Release(bg, s.id, seq))
 	}
 }
 
@@ -90,9 +91,15 @@ func (srv *server) restore() {
 		case store.KindInflight:
 			if s := byID[r.ClientID]; s != nil {
 				f := r.Inflight
-				s.inflight = append(s.inflight, &outMsg{id: f.PacketID, rel: f.Released, qos: f.Msg.QoS, retain: f.Msg.Retain, sent: true,
-					at: time.Now(), m: broker.Message{Subject: f.Msg.Subject, Payload: f.Msg.Payload, QoS: f.Msg.QoS, MQTT: true}})
+				om := &outMsg{id: f.PacketID, seq: f.Seq, rel: f.Released, qos: f.Msg.QoS, retain: f.Msg.Retain, sent: f.PacketID != 0,
+					at: time.Now(), m: broker.Message{Subject: f.Msg.Subject, Payload: f.Msg.Payload, QoS: f.Msg.QoS, MQTT: true}}
+				if om.sent {
+					s.inflight = append(s.inflight, om)
+				} else {
+					s.queue = append(s.queue, om)
+				}
 				s.nextID = max(s.nextID, f.PacketID)
+				s.nextSeq = max(s.nextSeq, f.Seq)
 			}
 		case store.KindInbound:
 			if s := byID[r.ClientID]; s != nil {

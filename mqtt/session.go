@@ -32,7 +32,8 @@ type outMsg struct {
 	retain bool
 	subID  uint32
 	id     uint16
-	rel    bool // PUBREC received, PUBREL sent: waiting for PUBCOMP
+	seq    uint64 // its Store key (persistent sessions)
+	rel    bool   // PUBREC received, PUBREL sent: waiting for PUBCOMP
 	sent   bool
 	at     time.Time // when it was queued (message expiry)
 	sentAt time.Time // last (re)send (ack_wait)
@@ -53,6 +54,7 @@ type session struct {
 	inflight []*outMsg            // sent, in order, awaiting acks
 	queue    []*outMsg            // waiting: client offline or receive maximum reached
 	nextID   uint16
+	nextSeq  uint64              // Store keys of outbound messages
 	inQoS2   map[uint16]struct{} // QoS 2 ids received, PUBREL not yet seen
 	expiry   time.Duration       // 0: ends with the connection; -1: never
 	timer    *time.Timer         // session expiry after disconnect
@@ -116,14 +118,20 @@ func (s *session) Deliver(sub *broker.Subscription, m *broker.Message) bool {
 // enqueue sends om now if the receive window allows, else queues it.
 // s.mu held.
 func (s *session) enqueue(om *outMsg) bool {
+	if s.persistent() {
+		s.nextSeq++
+		om.seq = s.nextSeq
+	}
 	if s.conn != nil && len(s.queue) == 0 && len(s.inflight) < s.conn.window() {
 		return s.send(om)
 	}
 	if len(s.queue) >= maxQueued {
+		s.storeAck(s.queue[0].seq)
 		s.queue = s.queue[1:]
 		s.dropped++
 	}
 	s.queue = append(s.queue, om)
+	s.storeInflightLocked(om) // kept for the offline session, without a packet id
 	return true
 }
 
@@ -132,6 +140,7 @@ func (s *session) enqueue(om *outMsg) bool {
 // time left ([MQTT-3.3.2-5/-6]). s.mu held, s.conn set.
 func (s *session) send(om *outMsg) bool {
 	if !expire(om) {
+		s.storeAck(om.seq)
 		s.dropped++
 		return true
 	}
@@ -174,8 +183,9 @@ func (s *session) ack(id uint16, comp bool) bool {
 	if i < 0 || (comp && !s.inflight[i].rel) || (!comp && s.inflight[i].qos != 1) {
 		return false
 	}
+	seq := s.inflight[i].seq
 	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
-	s.storeAck(id)
+	s.storeAck(seq)
 	s.fill()
 	return true
 }
@@ -190,7 +200,7 @@ func (s *session) rec(id uint16) bool {
 		return false
 	}
 	s.inflight[i].rel = true
-	s.storeRelease(id)
+	s.storeRelease(s.inflight[i].seq)
 	return true
 }
 
@@ -370,8 +380,9 @@ func (s *session) drop(id uint16) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if i := s.findInflight(id); i >= 0 {
+		seq := s.inflight[i].seq
 		s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
-		s.storeAck(id)
+		s.storeAck(seq)
 		s.fill()
 	}
 }

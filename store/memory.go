@@ -70,7 +70,7 @@ func (m *Memory) DeleteSession(_ context.Context, id string) error {
 }
 
 // PutInflight adds an in-flight message, or replaces the one with the
-// same non-zero packet id.
+// same Seq.
 func (m *Memory) PutInflight(_ context.Context, id string, f *Inflight) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -78,25 +78,21 @@ func (m *Memory) PutInflight(_ context.Context, id string, f *Inflight) error {
 		return ErrClosed
 	}
 	ms := m.session(id)
-	if f.PacketID != 0 {
-		for i, old := range ms.inflight {
-			if old.PacketID == f.PacketID {
-				ms.inflight[i] = f
-				return nil
-			}
-		}
+	if _, i := m.find(id, f.Seq); i >= 0 {
+		ms.inflight[i] = f
+		return nil
 	}
 	ms.inflight = append(ms.inflight, f)
 	return nil
 }
 
-func (m *Memory) find(id string, pid uint16) (*memSession, int) {
+func (m *Memory) find(id string, seq uint64) (*memSession, int) {
 	ms := m.sessions[id]
 	if ms == nil {
 		return nil, -1
 	}
 	for i, f := range ms.inflight {
-		if f.PacketID == pid {
+		if f.Seq == seq {
 			return ms, i
 		}
 	}
@@ -104,13 +100,13 @@ func (m *Memory) find(id string, pid uint16) (*memSession, int) {
 }
 
 // Release marks an in-flight QoS 2 message as past PUBREC.
-func (m *Memory) Release(_ context.Context, id string, pid uint16) error {
+func (m *Memory) Release(_ context.Context, id string, seq uint64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return ErrClosed
 	}
-	if ms, i := m.find(id, pid); i >= 0 {
+	if ms, i := m.find(id, seq); i >= 0 {
 		c := *ms.inflight[i]
 		c.Released = true
 		ms.inflight[i] = &c
@@ -119,13 +115,13 @@ func (m *Memory) Release(_ context.Context, id string, pid uint16) error {
 }
 
 // AckInflight removes an in-flight message.
-func (m *Memory) AckInflight(_ context.Context, id string, pid uint16) error {
+func (m *Memory) AckInflight(_ context.Context, id string, seq uint64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return ErrClosed
 	}
-	if ms, i := m.find(id, pid); i >= 0 {
+	if ms, i := m.find(id, seq); i >= 0 {
 		ms.inflight = append(ms.inflight[:i], ms.inflight[i+1:]...)
 	}
 	return nil

@@ -22,8 +22,8 @@ func TestMemoryConcurrent(t *testing.T) {
 			id := fmt.Sprint("c", g)
 			for i := range 200 {
 				pid := uint16(i + 1)
-				_ = m.PutInflight(context.Background(), id, &store.Inflight{PacketID: pid})
-				_ = m.AckInflight(context.Background(), id, pid)
+				_ = m.PutInflight(context.Background(), id, &store.Inflight{Seq: uint64(pid), PacketID: pid})
+				_ = m.AckInflight(context.Background(), id, uint64(pid))
 			}
 		})
 	}
@@ -53,7 +53,7 @@ func ExampleMemory() {
 
 func BenchmarkMemoryPutAck(b *testing.B) {
 	m := store.NewMemory()
-	f := &store.Inflight{PacketID: 1, Msg: store.Message{Subject: []byte("t"), Payload: make([]byte, 64)}}
+	f := &store.Inflight{Seq: 1, PacketID: 1, Msg: store.Message{Subject: []byte("t"), Payload: make([]byte, 64)}}
 	b.ReportAllocs()
 	for range b.N {
 		_ = m.PutInflight(context.Background(), "c", f)

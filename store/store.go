@@ -48,7 +48,11 @@ type Session struct {
 }
 
 // Inflight is an outbound QoS 1/2 message sent (or queued) to a session.
+// Seq identifies it within its session (assigned in delivery order, never
+// reused); a queued message is put with PacketID 0 and put again, same
+// Seq, once sent with a packet id.
 type Inflight struct {
+	Seq      uint64
 	PacketID uint16 // 0 while queued
 	Released bool   // PUBREC received, PUBREL sent
 	Msg      Message
@@ -80,10 +84,14 @@ type Store interface {
 	SaveSession(ctx context.Context, s *Session) error
 	// DeleteSession removes the session and everything stored for it.
 	DeleteSession(ctx context.Context, clientID string) error
+	// PutInflight adds an outbound message, or replaces the one with the
+	// same Seq (keeping its place in the order).
 	PutInflight(ctx context.Context, clientID string, m *Inflight) error
 	// Release marks an in-flight QoS 2 message as past PUBREC.
-	Release(ctx context.Context, clientID string, packetID uint16) error
-	AckInflight(ctx context.Context, clientID string, packetID uint16) error
+	Release(ctx context.Context, clientID string, seq uint64) error
+	// AckInflight removes an outbound message (acknowledged, expired or
+	// dropped).
+	AckInflight(ctx context.Context, clientID string, seq uint64) error
 	PutInbound(ctx context.Context, clientID string, packetID uint16) error
 	DeleteInbound(ctx context.Context, clientID string, packetID uint16) error
 	// SetRetained stores m for subject, or deletes it when m is nil or
@@ -94,4 +102,15 @@ type Store interface {
 	// inbound ids, then retained messages.
 	Load(ctx context.Context, fn func(Record) error) error
 	Close() error
+}
+
+// Grouped is a Store that commits in groups (group commit): its write
+// calls return once the write is ordered, before it is durable, and
+// Durable runs fn once every write issued before the call is durable (err
+// non-nil: it never will be; the store failed). A transport acknowledges
+// from fn. Sync blocks until then. Stores that are not Grouped are
+// durable when each call returns.
+type Grouped interface {
+	Durable(fn func(err error))
+	Sync(ctx context.Context) error
 }

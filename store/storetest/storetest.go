@@ -73,7 +73,7 @@ func dump(t *testing.T, s store.Store) string {
 		case store.KindSession:
 			out += fmt.Sprintf("S(%s %s %d %v)", r.ClientID, r.Session.Owner, r.Session.Expiry, r.Session.Subs)
 		case store.KindInflight:
-			out += fmt.Sprintf("F(%s %d %v %s %q)", r.ClientID, r.Inflight.PacketID, r.Inflight.Released, r.Inflight.Msg.Subject, r.Inflight.Msg.Payload)
+			out += fmt.Sprintf("F(%s #%d %d %v %s %q)", r.ClientID, r.Inflight.Seq, r.Inflight.PacketID, r.Inflight.Released, r.Inflight.Msg.Subject, r.Inflight.Msg.Payload)
 		case store.KindInbound:
 			out += fmt.Sprintf("I(%s %d)", r.ClientID, r.Inbound)
 		case store.KindRetained:
@@ -104,12 +104,16 @@ func sessions(t *testing.T, s store.Store) store.Store {
 func inflight(t *testing.T, s store.Store) store.Store {
 	must(t, s.SaveSession(ctx, &store.Session{ClientID: "c"}))
 	for i := uint16(1); i <= 3; i++ {
-		must(t, s.PutInflight(ctx, "c", &store.Inflight{PacketID: i, Msg: store.Message{Subject: []byte("t"), Payload: []byte{'0' + byte(i)}, QoS: 2}}))
+		must(t, s.PutInflight(ctx, "c", &store.Inflight{Seq: uint64(i), PacketID: i, Msg: store.Message{Subject: []byte("t"), Payload: []byte{'0' + byte(i)}, QoS: 2}}))
 	}
+	// Queued (no packet id yet), then sent: replaced in place.
+	must(t, s.PutInflight(ctx, "c", &store.Inflight{Seq: 4, Msg: store.Message{Subject: []byte("q"), Payload: []byte("4"), QoS: 1}}))
+	must(t, s.PutInflight(ctx, "c", &store.Inflight{Seq: 5, Msg: store.Message{Subject: []byte("q"), Payload: []byte("5"), QoS: 1}}))
+	must(t, s.PutInflight(ctx, "c", &store.Inflight{Seq: 4, PacketID: 9, Msg: store.Message{Subject: []byte("q"), Payload: []byte("4"), QoS: 1}}))
 	must(t, s.AckInflight(ctx, "c", 2))
 	must(t, s.Release(ctx, "c", 3))
-	must(t, s.AckInflight(ctx, "c", 9)) // unknown: no error
-	expect(t, s, `S(c  0 [])F(c 1 false t "1")F(c 3 true t "3")`)
+	must(t, s.AckInflight(ctx, "c", 99)) // unknown: no error
+	expect(t, s, `S(c  0 [])F(c #1 1 false t "1")F(c #3 3 true t "3")F(c #4 9 false q "4")F(c #5 0 false q "5")`)
 	return s
 }
 
@@ -134,7 +138,7 @@ func retained(t *testing.T, s store.Store) store.Store {
 
 func deleteSession(t *testing.T, s store.Store) store.Store {
 	must(t, s.SaveSession(ctx, &store.Session{ClientID: "e"}))
-	must(t, s.PutInflight(ctx, "e", &store.Inflight{PacketID: 1, Msg: store.Message{Subject: []byte("t")}}))
+	must(t, s.PutInflight(ctx, "e", &store.Inflight{Seq: 1, PacketID: 1, Msg: store.Message{Subject: []byte("t")}}))
 	must(t, s.PutInbound(ctx, "e", 3))
 	must(t, s.SaveSession(ctx, &store.Session{ClientID: "f"}))
 	must(t, s.DeleteSession(ctx, "e"))
