@@ -47,9 +47,15 @@ type scenario struct {
 	metrics    []string
 	variants   []variant
 	fresh      bool // every run gets a newly started server
+	ws         bool // the servers also listen for WebSocket (-ws-port)
 }
 
-var allScenarios = []string{"pubsub", "fanout", "multi", "reqrep", "latency", "idle"}
+// allScenarios is the default list. The WebSocket scenarios are left out
+// of it (they add about a minute); "ws" selects all three.
+var (
+	allScenarios = []string{"pubsub", "fanout", "multi", "reqrep", "latency", "idle"}
+	wsScenarios  = []string{"wspubsub", "wsfanout", "wsidle"}
+)
 
 func main() {
 	err := run(os.Args[1:], os.Stdout, os.Stderr)
@@ -69,8 +75,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.duration, "duration", time.Second, "publishing time of each throughput, request/reply and latency run")
 	count := fs.Int("count", 3, "runs of each scenario variant per broker; the table shows the median")
 	sizes := fs.String("sizes", "16,128,1024,16384", "payload `BYTES` list of the pubsub, fanout and multi scenarios")
-	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run, comma separated")
-	fs.IntVar(&cfg.conns, "conns", 5000, "idle connections opened by the idle scenario")
+	wsSizes := fs.String("ws-sizes", "16,1024", "payload `BYTES` list of the wspubsub and wsfanout scenarios")
+	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run, comma separated (also: "+strings.Join(wsScenarios, ", ")+"; \"ws\" for those three)")
+	fs.IntVar(&cfg.conns, "conns", 5000, "idle connections opened by the idle and wsidle scenarios")
 	fs.IntVar(&cfg.fanout, "fanout", 8, "subscriber connections of the fanout scenario")
 	fs.IntVar(&cfg.pairs, "pairs", 4, "publisher/subscriber pairs of the multi scenario")
 	reqs := fs.String("requesters", "1,4", "concurrent requester connections of the reqrep scenario, comma separated list")
@@ -90,6 +97,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	var err error
 	if cfg.sizes, err = parseInts(*sizes); err != nil {
 		return fmt.Errorf("-sizes: %w", err)
+	}
+	if cfg.wsSizes, err = parseInts(*wsSizes); err != nil {
+		return fmt.Errorf("-ws-sizes: %w", err)
 	}
 	if cfg.requesters, err = parseInts(*reqs); err != nil {
 		return fmt.Errorf("-requesters: %w", err)
@@ -117,6 +127,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	anyWS := slices.ContainsFunc(scenarios, func(sc scenario) bool { return sc.ws })
 
 	// 2 sockets per idle connection across driver and one broker, plus
 	// headroom; children inherit the limit.
@@ -137,7 +148,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	versions := map[string]string{}
 	for _, k := range kinds {
-		v, err := probe(k)
+		v, err := probe(k, anyWS)
 		if err != nil {
 			return err
 		}
@@ -150,7 +161,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		servers := map[string]*server{}
 		startErr := map[string]error{}
 		for _, k := range kinds {
-			servers[k.Name], startErr[k.Name] = startServer(k)
+			servers[k.Name], startErr[k.Name] = startServer(k, sc.ws)
 		}
 		for _, v := range sc.variants {
 			byBroker := map[string]*Result{}
@@ -171,7 +182,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 					s := servers[k.Name]
 					if s != nil && ((sc.fresh && rep > 0) || !s.alive()) {
 						s.stop()
-						servers[k.Name], startErr[k.Name] = startServer(k)
+						servers[k.Name], startErr[k.Name] = startServer(k, sc.ws)
 						s = servers[k.Name]
 					}
 					switch {
@@ -258,8 +269,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 func buildScenarios(cfg *config, keys []string) ([]scenario, error) {
 	var out []scenario
 	flow := func(spec flowSpec) []variant {
+		sizes := cfg.sizes
+		if spec.ws {
+			sizes = cfg.wsSizes
+		}
 		var vs []variant
-		for _, size := range cfg.sizes {
+		for _, size := range sizes {
 			vs = append(vs, variant{label: sizeLabel(size), run: func(s *server) (map[string]float64, error) {
 				return runFlow(s, cfg, spec, size)
 			}})
@@ -267,16 +282,26 @@ func buildScenarios(cfg *config, keys []string) ([]scenario, error) {
 		return vs
 	}
 	flowMetrics := []string{mRate, mMBps, mCPU}
+	idleMetrics := []string{mRSSConn, mRSSBase, mConnRate, mCPUConnMs}
+	var expanded []string
 	for _, key := range keys {
+		if key == "ws" {
+			expanded = append(expanded, wsScenarios...)
+		} else {
+			expanded = append(expanded, key)
+		}
+	}
+	for _, key := range expanded {
 		switch key {
 		case "pubsub":
-			out = append(out, scenario{key, "pub/sub 1->1", flowMetrics, flow(flowSpec{pubs: 1, subjects: 1, subsPerSubject: 1}), false})
+			out = append(out, scenario{key: key, title: "pub/sub 1->1", metrics: flowMetrics,
+				variants: flow(flowSpec{pubs: 1, subjects: 1, subsPerSubject: 1})})
 		case "fanout":
-			out = append(out, scenario{key, fmt.Sprintf("fan-out 1->%d", cfg.fanout), flowMetrics,
-				flow(flowSpec{pubs: 1, subjects: 1, subsPerSubject: cfg.fanout}), false})
+			out = append(out, scenario{key: key, title: fmt.Sprintf("fan-out 1->%d", cfg.fanout), metrics: flowMetrics,
+				variants: flow(flowSpec{pubs: 1, subjects: 1, subsPerSubject: cfg.fanout})})
 		case "multi":
-			out = append(out, scenario{key, fmt.Sprintf("%d x (1->1), %d subjects", cfg.pairs, cfg.pairs), flowMetrics,
-				flow(flowSpec{pubs: cfg.pairs, subjects: cfg.pairs, subsPerSubject: 1}), false})
+			out = append(out, scenario{key: key, title: fmt.Sprintf("%d x (1->1), %d subjects", cfg.pairs, cfg.pairs), metrics: flowMetrics,
+				variants: flow(flowSpec{pubs: cfg.pairs, subjects: cfg.pairs, subsPerSubject: 1})})
 		case "reqrep":
 			var vs []variant
 			for _, n := range cfg.requesters {
@@ -284,41 +309,63 @@ func buildScenarios(cfg *config, keys []string) ([]scenario, error) {
 					return runReqRep(s, cfg, n)
 				}})
 			}
-			out = append(out, scenario{key, fmt.Sprintf("request/reply %s", sizeLabel(cfg.rrSize)), []string{mReqRate, mP50, mP99, mCPUReq}, vs, false})
+			out = append(out, scenario{key: key, title: fmt.Sprintf("request/reply %s", sizeLabel(cfg.rrSize)),
+				metrics: []string{mReqRate, mP50, mP99, mCPUReq}, variants: vs})
 		case "latency":
-			out = append(out, scenario{key, fmt.Sprintf("paced latency %d/s", cfg.rate), []string{mP50, mP99, mCPU},
-				[]variant{{label: sizeLabel(max(16, cfg.latSize)), run: func(s *server) (map[string]float64, error) {
+			out = append(out, scenario{key: key, title: fmt.Sprintf("paced latency %d/s", cfg.rate), metrics: []string{mP50, mP99, mCPU},
+				variants: []variant{{label: sizeLabel(max(16, cfg.latSize)), run: func(s *server) (map[string]float64, error) {
 					return runLatency(s, cfg)
-				}}}, false})
+				}}}})
 		case "idle":
-			out = append(out, scenario{key, "idle connections", []string{mRSSConn, mRSSBase, mConnRate, mCPUConnMs},
-				[]variant{{label: fmt.Sprintf("%d conns", cfg.conns), run: func(s *server) (map[string]float64, error) {
-					return runIdle(s, cfg)
-				}}}, true})
+			out = append(out, scenario{key: key, title: "idle connections", metrics: idleMetrics,
+				variants: []variant{{label: fmt.Sprintf("%d conns", cfg.conns), run: func(s *server) (map[string]float64, error) {
+					return runIdle(s, cfg, false)
+				}}}, fresh: true})
+		case "wspubsub":
+			out = append(out, scenario{key: key, title: "ws pub/sub 1->1", metrics: flowMetrics,
+				variants: flow(flowSpec{pubs: 1, subjects: 1, subsPerSubject: 1, ws: true}), ws: true})
+		case "wsfanout":
+			out = append(out, scenario{key: key, title: fmt.Sprintf("ws fan-out 1->%d", cfg.fanout), metrics: flowMetrics,
+				variants: flow(flowSpec{pubs: 1, subjects: 1, subsPerSubject: cfg.fanout, ws: true}), ws: true})
+		case "wsidle":
+			out = append(out, scenario{key: key, title: "idle ws connections", metrics: idleMetrics,
+				variants: []variant{{label: fmt.Sprintf("%d conns", cfg.conns), run: func(s *server) (map[string]float64, error) {
+					return runIdle(s, cfg, true)
+				}}}, fresh: true, ws: true})
 		default:
-			return nil, fmt.Errorf("-scenarios: unknown scenario %q (have %s)", key, strings.Join(allScenarios, ","))
+			return nil, fmt.Errorf("-scenarios: unknown scenario %q (have %s, %s, ws)", key,
+				strings.Join(allScenarios, ","), strings.Join(wsScenarios, ","))
 		}
 	}
 	return out, nil
 }
 
-// probe starts kind once to check it serves nats.go and to learn its
-// version.
-func probe(k *brokerKind) (string, error) {
-	s, err := startServer(k)
+// probe starts kind once to check it serves nats.go (with ws, over
+// WebSocket too) and to learn its version.
+func probe(k *brokerKind, ws bool) (string, error) {
+	s, err := startServer(k, ws)
 	if err != nil {
 		return "", err
 	}
 	defer s.stop()
-	nc, err := nats.Connect(s.url(), nats.NoReconnect())
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", k.Name, err)
+	urls := []string{s.url()}
+	if ws {
+		urls = append(urls, s.wsURL())
 	}
-	defer nc.Close()
-	if err := nc.Flush(); err != nil {
-		return "", fmt.Errorf("%s: %w", k.Name, err)
+	var version string
+	for _, u := range urls {
+		nc, err := nats.Connect(u, nats.NoReconnect())
+		if err != nil {
+			return "", fmt.Errorf("%s %s: %w", k.Name, u, err)
+		}
+		err = nc.Flush()
+		version = nc.ConnectedServerVersion()
+		nc.Close()
+		if err != nil {
+			return "", fmt.Errorf("%s %s: %w", k.Name, u, err)
+		}
 	}
-	return nc.ConnectedServerVersion(), nil
+	return version, nil
 }
 
 func summary(sc scenario, r Result) string {

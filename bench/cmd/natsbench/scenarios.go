@@ -38,6 +38,7 @@ var higherBetter = map[string]bool{mRate: true, mMBps: true, mReqRate: true, mCo
 type config struct {
 	duration    time.Duration
 	sizes       []int
+	wsSizes     []int // sizes of the WebSocket flow scenarios
 	fanout      int
 	pairs       int
 	requesters  []int
@@ -107,9 +108,11 @@ type counter struct {
 
 // flowSpec shapes a throughput run: pubs publisher connections, each
 // publishing to subject bench.<i mod subjects>, and subsPerSubject
-// subscriber connections on every subject.
+// subscriber connections on every subject. With ws every connection
+// (publishers and subscribers) goes over the server's WebSocket listener.
 type flowSpec struct {
 	pubs, subjects, subsPerSubject int
+	ws                             bool
 }
 
 // runFlow publishes size-byte messages for cfg.duration according to
@@ -126,6 +129,10 @@ type flowSpec struct {
 func runFlow(srv *server, cfg *config, spec flowSpec, size int) (map[string]float64, error) {
 	el := &errList{}
 	base := time.Now()
+	url := srv.url()
+	if spec.ws {
+		url = srv.wsURL()
+	}
 	var conns []*nats.Conn
 	defer func() {
 		for _, nc := range conns {
@@ -137,7 +144,7 @@ func runFlow(srv *server, cfg *config, spec flowSpec, size int) (map[string]floa
 	for s := 0; s < spec.subjects; s++ {
 		subj := fmt.Sprintf("bench.%d", s)
 		for j := 0; j < spec.subsPerSubject; j++ {
-			nc, err := connect(srv.url(), fmt.Sprintf("sub-%d-%d", s, j), el, cfg.timeout)
+			nc, err := connect(url, fmt.Sprintf("sub-%d-%d", s, j), el, cfg.timeout)
 			if err != nil {
 				return nil, err
 			}
@@ -164,7 +171,7 @@ func runFlow(srv *server, cfg *config, spec flowSpec, size int) (map[string]floa
 	}
 	pubConns := make([]*nats.Conn, spec.pubs)
 	for i := range pubConns {
-		nc, err := connect(srv.url(), fmt.Sprintf("pub-%d", i), el, cfg.timeout)
+		nc, err := connect(url, fmt.Sprintf("pub-%d", i), el, cfg.timeout)
 		if err != nil {
 			return nil, err
 		}
@@ -491,8 +498,14 @@ func percentiles(d []time.Duration) map[string]float64 {
 
 // runIdle opens cfg.conns raw NATS connections (connect, read INFO, send
 // CONNECT {} and PING, read PONG) and leaves them idle, reporting the
-// broker's resident memory growth per connection.
-func runIdle(srv *server, cfg *config) (map[string]float64, error) {
+// broker's resident memory growth per connection. With ws they are
+// WebSocket connections (see rawWSConnect).
+func runIdle(srv *server, cfg *config, ws bool) (map[string]float64, error) {
+	dial := rawConnect
+	addr := srv.addr
+	if ws {
+		dial, addr = rawWSConnect, srv.ws
+	}
 	time.Sleep(300 * time.Millisecond) // let the fresh server settle
 	rss0, err := srv.rss()
 	if err != nil {
@@ -524,7 +537,7 @@ func runIdle(srv *server, cfg *config) (map[string]float64, error) {
 				if i >= len(conns) {
 					return
 				}
-				c, err := rawConnect(srv.addr)
+				c, err := dial(addr)
 				if err != nil {
 					errs[w] = fmt.Errorf("connection %d: %w", i, err)
 					return

@@ -92,15 +92,22 @@ type server struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	addr  string // host:port
+	ws    string // host:port of the WebSocket listener ("" when not asked for)
 	done  chan struct{}
 }
 
 // startServer runs kind's binary on a free loopback port and waits for
-// its "LISTEN host:port" line.
-func startServer(kind *brokerKind) (*server, error) {
-	cmd := exec.Command(kind.Bin, append([]string{"-host", "127.0.0.1", "-port", "0"}, kind.Args...)...)
-	lines := make(chan string, 1)
-	cmd.Stdout = &firstLine{ch: lines}
+// its "LISTEN host:port" line. With ws it also asks for a WebSocket
+// listener (-ws-port 0), whose "WSLISTEN host:port" line comes before
+// LISTEN.
+func startServer(kind *brokerKind, ws bool) (*server, error) {
+	args := []string{"-host", "127.0.0.1", "-port", "0"}
+	if ws {
+		args = append(args, "-ws-port", "0")
+	}
+	cmd := exec.Command(kind.Bin, append(args, kind.Args...)...)
+	lines := make(chan string, 8)
+	cmd.Stdout = &startLines{ch: lines}
 	cmd.Stderr = &prefixWriter{prefix: "[" + kind.Name + "] ", w: os.Stderr}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -112,24 +119,38 @@ func startServer(kind *brokerKind) (*server, error) {
 	s := &server{kind: kind, cmd: cmd, stdin: stdin, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(s.done) }()
 
-	select {
-	case line := <-lines:
-		addr, ok := strings.CutPrefix(strings.TrimSpace(line), "LISTEN ")
-		if !ok {
+	timeout := time.After(15 * time.Second)
+	for s.addr == "" {
+		select {
+		case line := <-lines:
+			line = strings.TrimSpace(line)
+			if addr, ok := strings.CutPrefix(line, "WSLISTEN "); ok && ws {
+				s.ws = addr
+			} else if addr, ok := strings.CutPrefix(line, "LISTEN "); ok {
+				s.addr = addr
+			} else {
+				s.stop()
+				return nil, fmt.Errorf("%s: unexpected line %q", kind.Name, line)
+			}
+		case <-s.done:
+			return nil, fmt.Errorf("%s: exited before listening: %v", kind.Name, cmd.ProcessState)
+		case <-timeout:
 			s.stop()
-			return nil, fmt.Errorf("%s: unexpected first line %q", kind.Name, line)
+			return nil, fmt.Errorf("%s: not listening after 15s", kind.Name)
 		}
-		s.addr = addr
-	case <-s.done:
-		return nil, fmt.Errorf("%s: exited before listening: %v", kind.Name, cmd.ProcessState)
-	case <-time.After(15 * time.Second):
+	}
+	if ws && s.ws == "" {
 		s.stop()
-		return nil, fmt.Errorf("%s: not listening after 15s", kind.Name)
+		return nil, fmt.Errorf("%s: no WSLISTEN line before LISTEN", kind.Name)
 	}
 	return s, nil
 }
 
 func (s *server) url() string { return "nats://" + s.addr }
+
+// wsURL is the NATS-over-WebSocket URL (plain ws://) of a server started
+// with ws.
+func (s *server) wsURL() string { return "ws://" + s.ws }
 
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
@@ -226,24 +247,39 @@ func raiseNoFile(want uint64) (uint64, error) {
 	return want, nil
 }
 
-// firstLine is a child's stdout: it sends the first line on ch and
-// discards the rest.
-type firstLine struct {
+// startLines is a child's stdout: it sends each line on ch up to and
+// including the LISTEN line, and discards the rest. It never blocks: a
+// line that does not fit in ch is dropped (the driver is no longer
+// waiting for it).
+type startLines struct {
 	mu   sync.Mutex
 	buf  []byte
-	sent bool
+	done bool
 	ch   chan<- string
 }
 
-func (f *firstLine) Write(p []byte) (int, error) {
+func (f *startLines) Write(p []byte) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !f.sent {
-		f.buf = append(f.buf, p...)
-		if i := bytes.IndexByte(f.buf, '\n'); i >= 0 {
-			f.ch <- string(f.buf[:i])
-			f.sent, f.buf = true, nil
+	if f.done {
+		return len(p), nil
+	}
+	f.buf = append(f.buf, p...)
+	for !f.done {
+		i := bytes.IndexByte(f.buf, '\n')
+		if i < 0 {
+			break
 		}
+		line := string(f.buf[:i])
+		f.buf = f.buf[i+1:]
+		select {
+		case f.ch <- line:
+		default:
+		}
+		f.done = strings.HasPrefix(line, "LISTEN ")
+	}
+	if f.done {
+		f.buf = nil
 	}
 	return len(p), nil
 }
