@@ -24,12 +24,12 @@ func (s *Store) recover() error {
 	total := st.Size()
 	r := bufio.NewReaderSize(s.f, 256<<10)
 	var (
-		off     int64
-		n       int
-		hdr     [headerSize]byte
-		body    []byte
-		badWhy  string
-		torn    bool
+		off    int64
+		n      int
+		hdr    [headerSize]byte
+		body   []byte
+		badWhy string
+		torn   bool
 	)
 	for off < total {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
