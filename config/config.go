@@ -29,6 +29,7 @@ import (
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/mqtt"
 	"github.com/busbar/busbar/natsproto"
+	"github.com/busbar/busbar/store/filestore"
 	"github.com/busbar/busbar/transport"
 	"github.com/busbar/busbar/websocket"
 )
@@ -82,8 +83,33 @@ type LogOptions struct {
 
 // StoreOptions is the `jetstream` key: busbar's durable store.
 type StoreOptions struct {
-	Enabled bool
-	Dir     string // store_dir; default busbar/store under the OS temp dir
+	Enabled      bool
+	Dir          string        // store_dir; default busbar/store under the OS temp dir
+	SyncInterval time.Duration // sync_interval: the longest a write waits to share an fsync (0: none)
+	Repair       bool          // (busbar) cut a corrupt log at its first bad record (--store_repair)
+}
+
+// DefaultStoreDir is where the durable store lives when the
+// configuration enables it without store_dir: busbar/store under the OS
+// temp dir (logged at start).
+func DefaultStoreDir() string {
+	return filepath.Join(os.TempDir(), filepath.FromSlash(defaultStoreSubdir))
+}
+
+// OpenStore opens the durable store the jetstream key selects (nil, nil
+// when it selects none). The caller closes it after the broker's
+// Shutdown.
+func (c *Config) OpenStore(logger *slog.Logger) (*filestore.Store, error) {
+	if !c.Store.Enabled {
+		return nil, nil
+	}
+	st, err := filestore.Open(c.Store.Dir, filestore.Options{
+		SyncInterval: c.Store.SyncInterval, Repair: c.Store.Repair, Logger: logger,
+	})
+	if err != nil {
+		return nil, c.errorAt("jetstream", err)
+	}
+	return st, nil
 }
 
 // Defaults for a configuration file, where it leaves a key out.

@@ -163,7 +163,14 @@ func (d *dec) jetstream(e *Entry, st *StoreOptions) {
 	st.Enabled = true
 	f := map[string]field{
 		"store_dir": d.setStr(&st.Dir),
-		"enabled":   d.setBool(&st.Enabled),
+		"sync_interval": func(e *Entry) {
+			if e.Value.Kind == KindString && e.Value.Str == "always" {
+				st.SyncInterval = 0 // every commit is synced anyway
+				return
+			}
+			d.setDur(&st.SyncInterval)(e)
+		},
+		"enabled": d.setBool(&st.Enabled),
 		"disabled": func(e *Entry) {
 			if b, ok := d.boolean(e); ok {
 				st.Enabled = !b
@@ -174,7 +181,7 @@ func (d *dec) jetstream(e *Entry, st *StoreOptions) {
 	alias(f, "enabled", "enable")
 	alias(f, "disabled", "disable")
 	d.walk(e.Value.Map, block{name: "jetstream", fields: f, ignored: []string{
-		"strict", "sync", "sync_interval", "max_memory_store", "max_mem_store", "max_mem",
+		"strict", "sync", "max_memory_store", "max_mem_store", "max_mem",
 		"max_file_store", "max_file", "domain", "key", "ek", "encryption_key", "prev_key",
 		"prev_ek", "prev_encryption_key", "cipher", "extension_hint", "limits", "tpm",
 		"unique_tag", "max_outstanding_catchup", "max_buffered_size", "max_buffered_msgs",

@@ -13,6 +13,7 @@ import (
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/mqtt/packet"
+	"github.com/busbar/busbar/store"
 	"github.com/busbar/busbar/transport"
 )
 
@@ -52,6 +53,8 @@ type conn struct {
 	pre        *transport.ConnOptions // authenticated at the WebSocket handshake
 	accepted   atomic.Bool            // a CONNACK accepting the connection was queued
 	onEnd      func()                 // ConnOptions.OnEnd, run by end
+	grouped    store.Grouped          // the broker's Store when it group-commits
+	acks       []byte                 // acknowledgements waiting for this read's commit
 }
 
 var _ broker.Client = (*conn)(nil)
@@ -59,6 +62,7 @@ var _ broker.Client = (*conn)(nil)
 // serveConn runs one MQTT connection until it ends.
 func (srv *server) serveConn(nc net.Conn, ct auth.ConnType, handoff bool, pre *transport.ConnOptions) {
 	c := &conn{srv: srv, nc: nc, ct: ct, aliasMax: 65535}
+	c.grouped, _ = srv.b.Store().(store.Grouped)
 	if pre != nil && pre.Identity != nil {
 		c.pre = pre
 	}
@@ -130,6 +134,7 @@ func (c *conn) readLoop(handoff bool) error {
 			decoders.Put(c.dec)
 			c.dec = nil
 			c.batch.Flush()
+			c.flushAcks()
 			c.out.Wake() // what this read's packets queued (acks, resends, retained)
 			if perr != nil {
 				return perr
@@ -224,7 +229,34 @@ func (c *conn) sendPublish(m *broker.Message, qos byte, id uint16, retain, dup b
 
 // sendAck writes a PUBACK, PUBREC, PUBREL or PUBCOMP.
 func (c *conn) sendAck(t packet.Type, id uint16, code packet.Code) {
+	if c.grouped != nil && (t == packet.Puback || t == packet.Pubrec || t == packet.Pubcomp) {
+		// Acknowledged only once what the packet changed is on disk:
+		// sent by flushAcks after the commit that covers it.
+		c.acks = packet.AppendAck(c.acks, c.v, &packet.AckPacket{Type: t, PacketID: id, Code: code})
+		return
+	}
 	c.write(packet.AppendAck(nil, c.v, &packet.AckPacket{Type: t, PacketID: id, Code: code}))
+}
+
+// flushAcks hands this read's acknowledgements to the store, to be sent
+// once everything they acknowledge is durable (group commit: one fsync
+// for the whole read, and for other connections' reads meanwhile).
+// Callbacks run in order, so PUBACKs keep the PUBLISH order
+// [MQTT-4.6.0-2]. Read loop.
+func (c *conn) flushAcks() {
+	if len(c.acks) == 0 {
+		return
+	}
+	acks := c.acks
+	c.acks = nil
+	c.grouped.Durable(func(err error) {
+		if err != nil {
+			c.Close(fmt.Errorf("%w: store: %w", packet.UnspecifiedError, err))
+			return
+		}
+		c.out.Write(acks)
+		c.out.Wake()
+	})
 }
 
 func (c *conn) write(b []byte) { c.out.Write(b) }

@@ -350,6 +350,18 @@ func (c *conn) onPublish(p *packet.PublishPacket) error {
 		}
 	}
 	allowed := c.bs.CanPublish(c.subj)
+	if p.QoS == 2 && allowed {
+		c.sess.receive(p.PacketID)
+		c.inRecv++
+		// Exactly once across a crash: the id must be on disk before any
+		// subscriber can have the message, or a PUBLISH repeated after a
+		// restart would be delivered again.
+		if c.grouped != nil && c.sess.persistent() {
+			if err := c.grouped.Sync(bg); err != nil {
+				return fmt.Errorf("%w: store: %w", packet.UnspecifiedError, err)
+			}
+		}
+	}
 	if allowed {
 		c.publish(p)
 	}
@@ -364,9 +376,6 @@ func (c *conn) onPublish(p *packet.PublishPacket) error {
 		code := packet.Success
 		if !allowed && c.v == packet.V5 {
 			code = packet.NotAuthorized
-		} else {
-			c.sess.receive(p.PacketID)
-			c.inRecv++
 		}
 		c.sendAck(packet.Pubrec, p.PacketID, code)
 	}

@@ -25,6 +25,8 @@ type flags struct {
 	host, user, pass, token, logFile, config string
 	port, httpPort, mqttPort, wsPort         int
 	debug, trace, debugTrace, version, check bool
+	storeRepair, jetstream                   bool
+	storeDir                                 string
 	set                                      map[string]bool // flags given on the command line
 }
 
@@ -44,6 +46,11 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.user, "user", "", "`USER` required for connections")
 	fs.StringVar(&f.pass, "pass", "", "`PASSWORD` required for connections")
 	fs.StringVar(&f.token, "auth", "", "authorization `TOKEN` required for connections")
+	fs.BoolVar(&f.jetstream, "js", false, "enable busbar's durable store (nats-server's --jetstream; alias --jetstream)")
+	fs.BoolVar(&f.jetstream, "jetstream", false, "enable busbar's durable store")
+	fs.StringVar(&f.storeDir, "sd", "", "durable store `DIR` (alias --store_dir; implies --js)")
+	fs.StringVar(&f.storeDir, "store_dir", "", "durable store `DIR`")
+	fs.BoolVar(&f.storeRepair, "store_repair", false, "(busbar) open a corrupt store by cutting its log at the first bad record")
 	fs.BoolVar(&f.debug, "D", false, "debug logging")
 	fs.BoolVar(&f.debug, "debug", false, "debug logging")
 	fs.BoolVar(&f.trace, "V", false, "trace logging")
@@ -118,6 +125,15 @@ func loadConfig(f *flags) (*config.Config, error) {
 			cfg.WebSocket.Host = f.host
 		}
 	}
+	if f.jetstream || f.storeDir != "" {
+		cfg.Store.Enabled = true
+	}
+	if f.storeDir != "" {
+		cfg.Store.Dir = f.storeDir
+	} else if cfg.Store.Enabled && cfg.Store.Dir == "" {
+		cfg.Store.Dir = config.DefaultStoreDir()
+	}
+	cfg.Store.Repair = f.storeRepair
 	if f.given("p", "port") {
 		cfg.NATS.Port = f.port
 	}
@@ -267,6 +283,19 @@ func (s *server) serve(stop <-chan os.Signal) error {
 	if err != nil {
 		return err
 	}
+	// The durable store is replayed here, before any listener accepts.
+	st, err := cfg.OpenStore(s.log)
+	if err != nil {
+		return err
+	}
+	if st != nil {
+		opts.Store = st
+		defer func() {
+			if err := st.Close(); err != nil {
+				s.log.Error("store: close", "err", err)
+			}
+		}()
+	}
 	if s.b, err = broker.New(opts); err != nil {
 		return err
 	}
@@ -314,14 +343,15 @@ func (s *server) logReady(svcs []transport.Transport) {
 	for _, t := range svcs {
 		attrs = append(attrs, t.Name(), t.Addr().String())
 	}
-	attrs = append(attrs, "auth", authMode(cfg), "store", "memory")
+	storeKind := "memory"
+	if cfg.Store.Enabled {
+		storeKind = "file " + cfg.Store.Dir
+	}
+	attrs = append(attrs, "auth", authMode(cfg), "store", storeKind)
 	if cfg.File != "" {
 		attrs = append(attrs, "config", cfg.File)
 	}
 	var later []string
-	if cfg.Store.Enabled { // jetstream: busbar's durable store, once it lands
-		later = append(later, "file store "+cfg.Store.Dir)
-	}
 	if cfg.Monitor.Port != 0 {
 		later = append(later, "monitoring "+cfg.Monitor.Addr())
 	}
