@@ -8,6 +8,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/busbar/busbar/broker"
@@ -16,7 +17,21 @@ import (
 
 func main() {
 	port := flag.Int("port", 0, "MQTT port (0: free)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file (until SIGINT/SIGTERM)")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 	b, err := broker.New(broker.Options{})
 	if err != nil {
 		log.Fatal(err)

@@ -1,252 +1,321 @@
 // Command mqttpeer measures busbar's MQTT side against Mosquitto (Debian's
-// package) in one run, each broker in its own process, with the same raw
-// MQTT 3.1.1 load client: QoS 0 1→1 with 64-byte payloads (messages per
-// second and broker CPU per message) and resident memory per idle
-// connection. A first, narrow comparison; mochi-mqtt and the QoS 1,
-// fan-out and latency scenarios of issue 6 are not in it yet.
+// package) and mochi-mqtt (github.com/mochi-mqtt/server/v2, run by
+// ./cmd/mochi) in one run, each broker in its own child process, with the
+// same raw MQTT 3.1.1 load client and 64-byte payloads:
+//
+//	qos0      QoS 0 1→1, as fast as the publisher's window allows
+//	qos1      QoS 1 1→1: publisher with a bounded window of outstanding
+//	          PUBACKs, subscriber at QoS 1 answering PUBACK
+//	fanout16  QoS 0, one publisher, 16 subscribers (deliveries counted)
+//	paced     QoS 0 and QoS 1 at a paced 5,000 msgs/s: latency without queueing
+//	idle      resident memory per idle connection at 5,000 connections
+//
+// Throughput runs report delivered messages/s, p50/p99 publish→delivery
+// latency (send time in the payload) and broker CPU µs per delivered
+// message (= CPU seconds per million), from /proc/<pid>/stat; memory is
+// VmRSS from /proc/<pid>/status. Each table ends with busbar / best peer
+// and the issue's targets. See bench/README.md.
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
 )
 
-type broker struct {
-	name string
-	cmd  *exec.Cmd
-	addr string
+// metric is one column of a scenario's table.
+type metric struct {
+	key    string
+	higher bool    // higher is better
+	target float64 // ratio target for busbar / best peer; 0: none
+	abs    float64 // absolute target for busbar's own figure; 0: none
 }
 
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+type scenario struct {
+	key, title string
+	metrics    []metric
+	run        func(*broker, config) (result, error)
+}
+
+func scenarios(cfg config) []scenario {
+	thr := []metric{{key: mRate, higher: true, target: 1}, {key: mP50}, {key: mP99}, {key: mCPU, target: 0.5}, {key: mLost}}
+	pac := []metric{{key: mP50}, {key: mP99, target: 0.5}, {key: mCPU, target: 0.5}, {key: mLost}}
+	return []scenario{
+		{"qos0", fmt.Sprintf("qos0: QoS 0 1->1, %d B, %v per run, window %d msgs", payloadSize, cfg.duration, cfg.window), thr,
+			func(b *broker, c config) (result, error) { return throughput(b, c, 0, 1) }},
+		{"qos1", fmt.Sprintf("qos1: QoS 1 1->1, %d B, %v per run, %d PUBACKs outstanding, window %d msgs", payloadSize, cfg.duration, cfg.inflight, cfg.window), thr,
+			func(b *broker, c config) (result, error) { return throughput(b, c, 1, 1) }},
+		{"fanout16", fmt.Sprintf("fanout16: QoS 0 1->%d, %d B, %v per run, window %d msgs (msgs/s = deliveries)", cfg.fanout, payloadSize, cfg.duration, cfg.window), thr,
+			func(b *broker, c config) (result, error) { return throughput(b, c, 0, c.fanout) }},
+		{"paced", fmt.Sprintf("paced qos0: QoS 0 1->1, %d B at %d msgs/s for %v", payloadSize, cfg.rate, cfg.pacedDur), pac,
+			func(b *broker, c config) (result, error) { return paced(b, c, 0) }},
+		{"paced", fmt.Sprintf("paced qos1: QoS 1 1->1, %d B at %d msgs/s for %v", payloadSize, cfg.rate, cfg.pacedDur), pac,
+			func(b *broker, c config) (result, error) { return paced(b, c, 1) }},
+		{"idle", fmt.Sprintf("idle: %d idle connections (RSS growth 1 s after the last)", cfg.conns),
+			[]metric{{key: mKiB, abs: 4}, {key: mStart}, {key: mConnPS, higher: true}},
+			idle},
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func startBusbar(bin string) *broker {
-	port := freePort()
-	cmd := exec.Command(bin, "-port", strconv.Itoa(port))
-	cmd.Stderr = os.Stderr
-	must(cmd.Start())
-	b := &broker{name: "busbar", cmd: cmd, addr: "127.0.0.1:" + strconv.Itoa(port)}
-	waitUp(b.addr)
-	return b
-}
-
-func startMosquitto(dir string) *broker {
-	port := freePort()
-	conf := filepath.Join(dir, "mosquitto.conf")
-	must(os.WriteFile(conf, []byte(fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n", port)), 0o644))
-	cmd := exec.Command("mosquitto", "-c", conf)
-	must(cmd.Start())
-	b := &broker{name: "mosquitto", cmd: cmd, addr: "127.0.0.1:" + strconv.Itoa(port)}
-	waitUp(b.addr)
-	return b
-}
-
-func waitUp(addr string) {
-	for range 200 {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	panic("broker did not start on " + addr)
-}
-
-func must(err error) {
-	if err != nil {
-		panic(err)
-	}
-}
-
-// cpu is the process's user+system time.
-func cpu(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	must(err)
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	u, _ := strconv.Atoi(f[11])
-	s, _ := strconv.Atoi(f[12])
-	return time.Duration(u+s) * 10 * time.Millisecond
-}
-
-func rss(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	must(err)
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			n, _ := strconv.Atoi(strings.Fields(l)[1])
-			return n
-		}
-	}
-	return 0
-}
-
-func str(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-
-func connect(addr, id string) (net.Conn, *bufio.Reader) {
-	c, err := net.Dial("tcp", addr)
-	must(err)
-	body := append([]byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 0}, str(id)...)
-	_, err = c.Write(append([]byte{0x10, byte(len(body))}, body...))
-	must(err)
-	br := bufio.NewReaderSize(c, 256<<10)
-	ack := make([]byte, 4)
-	_, err = io.ReadFull(br, ack)
-	must(err)
-	return c, br
-}
-
-// qos0 publishes n QoS 0 messages of 64 bytes 1→1 with a window of
-// unreceived bytes, and returns messages/s and broker CPU per message.
-func qos0(b *broker, n int) (float64, time.Duration) {
-	sub, sbr := connect(b.addr, "sub")
-	defer sub.Close()
-	sb := append([]byte{0, 1}, str("bench/x")...)
-	sb = append(sb, 0)
-	_, err := sub.Write(append([]byte{0x82, byte(len(sb))}, sb...))
-	must(err)
-	suback := make([]byte, 5)
-	_, err = io.ReadFull(sbr, suback)
-	must(err)
-	pub, _ := connect(b.addr, "pub")
-	defer pub.Close()
-	pb := append(str("bench/x"), make([]byte, 64)...)
-	msg := append([]byte{0x30, byte(len(pb))}, pb...)
-	const batch = 512
-	buf := make([]byte, 0, batch*len(msg))
-	for range batch {
-		buf = append(buf, msg...)
-	}
-	received := make(chan int, 1024)
-	go func() {
-		chunk := make([]byte, 64<<10)
-		total := 0
-		for total < n*len(msg) {
-			k, err := sbr.Read(chunk)
-			if err != nil {
-				panic(err)
-			}
-			total += k
-			received <- total / len(msg)
-		}
-		close(received)
-	}()
-	c0, t0 := cpu(b.cmd.Process.Pid), time.Now()
-	got, sent := 0, 0
-	for sent < n {
-		for sent-got > 50000 { // window: at most 50k messages in flight
-			got = <-received
-		}
-		k := min(batch, n-sent)
-		_, err := pub.Write(buf[:k*len(msg)])
-		must(err)
-		sent += k
-	}
-	for got = range received {
-	}
-	el := time.Since(t0)
-	return float64(n) / el.Seconds(), (cpu(b.cmd.Process.Pid) - c0) / time.Duration(n)
-}
-
-// idle opens n idle connections and returns resident KiB per connection.
-func idle(b *broker, n int) float64 {
-	before := rss(b.cmd.Process.Pid)
-	conns := make([]net.Conn, 0, n)
-	for i := range n {
-		c, _ := connect(b.addr, "idle-"+strconv.Itoa(i))
-		conns = append(conns, c)
-	}
-	time.Sleep(500 * time.Millisecond)
-	after := rss(b.cmd.Process.Pid)
-	for _, c := range conns {
-		c.Close()
-	}
-	return float64(after-before) / float64(n)
 }
 
 func main() {
-	n := flag.Int("n", 2000000, "QoS 0 messages per run")
-	conns := flag.Int("conns", 2000, "idle connections")
-	runs := flag.Int("runs", 3, "runs per broker (median)")
+	var cfg config
+	scen := flag.String("scenarios", "qos0,qos1,fanout16,paced,idle", "scenarios to run")
+	brokersFlag := flag.String("brokers", strings.Join(allBrokers, ","), "brokers to run (busbar,mosquitto,mochi)")
+	count := flag.Int("count", 3, "runs per broker of each scenario (table: median)")
+	flag.DurationVar(&cfg.duration, "duration", 2*time.Second, "publishing time of each throughput run")
+	flag.Int64Var(&cfg.window, "window", 4096, "messages in flight toward the slowest subscriber")
+	flag.Int64Var(&cfg.inflight, "inflight", 256, "QoS 1 publisher: outstanding PUBACKs")
+	flag.IntVar(&cfg.fanout, "fanout", 16, "subscribers of fanout16")
+	flag.IntVar(&cfg.rate, "rate", 5000, "paced messages/s")
+	flag.DurationVar(&cfg.pacedDur, "paced-duration", 3*time.Second, "publishing time of each paced run")
+	flag.IntVar(&cfg.conns, "conns", 5000, "idle connections")
+	flag.DurationVar(&cfg.timeout, "timeout", 5*time.Second, "a run fails after this long without progress")
+	flag.DurationVar(&cfg.drain, "drain", time.Second, "after publishing, time without progress after which undelivered messages count as lost")
+	flag.IntVar(&cfg.batch, "batch", 256, "messages per write of a throughput publisher")
+	extra := flag.String("busbar-args", "", "extra arguments for busbar-mqtt, e.g. -cpuprofile /tmp/busbar.pprof (the last run's profile stays)")
 	flag.Parse()
+	busbarArgs = strings.Fields(*extra)
+	cfg.settleIdle = time.Second
+	cfg.pacedWarmup = 0.1
+	if cfg.window < 1 || cfg.inflight < 1 || cfg.inflight > 65535 || cfg.batch < 1 || cfg.rate < 1 || *count < 1 {
+		fmt.Fprintln(os.Stderr, "mqttpeer: bad flag value")
+		os.Exit(2)
+	}
+	brokers := strings.Split(*brokersFlag, ",")
+	for _, name := range brokers {
+		if !contains(allBrokers, name) {
+			fmt.Fprintf(os.Stderr, "mqttpeer: unknown broker %q\n", name)
+			os.Exit(2)
+		}
+	}
+	want := strings.Split(*scen, ",")
+	var todo []scenario
+	for _, s := range scenarios(cfg) {
+		if contains(want, s.key) {
+			todo = append(todo, s)
+		}
+	}
+	if len(todo) == 0 {
+		fmt.Fprintln(os.Stderr, "mqttpeer: no scenario selected")
+		os.Exit(2)
+	}
+
+	// Children inherit the raised limit: 5,000 idle connections need it.
 	var lim syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil {
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < lim.Max {
 		lim.Cur = lim.Max
 		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}
 	dir, err := os.MkdirTemp("", "mqttpeer")
-	must(err)
+	if err != nil {
+		fail(err)
+	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "busbar-mqtt")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/busbar-mqtt")
-	build.Stderr = os.Stderr
-	must(build.Run())
+	versions := map[string]string{}
+	for _, name := range brokers {
+		switch name {
+		case "busbar":
+			build(dir, "busbar-mqtt")
+			versions[name] = "commit " + gitCommit()
+		case "mochi":
+			build(dir, "mochi")
+			out, _ := exec.Command(filepath.Join(dir, "mochi"), "-version").Output()
+			versions[name] = strings.TrimSpace(string(out))
+		case "mosquitto":
+			out, _ := exec.Command("mosquitto", "-h").Output()
+			versions[name] = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+			if versions[name] == "" {
+				fail(fmt.Errorf("mosquitto not found: apt-get install mosquitto"))
+			}
+		}
+	}
 
-	type result struct {
-		rate []float64
-		cpu  []time.Duration
-		kib  float64
+	start := time.Now()
+	fmt.Printf("mqttpeer %s UTC  %d CPUs  %s  %d runs per broker (median)\n", start.UTC().Format("2006-01-02 15:04"), runtime.NumCPU(), runtime.Version(), *count)
+	for _, name := range brokers {
+		fmt.Printf("  %-10s %s\n", name, versions[name])
 	}
-	res := map[string]*result{"busbar": {}, "mosquitto": {}}
-	for r := range *runs {
-		order := []string{"busbar", "mosquitto"}
-		if r%2 == 1 {
-			order[0], order[1] = order[1], order[0]
-		}
-		for _, name := range order {
-			var b *broker
-			if name == "busbar" {
-				b = startBusbar(bin)
-			} else {
-				b = startMosquitto(dir)
+	fmt.Printf("  load average at start: %s\n", loadavg())
+	for _, s := range todo {
+		runs := map[string][]result{}
+		errs := map[string][]string{}
+		for r := range *count {
+			for i := range brokers {
+				name := brokers[(i+r)%len(brokers)] // rotate who goes first
+				b, err := startBroker(name, dir)
+				if err != nil {
+					errs[name] = append(errs[name], err.Error())
+					continue
+				}
+				res, err := s.run(b, cfg)
+				if err == nil && !b.alive() {
+					err = fmt.Errorf("broker exited")
+				}
+				b.stop()
+				if err != nil {
+					errs[name] = append(errs[name], fmt.Sprintf("run %d: %v", r+1, err))
+					continue
+				}
+				runs[name] = append(runs[name], res)
 			}
-			rate, c := qos0(b, *n)
-			res[name].rate = append(res[name].rate, rate)
-			res[name].cpu = append(res[name].cpu, c)
-			if r == 0 {
-				res[name].kib = idle(b, *conns)
-			}
-			_ = b.cmd.Process.Kill()
-			_ = b.cmd.Wait()
 		}
+		printTable(s, brokers, runs, errs)
 	}
-	med := func(v []float64) float64 {
-		s := append([]float64(nil), v...)
-		for i := range s {
-			for j := i + 1; j < len(s); j++ {
-				if s[j] < s[i] {
-					s[i], s[j] = s[j], s[i]
+	fmt.Printf("\nload average at end: %s (other processes on the machine disturb the figures, paced p99 most)\n", loadavg())
+	fmt.Printf("runtime %v. ratio = busbar / best peer (highest msgs/s and conns/s, lowest of the rest);\n", time.Since(start).Round(time.Second))
+	fmt.Println("targets: msgs/s >= 1x, cpu <= 0.5x, paced p99 <= 0.5x, idle <= 4 KiB/conn. cpu µs/msg = CPU s per million delivered.")
+}
+
+func printTable(s scenario, brokers []string, runs map[string][]result, errs map[string][]string) {
+	fmt.Printf("\n%s\n", s.title)
+	fmt.Printf("%-12s", "broker")
+	for _, m := range s.metrics {
+		fmt.Printf(" %11s", m.key)
+	}
+	fmt.Println()
+	med := map[string]map[string]float64{}
+	for _, name := range brokers {
+		if len(runs[name]) == 0 {
+			fmt.Printf("%-12s %s\n", name, "no result")
+			continue
+		}
+		med[name] = map[string]float64{}
+		fmt.Printf("%-12s", name)
+		for _, m := range s.metrics {
+			var v []float64
+			for _, r := range runs[name] {
+				v = append(v, r[m.key])
+			}
+			med[name][m.key] = median(v)
+			fmt.Printf(" %11s", num(med[name][m.key]))
+		}
+		if n := len(runs[name]); n < len(runs[name])+len(errs[name]) {
+			fmt.Printf("  (%d of %d runs)", n, n+len(errs[name]))
+		}
+		fmt.Println()
+	}
+	bb, ok := med["busbar"]
+	if ok {
+		ratioLine := fmt.Sprintf("%-12s", "busbar/best")
+		targetLine := fmt.Sprintf("%-12s", "target")
+		anyRatio := false
+		for _, m := range s.metrics {
+			best, have := 0.0, false
+			for _, name := range brokers {
+				if name == "busbar" || med[name] == nil {
+					continue
+				}
+				v := med[name][m.key]
+				if !have || (m.higher && v > best) || (!m.higher && v < best) {
+					best, have = v, true
 				}
 			}
+			cell, tcell := "", ""
+			if have && m.key != mLost && best > 0 {
+				ratio := bb[m.key] / best
+				cell = fmt.Sprintf("%.2f", ratio)
+				anyRatio = true
+				if m.target > 0 {
+					if m.higher {
+						tcell = fmt.Sprintf(">=%g %s", m.target, okMiss(ratio >= m.target))
+					} else {
+						tcell = fmt.Sprintf("<=%g %s", m.target, okMiss(ratio <= m.target))
+					}
+				}
+			}
+			if m.abs > 0 {
+				tcell = fmt.Sprintf("<=%g %s", m.abs, okMiss(bb[m.key] <= m.abs))
+			}
+			ratioLine += fmt.Sprintf(" %11s", cell)
+			targetLine += fmt.Sprintf(" %11s", tcell)
 		}
-		return s[len(s)/2]
-	}
-	cpuUS := func(v []time.Duration) float64 {
-		f := make([]float64, len(v))
-		for i, d := range v {
-			f[i] = float64(d) / 1e3
+		if anyRatio {
+			fmt.Println(ratioLine)
 		}
-		return med(f)
+		if strings.TrimSpace(targetLine) != "target" {
+			fmt.Println(targetLine)
+		}
 	}
-	bb, mq := res["busbar"], res["mosquitto"]
-	fmt.Printf("mqttpeer %s, %d runs (median), QoS 0 1->1 64 B x %d, %d idle connections\n", time.Now().UTC().Format("2006-01-02 15:04"), *runs, *n, *conns)
-	fmt.Printf("%-28s %12s %12s %7s\n", "metric", "busbar", "mosquitto", "ratio")
-	fmt.Printf("%-28s %12.0f %12.0f %7.2f\n", "QoS 0 msgs/s (+)", med(bb.rate), med(mq.rate), med(bb.rate)/med(mq.rate))
-	fmt.Printf("%-28s %12.2f %12.2f %7.2f\n", "broker cpu µs/msg (-)", cpuUS(bb.cpu), cpuUS(mq.cpu), cpuUS(bb.cpu)/cpuUS(mq.cpu))
-	fmt.Printf("%-28s %12.2f %12.2f %7.2f\n", "rss KiB/idle conn (-)", bb.kib, mq.kib, bb.kib/mq.kib)
+	for _, name := range brokers {
+		for _, e := range errs[name] {
+			fmt.Printf("  error %s: %s\n", name, e)
+		}
+	}
+}
+
+func okMiss(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "MISS"
+}
+
+func num(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case v >= 1e4:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	case v >= 100 || v == 0:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func build(dir, name string) {
+	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		fail(fmt.Errorf("building %s (run from bench/): %w", name, err))
+	}
+}
+
+// gitCommit names the commit busbar-mqtt was built from; the build uses
+// the working tree (replace ../), so uncommitted changes outside bench/
+// (Go files, go.mod, go.sum) are flagged.
+func gitCommit() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown (not a git checkout)"
+	}
+	c := strings.TrimSpace(string(out))
+	if exec.Command("git", "-C", "..", "diff", "--quiet", "HEAD", "--", "*.go", "go.mod", "go.sum", ":(exclude)bench").Run() != nil {
+		c += " + uncommitted Go changes outside bench/"
+	}
+	return c
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "mqttpeer:", err)
+	os.Exit(1)
 }
