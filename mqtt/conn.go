@@ -196,10 +196,21 @@ func (c *conn) packets(buf []byte, connected bool) ([]byte, bool, error) {
 // sendPublish writes a PUBLISH for m. Publisher's goroutine or read
 // loop, with the session's lock held (it guards the scratch buffers).
 func (c *conn) sendPublish(m *broker.Message, qos byte, id uint16, retain, dup bool, subID uint32) bool {
+	return c.writePublish(m, qos, id, retain, dup, subID, &c.topic, &c.hdr)
+}
+
+// sendPublishNoScratch is sendPublish from any goroutine without the
+// session's lock (its own buffers: a store commit callback).
+func (c *conn) sendPublishNoScratch(m *broker.Message, qos byte, id uint16, retain, dup bool, subID uint32) bool {
+	var topic, hdr []byte
+	return c.writePublish(m, qos, id, retain, dup, subID, &topic, &hdr)
+}
+
+func (c *conn) writePublish(m *broker.Message, qos byte, id uint16, retain, dup bool, subID uint32, topic, hdr *[]byte) bool {
 	var pp packet.PublishPacket
 	pp.QoS, pp.PacketID, pp.Retain, pp.Dup = qos, id, retain, dup
-	c.topic = SubjectToTopic(c.topic[:0], m.Subject)
-	pp.Topic = c.topic
+	*topic = SubjectToTopic((*topic)[:0], m.Subject)
+	pp.Topic = *topic
 	pp.Payload = m.Payload
 	if c.v == packet.V5 {
 		if p, ok := m.Ext.(*packet.Properties); ok && p != nil {
@@ -215,12 +226,12 @@ func (c *conn) sendPublish(m *broker.Message, qos byte, id uint16, retain, dup b
 		o.Unlock()
 		return true
 	}
-	c.hdr = packet.AppendPublishHeader(c.hdr[:0], c.v, &pp)
-	if c.clientMax > 0 && len(c.hdr)+len(pp.Payload) > c.clientMax {
+	*hdr = packet.AppendPublishHeader((*hdr)[:0], c.v, &pp)
+	if c.clientMax > 0 && len(*hdr)+len(pp.Payload) > c.clientMax {
 		o.Unlock()
 		return true // too large for the client: dropped, acting as sent [MQTT-3.1.2-25]
 	}
-	o.AppendLocked(c.hdr)
+	o.AppendLocked(*hdr)
 	o.AppendLocked(pp.Payload)
 	over := o.OverLocked()
 	o.Unlock()
@@ -229,7 +240,7 @@ func (c *conn) sendPublish(m *broker.Message, qos byte, id uint16, retain, dup b
 
 // sendAck writes a PUBACK, PUBREC, PUBREL or PUBCOMP.
 func (c *conn) sendAck(t packet.Type, id uint16, code packet.Code) {
-	if c.grouped != nil && (t == packet.Puback || t == packet.Pubrec || t == packet.Pubcomp) {
+	if c.grouped != nil && (t == packet.Puback || t == packet.Pubrec || t == packet.Pubrel || t == packet.Pubcomp) {
 		// Acknowledged only once what the packet changed is on disk:
 		// sent by flushAcks after the commit that covers it.
 		c.acks = packet.AppendAck(c.acks, c.v, &packet.AckPacket{Type: t, PacketID: id, Code: code})

@@ -350,20 +350,17 @@ func (c *conn) onPublish(p *packet.PublishPacket) error {
 		}
 	}
 	allowed := c.bs.CanPublish(c.subj)
-	if p.QoS == 2 && allowed {
-		c.sess.receive(p.PacketID)
-		c.inRecv++
-		// Exactly once across a crash: the id must be on disk before any
-		// subscriber can have the message, or a PUBLISH repeated after a
-		// restart would be delivered again.
-		if c.grouped != nil && c.sess.persistent() {
-			if err := c.grouped.Sync(bg); err != nil {
-				return fmt.Errorf("%w: store: %w", packet.UnspecifiedError, err)
-			}
-		}
-	}
 	if allowed {
 		c.publish(p)
+	}
+	if p.QoS == 2 && allowed {
+		// Recorded after routing: with a durable store the subscribers'
+		// records precede the id in the log, and nothing reaches a
+		// subscriber or the publisher (PUBREC) before both are on disk.
+		// A crash before that loses neither: the publisher re-sends and
+		// the message is routed again; after it, the re-send is known.
+		c.sess.receive(p.PacketID)
+		c.inRecv++
 	}
 	switch p.QoS {
 	case 1:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/store"
 	"github.com/busbar/busbar/transport"
 )
 
@@ -107,7 +108,8 @@ type server struct {
 	opts Options
 	ret  retained
 
-	loaded sync.Once // the Store's retained messages and sessions
+	loaded  sync.Once     // the Store's retained messages and sessions
+	grouped store.Grouped // the Store, when it group-commits
 
 	mu       sync.Mutex // guards sessions
 	sessions map[string]*session
@@ -117,7 +119,9 @@ type serverKey struct{}
 
 func serverFor(b *broker.Broker, o Options) *server {
 	srv := b.Extension(serverKey{}, func() any {
-		return &server{b: b, opts: o, sessions: make(map[string]*session)}
+		srv := &server{b: b, opts: o, sessions: make(map[string]*session)}
+		srv.grouped, _ = b.Store().(store.Grouped)
+		return srv
 	}).(*server)
 	// Outside Extension's lock: restoring connects sessions to the broker.
 	srv.loaded.Do(func() {

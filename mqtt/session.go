@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
@@ -148,6 +149,24 @@ func (s *session) send(om *outMsg) bool {
 	om.sent, om.sentAt = true, time.Now()
 	s.inflight = append(s.inflight, om)
 	s.storeInflightLocked(om)
+	if g := s.srv.grouped; g != nil && om.seq != 0 {
+		// Sent only once its record is on disk: a client must never hold
+		// a packet id the broker could forget in a crash (it would take a
+		// later message with that id for a duplicate and drop it).
+		c, m, qos, id, retain, subID := s.conn, &om.m, om.qos, om.id, om.retain, om.subID
+		g.Durable(func(err error) {
+			if err != nil {
+				c.Close(fmt.Errorf("%w: store: %w", packet.UnspecifiedError, err))
+				return
+			}
+			if !c.sendPublishNoScratch(m, qos, id, retain, false, subID) {
+				c.Close(broker.ErrSlowConsumer)
+				return
+			}
+			c.out.Wake()
+		})
+		return true
+	}
 	return s.conn.sendPublish(&om.m, om.qos, om.id, om.retain, false, om.subID)
 }
 
@@ -230,12 +249,40 @@ func (s *session) resume(c *conn) {
 		s.timer.Stop()
 		s.timer = nil
 	}
-	for _, om := range s.inflight {
-		if om.rel {
-			c.sendAck(pubrelType, om.id, 0)
-			continue
+	if g := s.srv.grouped; g != nil && s.persistent() && len(s.inflight) > 0 {
+		// After the commit that holds these records (some may be new).
+		type resend struct {
+			m        *broker.Message
+			qos      byte
+			id       uint16
+			rel, ret bool
+			subID    uint32
 		}
-		c.sendPublish(&om.m, om.qos, om.id, om.retain, true, om.subID)
+		rs := make([]resend, len(s.inflight))
+		for i, om := range s.inflight {
+			rs[i] = resend{&om.m, om.qos, om.id, om.rel, om.retain, om.subID}
+		}
+		g.Durable(func(err error) {
+			if err != nil {
+				return
+			}
+			for _, r := range rs {
+				if r.rel {
+					c.write(packet.AppendAck(nil, c.v, &packet.AckPacket{Type: pubrelType, PacketID: r.id}))
+				} else {
+					c.sendPublishNoScratch(r.m, r.qos, r.id, r.ret, true, r.subID)
+				}
+			}
+			c.out.Wake()
+		})
+	} else {
+		for _, om := range s.inflight {
+			if om.rel {
+				c.sendAck(pubrelType, om.id, 0)
+				continue
+			}
+			c.sendPublish(&om.m, om.qos, om.id, om.retain, true, om.subID)
+		}
 	}
 	s.fill()
 	c.out.Wake()
