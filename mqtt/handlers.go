@@ -350,6 +350,10 @@ func (c *conn) onPublish(p *packet.PublishPacket) error {
 		}
 	}
 	allowed := c.bs.CanPublish(c.subj)
+	if c.grouped != nil && p.QoS == 2 && allowed {
+		c.grouped.Begin() // the routing records and the id: one commit group
+		defer c.grouped.End()
+	}
 	if allowed {
 		c.publish(p)
 	}

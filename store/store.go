@@ -110,7 +110,14 @@ type Store interface {
 // non-nil: it never will be; the store failed). A transport acknowledges
 // from fn. Sync blocks until then. Stores that are not Grouped are
 // durable when each call returns.
+//
+// Begin and End bracket writes that must survive a crash together or not
+// at all (a QoS 2 PUBLISH: the subscribers' records and the packet id):
+// no commit group ends between them. Brackets may nest across goroutines;
+// keep them short.
 type Grouped interface {
 	Durable(fn func(err error))
 	Sync(ctx context.Context) error
+	Begin()
+	End()
 }

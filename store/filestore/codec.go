@@ -26,6 +26,10 @@ const (
 	opPutInbound
 	opDeleteInbound
 	opSetRetained
+	// opCommit ends a commit group: recovery applies a group's records
+	// only when its commit record is there, so a group is all or nothing
+	// even when a crash cuts a write short.
+	opCommit
 )
 
 const (

@@ -70,6 +70,8 @@ type Store struct {
 	log  *slog.Logger
 	mem  *store.Memory // the live state, the index Load replays
 
+	atomic sync.RWMutex // Begin/End hold it shared; the committer takes it to cut a group
+
 	mu      sync.Mutex // guards the fields up to cond and orders writes with mem
 	cond    *sync.Cond // signalled when there is work for the committer
 	pending enc        // records not yet written
@@ -291,6 +293,12 @@ func (s *Store) Durable(fn func(error)) {
 	s.mu.Unlock()
 }
 
+// Begin opens a bracket of writes committed together (store.Grouped).
+func (s *Store) Begin() { s.atomic.RLock() }
+
+// End closes a bracket opened by Begin.
+func (s *Store) End() { s.atomic.RUnlock() }
+
 // Sync blocks until every write ordered before it is on disk.
 func (s *Store) Sync(ctx context.Context) error {
 	ch := make(chan error, 1)
@@ -346,9 +354,21 @@ func (s *Store) commitLoop() {
 			time.Sleep(d) // let more writes join this group
 			s.mu.Lock()
 		}
+		s.mu.Unlock()
+		// Cut the group where no Begin/End bracket is open.
+		s.atomic.Lock()
+		s.mu.Lock()
 		buf, ticket := s.pending.b, s.written
 		s.pending.b = s.spare[:0]
 		s.mu.Unlock()
+		s.atomic.Unlock()
+		if len(buf) > 0 {
+			e := enc{b: buf}
+			m := e.begin(opCommit)
+			e.uint(ticket)
+			e.end(m)
+			buf = e.b
+		}
 
 		err := s.commit(buf)
 		s.spare = buf[:0]

@@ -24,12 +24,12 @@ func (s *Store) recover() error {
 	total := st.Size()
 	r := bufio.NewReaderSize(s.f, 256<<10)
 	var (
-		off    int64
-		n      int
-		hdr    [headerSize]byte
-		body   []byte
-		badWhy string
-		torn   bool
+		off, committed int64 // read so far; end of the last complete group
+		n              int   // records applied
+		hdr            [headerSize]byte
+		group          [][]byte // a group's records, applied at its commit record
+		badWhy         string
+		torn           bool
 	)
 	for off < total {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -47,10 +47,7 @@ func (s *Store) recover() error {
 			torn, badWhy = true, "the last record is cut short"
 			break
 		}
-		if cap(body) < int(length) {
-			body = make([]byte, length)
-		}
-		body = body[:length]
+		body := make([]byte, length)
 		if _, err := io.ReadFull(r, body); err != nil {
 			torn, badWhy = true, "the last record is cut short"
 			break
@@ -60,13 +57,25 @@ func (s *Store) recover() error {
 			torn, badWhy = end == total, "a record fails its checksum"
 			break
 		}
-		if err := s.apply(body); err != nil {
-			badWhy = "a record does not decode: " + err.Error()
-			break
-		}
 		off = end
-		n++
+		if body[0] != opCommit {
+			group = append(group, body)
+			continue
+		}
+		for _, b := range group {
+			if err := s.apply(b); err != nil {
+				return fmt.Errorf("%w: %s: a record before byte %d does not decode (%v); start with repair to cut the log at byte %d",
+					ErrCorrupt, filepath.Join(s.dir, LogName), off, err, committed)
+			}
+			n++
+		}
+		group = group[:0]
+		committed = off
 	}
+	if badWhy == "" && len(group) > 0 {
+		torn, badWhy = true, "the last commit group has no commit record"
+	}
+	off = committed
 	s.size = off
 	if off == total {
 		return nil
@@ -172,6 +181,9 @@ func (s *Store) compact() error {
 		return nil
 	})
 	ticket := s.written
+	at := e.begin(opCommit)
+	e.uint(ticket)
+	e.end(at)
 	dropped := s.pending.b
 	s.pending.b = nil
 	s.mu.Unlock()
