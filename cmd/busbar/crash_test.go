@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -53,10 +54,16 @@ type child struct {
 
 func startChild(t *testing.T, dir string, natsPort, mqttPort int) *child {
 	t.Helper()
+	return startChildArgs(t, dir, natsPort, mqttPort)
+}
+
+func startChildArgs(t *testing.T, dir string, natsPort, mqttPort int, extra ...string) *child {
+	t.Helper()
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	logs := &syncBuffer{}
-	cmd := exec.Command(exe, "-p", strconv.Itoa(natsPort), "--mqtt_port", strconv.Itoa(mqttPort), "--ws_port", "0", "-m", "0", "--store_dir", dir)
+	args := append([]string{"-p", strconv.Itoa(natsPort), "--mqtt_port", strconv.Itoa(mqttPort), "--ws_port", "0", "-m", "0", "--store_dir", dir}, extra...)
+	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), "BUSBAR_CRASH_CHILD=1")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start())
@@ -454,4 +461,46 @@ func (s *crashState) summary() string {
 	}
 	return fmt.Sprintf("q1 acked %d unacked %d delivered %d, q2 done %d outstanding %d delivered %d, q1 acked-not-delivered %d, q2 done-not-delivered %v",
 		len(s.q1Acked), len(s.q1Unack), len(s.q1Got), len(s.q2Done), len(s.q2Out), len(s.q2Got), missing, missing2)
+}
+
+// TestCorruptStoreRefusedOrRepaired: busbar does not start on a store
+// with a bad record in the middle (it says where and how to repair), and
+// starts with --store_repair, keeping what came before.
+func TestCorruptStoreRefusedOrRepaired(t *testing.T) {
+	dir := t.TempDir()
+	natsPort, mqttPort := testpeer.FreePort(t), testpeer.FreePort(t)
+	ch := startChild(t, dir, natsPort, mqttPort)
+	c := &rawClient{}
+	_, err := c.connect(testpeer.Addr(mqttPort), "keeper")
+	require.NoError(t, err)
+	c.send(packet.AppendSubscribe(nil, packet.V311, &packet.SubscribePacket{PacketID: 1, Subs: []packet.Subscription{{Filter: []byte("k/#"), QoS: 1}}}))
+	time.Sleep(200 * time.Millisecond)
+	pub := &rawClient{}
+	_, err = pub.connect(testpeer.Addr(mqttPort), "writer")
+	require.NoError(t, err)
+	for i := range 50 {
+		pub.send(packet.AppendPublish(nil, packet.V311, &packet.PublishPacket{QoS: 1, Topic: []byte("k/x"), PacketID: uint16(i + 1), Payload: []byte(strconv.Itoa(i))}))
+	}
+	time.Sleep(300 * time.Millisecond)
+	ch.kill()
+
+	path := dir + "/busbar.log"
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Greater(t, len(data), 400)
+	data[len(data)/2] ^= 0x40
+	require.NoError(t, os.WriteFile(path, data, 0o640))
+
+	var out, errb syncBuffer
+	code := run([]string{"-p", strconv.Itoa(natsPort), "--mqtt_port", strconv.Itoa(mqttPort), "--ws_port", "0", "-m", "0", "--store_dir", dir}, &out, &errb, nil)
+	require.Equal(t, 1, code)
+	require.Contains(t, errb.String(), "corrupt log")
+	require.Contains(t, errb.String(), "repair")
+
+	ch = startChildArgs(t, dir, natsPort, mqttPort, "--store_repair")
+	defer ch.kill()
+	require.Eventually(t, func() bool { return bytes.Contains([]byte(ch.logs.String()), []byte("repaired a corrupt log")) }, 5*time.Second, 20*time.Millisecond, ch.logs.String())
+	present, err := (&rawClient{}).connect(testpeer.Addr(mqttPort), "keeper")
+	require.NoError(t, err)
+	require.True(t, present, "the session from before the bad record is kept")
 }

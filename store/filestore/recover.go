@@ -64,7 +64,7 @@ func (s *Store) recover() error {
 		}
 		for _, b := range group {
 			if err := s.apply(b); err != nil {
-				return fmt.Errorf("%w: %s: a record before byte %d does not decode (%v); start with repair to cut the log at byte %d",
+				return fmt.Errorf("%w: %s: a record before byte %d does not decode (%v); open it with repair (busbar --store_repair) to cut the log at byte %d",
 					ErrCorrupt, filepath.Join(s.dir, LogName), off, err, committed)
 			}
 			n++
@@ -82,7 +82,7 @@ func (s *Store) recover() error {
 	}
 	dropped := total - off
 	if !torn && !s.opts.Repair {
-		return fmt.Errorf("%w: %s: at byte %d of %d, after %d good records (%s); start with repair to cut it there, dropping %d bytes",
+		return fmt.Errorf("%w: %s: at byte %d of %d, after %d good records (%s); open it with repair (busbar --store_repair) to cut it there, dropping %d bytes",
 			ErrCorrupt, filepath.Join(s.dir, LogName), off, total, n, badWhy, dropped)
 	}
 	if err := s.f.Truncate(off); err != nil {
