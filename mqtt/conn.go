@@ -246,7 +246,8 @@ func (c *conn) sendAck(t packet.Type, id uint16, code packet.Code) {
 		c.acks = packet.AppendAck(c.acks, c.v, &packet.AckPacket{Type: t, PacketID: id, Code: code})
 		return
 	}
-	c.write(packet.AppendAck(nil, c.v, &packet.AckPacket{Type: t, PacketID: id, Code: code}))
+	var buf [16]byte // 4 bytes in 3.1.1 and in 5.0 without properties
+	c.write(packet.AppendAck(buf[:0], c.v, &packet.AckPacket{Type: t, PacketID: id, Code: code}))
 }
 
 // flushAcks hands this read's acknowledgements to the store, to be sent
