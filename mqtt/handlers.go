@@ -9,6 +9,7 @@ import (
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/mqtt/packet"
+	"github.com/busbar/busbar/transport"
 )
 
 // refuse answers CONNECT with an error code, then the connection closes
@@ -141,10 +142,7 @@ func (c *conn) authenticate(cp *packet.ConnectPacket, clientID string) (*auth.Id
 	if cp.Username == nil && len(cp.Password) > 0 {
 		cr.JWT, cr.Token = cr.Password, cr.Password
 	}
-	if ts, ok := c.nc.(interface{ ConnectionState() tlsState }); ok {
-		st := ts.ConnectionState()
-		cr.TLS = &st
-	}
+	cr.TLS = transport.TLSState(c.nc)
 	return c.srv.b.Authenticate(context.Background(), cr)
 }
 

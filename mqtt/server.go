@@ -57,7 +57,6 @@ type Transport struct {
 	tlsCfg *tls.Config
 }
 
-type tlsState = tls.ConnectionState
 
 var _ transport.Transport = (*Transport)(nil)
 

@@ -486,10 +486,7 @@ func (c *conn) credentials(o *connectOpts) *auth.Credentials {
 			cr.Sig = sig
 		}
 	}
-	if ts, ok := c.nc.(interface{ ConnectionState() tlsState }); ok {
-		st := ts.ConnectionState()
-		cr.TLS = &st
-	}
+	cr.TLS = transport.TLSState(c.nc)
 	return cr
 }
 

@@ -18,7 +18,6 @@ import (
 	"github.com/busbar/busbar/transport"
 )
 
-type tlsState = tls.ConnectionState
 
 // Options configure the NATS listener.
 type Options struct {

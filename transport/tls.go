@@ -102,3 +102,22 @@ func ServerHandshake(ctx context.Context, c net.Conn, cfg *tls.Config, timeout t
 	}
 	return tc, nil
 }
+
+// TLSStateProvider is a connection over TLS that is not a *tls.Conn
+// itself (a WebSocket connection over wss://).
+type TLSStateProvider interface {
+	TLSState() *tls.ConnectionState
+}
+
+// TLSState returns the TLS state of c (a *tls.Conn or a
+// TLSStateProvider), or nil when c is not over TLS.
+func TLSState(c net.Conn) *tls.ConnectionState {
+	switch t := c.(type) {
+	case *tls.Conn:
+		st := t.ConnectionState()
+		return &st
+	case TLSStateProvider:
+		return t.TLSState()
+	}
+	return nil
+}

@@ -3,6 +3,7 @@ package websocket
 import (
 	"bytes"
 	"compress/flate"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -514,6 +515,10 @@ func (c *Conn) RemoteAddr() net.Addr               { return c.nc.RemoteAddr() }
 func (c *Conn) SetDeadline(t time.Time) error      { return c.nc.SetDeadline(t) }
 func (c *Conn) SetReadDeadline(t time.Time) error  { return c.nc.SetReadDeadline(t) }
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.nc.SetWriteDeadline(t) }
+
+// TLSState is the TLS state of a wss:// connection, nil for ws://
+// (transport.TLSStateProvider: verify_and_map works over WebSocket).
+func (c *Conn) TLSState() *tls.ConnectionState { return transport.TLSState(c.nc) }
 
 // NetConn is the connection under the WebSocket framing (TLS state).
 func (c *Conn) NetConn() net.Conn { return c.nc }

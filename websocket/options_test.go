@@ -149,3 +149,28 @@ func TestSlowConsumerOverWebSocket(t *testing.T) {
 		return e.b.Stats().SlowConsumers > 0
 	}, 10*time.Second, 10*time.Millisecond, "the subscriber that does not read is a slow consumer")
 }
+
+// TestWSSVerifyAndMap: over wss:// with a client certificate, tls {
+// verify_and_map } names the user, as over TCP.
+func TestWSSVerifyAndMap(t *testing.T) {
+	certs := testcert.Write(t)
+	a, err := auth.New(auth.Options{TLSMap: true, Users: []auth.User{{Name: "alice@example.com",
+		Perms: &auth.Permissions{Publish: &auth.SubjectPermission{Allow: []string{"alice.>"}}}}}})
+	require.NoError(t, err)
+	e := start(t, broker.Options{Authenticator: a}, websocket.Options{TLS: &transport.TLSOptions{
+		CertFile: certs.ServerCert, KeyFile: certs.ServerKey, CAFile: certs.CA, Verify: true,
+	}})
+	cert, err := tls.LoadX509KeyPair(certs.ClientCert, certs.ClientKey)
+	require.NoError(t, err)
+	errs := make(chan error, 4)
+	nc := connect(t, "wss://"+e.ws.Addr().String(), nats.Secure(&tls.Config{RootCAs: certs.Pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	require.NoError(t, nc.Publish("alice.ok", nil))
+	require.NoError(t, nc.Publish("bob.no", nil))
+	select {
+	case err := <-errs:
+		require.ErrorContains(t, err, `Permissions Violation for Publish to "bob.no"`, "the mapped user's permissions apply")
+	case <-time.After(3 * time.Second):
+		t.Fatal("the certificate did not map to the restricted user")
+	}
+}
