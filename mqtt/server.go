@@ -57,7 +57,6 @@ type Transport struct {
 	tlsCfg *tls.Config
 }
 
-
 var _ transport.Transport = (*Transport)(nil)
 
 // New builds the MQTT transport.

@@ -18,7 +18,6 @@ import (
 	"github.com/busbar/busbar/transport"
 )
 
-
 // Options configure the NATS listener.
 type Options struct {
 	Host string // default 127.0.0.1 when Port is set through Options
