@@ -110,7 +110,7 @@ var decoders = sync.Pool{New: func() any { return new(packet.Decoder) }}
 
 // Read buffer sizes: small while idle, growing to hold a whole packet.
 const (
-	minReadBuf  = 512
+	minReadBuf  = 128
 	idleReadBuf = 4096
 )
 
