@@ -104,7 +104,7 @@ type ConnectOptions struct {
 
 // Authenticate runs the broker's Authenticator on cr. With no
 // Authenticator every connection is accepted anonymously.
-func (b *Broker) Authenticate(ctx context.Context, cr *auth.Credentials) (*auth.Identity, error) {
+func (b *Broker) authenticate(ctx context.Context, cr *auth.Credentials) (*auth.Identity, error) {
 	a := b.opts.Load().Authenticator
 	if a == nil {
 		return nil, nil
@@ -311,6 +311,7 @@ func (s *Session) Close() {
 	delete(s.b.clients, s.info.ID)
 	s.b.closedIn.msgs += s.inMsgs.Load()
 	s.b.closedIn.bytes += s.inBytes.Load()
+	s.b.foldLocked(s, subs) // totals by transport (snapshot.go)
 	s.b.mu.Unlock()
 	if !s.detached {
 		s.b.nconns.Add(-1)

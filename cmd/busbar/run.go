@@ -17,6 +17,9 @@ import (
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/config"
+	"github.com/busbar/busbar/monitor"
+	"github.com/busbar/busbar/mqtt"
+	"github.com/busbar/busbar/store/filestore"
 	"github.com/busbar/busbar/transport"
 )
 
@@ -313,10 +316,25 @@ func (s *server) serve(stop <-chan os.Signal) error {
 		}
 		started = append(started, t)
 	}
+	mon, err := s.monitor(st, svcs)
+	if err != nil {
+		for _, st := range started {
+			_ = st.Close()
+		}
+		return err
+	}
 	if err := s.b.Start(started...); err != nil {
 		return err
 	}
-	s.logReady(svcs)
+	if mon != nil {
+		// Started last: the MQTT listener's Serve sets up the MQTT state
+		// the monitor's MQTT figures read, and mqtt.SessionStats called
+		// before it would set that state up with default options.
+		if err := s.b.Start(mon); err != nil {
+			return err
+		}
+	}
+	s.logReady(svcs, mon)
 	if stop == nil {
 		ch := make(chan os.Signal, 1)
 		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -336,12 +354,49 @@ func (s *server) serve(stop <-chan os.Signal) error {
 	return s.b.Shutdown(ctx)
 }
 
+// monitor builds the monitoring listener (-m, http_port) and binds it;
+// nil when monitoring is off. Port -1 picks a free port.
+func (s *server) monitor(st *filestore.Store, svcs []transport.Transport) (*monitor.Server, error) {
+	hp := s.cfg.Monitor
+	if hp.Port == 0 {
+		return nil, nil
+	}
+	o := monitor.Options{Host: hp.Host, Port: max(hp.Port, 0), Logger: s.log}
+	for _, t := range svcs {
+		if t.Name() == "mqtt" {
+			// Only with an MQTT listener: SessionStats would otherwise set
+			// up the broker's MQTT state with default options before the
+			// WebSocket listener's MQTT does.
+			o.MQTT = func() monitor.MQTTStats {
+				m := mqtt.SessionStats(s.b)
+				return monitor.MQTTStats{Sessions: m.Sessions, Connected: m.Connected, Inflight: m.Inflight,
+					Queued: m.Queued, Dropped: m.Dropped, Retained: m.Retained}
+			}
+			break
+		}
+	}
+	if st != nil {
+		o.Store = func() monitor.StoreStats {
+			f := st.Stats()
+			return monitor.StoreStats{Bytes: f.Bytes, Records: f.Records, Commits: f.Commits, Compactions: f.Compacted, LastSync: f.LastSync}
+		}
+	}
+	mon := monitor.New(s.b, o)
+	if err := mon.Listen(); err != nil {
+		return nil, err
+	}
+	return mon, nil
+}
+
 // logReady says in one line what runs where.
-func (s *server) logReady(svcs []transport.Transport) {
+func (s *server) logReady(svcs []transport.Transport, mon *monitor.Server) {
 	cfg := s.cfg
 	attrs := []any{"version", broker.Version}
 	for _, t := range svcs {
 		attrs = append(attrs, t.Name(), t.Addr().String())
+	}
+	if mon != nil {
+		attrs = append(attrs, mon.Name(), mon.Addr().String())
 	}
 	storeKind := "memory"
 	if cfg.Store.Enabled {
@@ -352,9 +407,6 @@ func (s *server) logReady(svcs []transport.Transport) {
 		attrs = append(attrs, "config", cfg.File)
 	}
 	var later []string
-	if cfg.Monitor.Port != 0 {
-		later = append(later, "monitoring "+cfg.Monitor.Addr())
-	}
 	if cfg.Leafnodes != nil {
 		later = append(later, fmt.Sprintf("leafnodes (%d remotes)", len(cfg.Leafnodes.Remotes)))
 	}

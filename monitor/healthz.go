@@ -1,0 +1,63 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+)
+
+// HealthStatus is the /healthz answer, as nats-server words it: status
+// "ok" (200) or "unavailable" (503) with the reasons.
+type HealthStatus struct {
+	Status     string   `json:"status"`
+	StatusCode int      `json:"status_code,omitempty"`
+	Error      string   `json:"error,omitempty"`
+	Errors     []string `json:"errors,omitempty"`
+}
+
+// Healthz reports whether the broker serves: it is not shutting down,
+// every service the broker runs is bound (its Addr is known), and every
+// Options.Checks passes (cmd/busbar's opens the store before any listener,
+// so a running command has it loaded). nil: healthy.
+func (s *Server) Healthz() []error {
+	var errs []error
+	if s.b.Closed() {
+		errs = append(errs, errors.New("broker: shutting down"))
+	}
+	for _, svc := range s.b.Services() {
+		if a, ok := svc.(interface{ Addr() net.Addr }); ok && isNilAddr(a.Addr()) {
+			errs = append(errs, fmt.Errorf("%s: not listening", svc.Name()))
+		}
+	}
+	for _, c := range s.opts.Checks {
+		if err := c.Check(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Name, err))
+		}
+	}
+	return errs
+}
+
+// isNilAddr sees through an interface holding a nil pointer.
+func isNilAddr(a net.Addr) bool {
+	if a == nil {
+		return true
+	}
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta == nil
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter) {
+	errs := s.Healthz()
+	if len(errs) == 0 {
+		writeJSON(w, http.StatusOK, HealthStatus{Status: "ok"})
+		return
+	}
+	h := HealthStatus{Status: "unavailable", StatusCode: http.StatusServiceUnavailable}
+	for _, err := range errs {
+		h.Errors = append(h.Errors, err.Error())
+	}
+	h.Error = strings.Join(h.Errors, "; ")
+	writeJSON(w, http.StatusServiceUnavailable, h)
+}

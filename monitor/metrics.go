@@ -1,0 +1,206 @@
+package monitor
+
+import (
+	"cmp"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/busbar/busbar/broker"
+)
+
+// /metrics is written in the Prometheus text exposition format (0.0.4)
+// by the few lines below rather than with a Prometheus client library: a
+// library would put its module and its dependencies (protobuf among them)
+// into every embedder's build for what is a dozen families of plain text.
+// The tests read the output with prometheus/common's own parser.
+
+// Metric names. Counters end in _total; every one is prefixed busbar_.
+const (
+	MetricInfo             = "busbar_info"
+	MetricStartTime        = "busbar_start_time_seconds"
+	MetricConnections      = "busbar_connections"
+	MetricSubscriptions    = "busbar_subscriptions"
+	MetricInMessages       = "busbar_in_messages_total"
+	MetricInBytes          = "busbar_in_bytes_total"
+	MetricOutMessages      = "busbar_out_messages_total"
+	MetricOutBytes         = "busbar_out_bytes_total"
+	MetricSlowConsumers    = "busbar_slow_consumers_total"
+	MetricAuthFailures     = "busbar_auth_failures_total"
+	MetricMQTTSessions     = "busbar_mqtt_sessions"
+	MetricMQTTConnected    = "busbar_mqtt_sessions_connected"
+	MetricMQTTInflight     = "busbar_mqtt_inflight_messages"
+	MetricMQTTQueued       = "busbar_mqtt_queued_messages"
+	MetricMQTTDropped      = "busbar_mqtt_dropped_messages_total"
+	MetricRetained         = "busbar_retained_messages"
+	MetricStoreSize        = "busbar_store_size_bytes"
+	MetricStoreRecords     = "busbar_store_records_total"
+	MetricStoreFsyncs      = "busbar_store_fsyncs_total"
+	MetricStoreLastFsync   = "busbar_store_last_fsync_seconds"
+	MetricStoreCompactions = "busbar_store_compactions_total"
+)
+
+// WriteMetrics appends the Prometheus text exposition of the broker's
+// figures to buf.
+func (s *Server) WriteMetrics(buf []byte) []byte {
+	p := promWriter{buf: buf}
+	o := s.b.Options()
+	f := s.gather(false)
+	p.family(MetricInfo, "gauge", "Build and identity of the server (value 1).")
+	p.sample(MetricInfo, 1, "version", broker.Version, "go_version", broker.GoVersion(), "server_id", s.b.ID(), "server_name", o.ServerName)
+	p.family(MetricStartTime, "gauge", "When the broker was made, in seconds since the epoch.")
+	p.sample(MetricStartTime, float64(s.b.StartTime().UnixNano())/1e9)
+
+	labels := f.labels()
+	byTransport := func(name, typ, help string, v func(t *transportFigures) int64) {
+		p.family(name, typ, help)
+		for _, l := range labels {
+			p.sample(name, float64(v(f.by[l])), "transport", l)
+		}
+	}
+	byTransport(MetricConnections, "gauge", "Open connections by transport.", func(t *transportFigures) int64 { return int64(t.Conns) })
+	byTransport(MetricInMessages, "counter", "Messages received from clients, by transport.", func(t *transportFigures) int64 { return t.InMsgs })
+	byTransport(MetricInBytes, "counter", "Message bytes (headers and payload) received from clients, by transport.", func(t *transportFigures) int64 { return t.InBytes })
+	byTransport(MetricOutMessages, "counter", "Messages delivered to clients, by transport.", func(t *transportFigures) int64 { return t.OutMsgs })
+	byTransport(MetricOutBytes, "counter", "Bytes written to clients, by transport (transports that count them).", func(t *transportFigures) int64 { return t.OutBytes })
+
+	st := s.b.Stats()
+	p.family(MetricSubscriptions, "gauge", "Subscriptions in every account's router.")
+	p.sample(MetricSubscriptions, float64(st.Subscriptions))
+	p.family(MetricSlowConsumers, "counter", "Clients closed for falling behind (over max_pending or the write deadline).")
+	p.sample(MetricSlowConsumers, float64(st.SlowConsumers))
+	s.writeAuthFailures(&p)
+	if s.opts.MQTT != nil {
+		s.writeMQTT(&p, s.opts.MQTT())
+	}
+	if s.opts.Store != nil {
+		writeStore(&p, s.opts.Store())
+	}
+	return p.buf
+}
+
+func (s *Server) writeAuthFailures(p *promWriter) {
+	type row struct {
+		transport, reason string
+		n                 int64
+	}
+	sum := make(map[[2]string]int64)
+	for k, n := range s.b.AuthFailures() {
+		sum[[2]string{transportOf(k.ConnType, ""), k.Reason}] += n
+	}
+	rows := make([]row, 0, len(sum))
+	for k, n := range sum {
+		rows = append(rows, row{k[0], k[1], n})
+	}
+	slices.SortFunc(rows, func(a, b row) int {
+		return cmp.Or(cmp.Compare(a.transport, b.transport), cmp.Compare(a.reason, b.reason))
+	})
+	p.family(MetricAuthFailures, "counter", "Refused authentications by transport and reason (invalid_credentials, connection_type, expired, error).")
+	for _, r := range rows {
+		p.sample(MetricAuthFailures, float64(r.n), "transport", r.transport, "reason", r.reason)
+	}
+}
+
+func (s *Server) writeMQTT(p *promWriter, m MQTTStats) {
+	gauges := []struct {
+		name, typ, help string
+		v               float64
+	}{
+		{MetricMQTTSessions, "gauge", "MQTT sessions kept, connected or not.", float64(m.Sessions)},
+		{MetricMQTTConnected, "gauge", "MQTT sessions with a live connection.", float64(m.Connected)},
+		{MetricMQTTInflight, "gauge", "QoS 1 and 2 messages sent to MQTT clients and not yet acknowledged.", float64(m.Inflight)},
+		{MetricMQTTQueued, "gauge", "Messages queued in MQTT sessions behind the in-flight window or an offline client.", float64(m.Queued)},
+		{MetricMQTTDropped, "counter", "Messages dropped for offline or over-limit MQTT sessions.", float64(m.Dropped)},
+		{MetricRetained, "gauge", "Retained messages.", float64(m.Retained)},
+	}
+	for _, g := range gauges {
+		p.family(g.name, g.typ, g.help)
+		p.sample(g.name, g.v)
+	}
+}
+
+func writeStore(p *promWriter, st StoreStats) {
+	rows := []struct {
+		name, typ, help string
+		v               float64
+	}{
+		{MetricStoreSize, "gauge", "Size of the durable store's log.", float64(st.Bytes)},
+		{MetricStoreRecords, "counter", "Records written to the durable store.", float64(st.Records)},
+		{MetricStoreFsyncs, "counter", "fsyncs of the durable store (one per commit group).", float64(st.Commits)},
+		{MetricStoreLastFsync, "gauge", "Duration of the durable store's last fsync.", st.LastSync.Seconds()},
+		{MetricStoreCompactions, "counter", "Compactions of the durable store's log.", float64(st.Compactions)},
+	}
+	for _, r := range rows {
+		p.family(r.name, r.typ, r.help)
+		p.sample(r.name, r.v)
+	}
+}
+
+// ContentType is the Prometheus text format's media type.
+const ContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+func (s *Server) handleMetrics(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", ContentType)
+	_, _ = w.Write(s.WriteMetrics(make([]byte, 0, 4096)))
+}
+
+// promWriter appends the text exposition format.
+type promWriter struct{ buf []byte }
+
+// family starts a metric family: its HELP and TYPE lines.
+func (p *promWriter) family(name, typ, help string) {
+	p.buf = append(p.buf, "# HELP "...)
+	p.buf = append(p.buf, name...)
+	p.buf = append(p.buf, ' ')
+	p.buf = append(p.buf, helpEscaper.Replace(help)...)
+	p.buf = append(p.buf, "\n# TYPE "...)
+	p.buf = append(p.buf, name...)
+	p.buf = append(p.buf, ' ')
+	p.buf = append(p.buf, typ...)
+	p.buf = append(p.buf, '\n')
+}
+
+// sample writes one line: name{k="v",...} value. labels are name, value
+// pairs.
+func (p *promWriter) sample(name string, v float64, labels ...string) {
+	p.buf = append(p.buf, name...)
+	if len(labels) > 0 {
+		p.buf = append(p.buf, '{')
+		for i := 0; i+1 < len(labels); i += 2 {
+			if i > 0 {
+				p.buf = append(p.buf, ',')
+			}
+			p.buf = append(p.buf, labels[i]...)
+			p.buf = append(p.buf, `="`...)
+			p.buf = append(p.buf, labelEscaper.Replace(labels[i+1])...)
+			p.buf = append(p.buf, '"')
+		}
+		p.buf = append(p.buf, '}')
+	}
+	p.buf = append(p.buf, ' ')
+	p.buf = appendValue(p.buf, v)
+	p.buf = append(p.buf, '\n')
+}
+
+var (
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+)
+
+// appendValue formats v as the format wants it: integers without an
+// exponent, NaN and infinities by name.
+func appendValue(b []byte, v float64) []byte {
+	switch {
+	case math.IsNaN(v):
+		return append(b, "NaN"...)
+	case math.IsInf(v, 1):
+		return append(b, "+Inf"...)
+	case math.IsInf(v, -1):
+		return append(b, "-Inf"...)
+	case v == math.Trunc(v) && math.Abs(v) < 1<<53:
+		return strconv.AppendInt(b, int64(v), 10)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}
