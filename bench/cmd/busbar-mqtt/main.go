@@ -1,8 +1,11 @@
 // Command busbar-mqtt runs busbar with only an MQTT listener, for
-// mqttpeer to measure in its own process.
+// mqttpeer and durablebench to measure in its own process. With
+// -store-dir it uses the durable file store (store/filestore) there: a
+// QoS 1 PUBACK then goes only after the message is fdatasync'ed.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log"
@@ -10,14 +13,17 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/mqtt"
+	"github.com/busbar/busbar/store/filestore"
 )
 
 func main() {
 	port := flag.Int("port", 0, "MQTT port (0: free)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file (until SIGINT/SIGTERM)")
+	storeDir := flag.String("store-dir", "", "durable store `DIR` (filestore; empty: in-memory store)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -32,7 +38,16 @@ func main() {
 			f.Close()
 		}()
 	}
-	b, err := broker.New(broker.Options{})
+	var opts broker.Options
+	var st *filestore.Store
+	if *storeDir != "" {
+		var err error
+		if st, err = filestore.Open(*storeDir, filestore.Options{}); err != nil {
+			log.Fatal(err)
+		}
+		opts.Store = st
+	}
+	b, err := broker.New(opts)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -50,4 +65,15 @@ func main() {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
 	<-ch
+	if st != nil {
+		// The store closes only after the broker has stopped writing to it.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := b.Shutdown(ctx); err != nil {
+			log.Print(err)
+		}
+		cancel()
+		if err := st.Close(); err != nil {
+			log.Print(err)
+		}
+	}
 }
