@@ -6,12 +6,58 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
+
+// tempDirs are the directories to remove, and pids the broker processes
+// to kill first, if the driver is interrupted or fails.
+var tempDirs = struct {
+	sync.Mutex
+	m    map[string]bool
+	pids map[int]bool
+}{m: map[string]bool{}, pids: map[int]bool{}}
+
+// cleanUp kills the brokers (a store directory removed under a running
+// broker could be recreated by it) and removes the directories. It
+// leaves tempDirs locked: the caller exits.
+func cleanUp() {
+	tempDirs.Lock()
+	for pid := range tempDirs.pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if len(tempDirs.pids) > 0 {
+		time.Sleep(200 * time.Millisecond)
+	}
+	for d := range tempDirs.m {
+		os.RemoveAll(d)
+	}
+}
+
+func removeTempDir(d string) {
+	tempDirs.Lock()
+	delete(tempDirs.m, d)
+	tempDirs.Unlock()
+	os.RemoveAll(d)
+}
+
+// removeTempDirsOnSignal removes the temporary directories and exits on
+// SIGINT, SIGTERM, SIGHUP or SIGPIPE (the children die with the driver).
+func removeTempDirsOnSignal() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
+	go func() {
+		sig := <-ch
+		cleanUp()
+		fmt.Fprintln(os.Stderr, "durablebench:", sig)
+		os.Exit(1)
+	}()
+}
 
 // peer is one broker configuration: how to start it and what its
 // durability setting is.
@@ -73,10 +119,44 @@ func startBroker(name, bin, data string) (*broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Directory and process are made and registered under the lock, so
+	// that an interrupt's cleanUp sees both or neither.
+	tempDirs.Lock()
+	b, err := spawn(name, bin, data, port)
+	if err == nil {
+		tempDirs.m[b.store] = true
+		tempDirs.pids[b.pid] = true
+	}
+	tempDirs.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	for range 2000 { // nats-server's JetStream start takes a moment
+		if c, err := net.Dial("tcp", b.addr); err == nil {
+			c.Close()
+			time.Sleep(200 * time.Millisecond) // let it settle
+			return b, nil
+		}
+		if !b.alive() {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.stop()
+	return nil, fmt.Errorf("%s did not start on %s", name, b.addr)
+}
+
+// spawn makes a store directory and starts the broker on port.
+func spawn(name, bin, data string, port int) (b *broker, err error) {
 	store, err := os.MkdirTemp(data, "durablebench-"+name+"-")
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(store)
+		}
+	}()
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	ps := strconv.Itoa(port)
 	var cmd *exec.Cmd
@@ -95,41 +175,24 @@ func startBroker(name, bin, data string) (*broker, error) {
 		// Mosquitto started as root drops to user mosquitto, which must be
 		// able to write mosquitto.db here.
 		if err := os.Chmod(store, 0o777); err != nil {
-			os.RemoveAll(store)
 			return nil, err
 		}
 		conf := filepath.Join(store, "mosquitto.conf")
 		c := fmt.Sprintf("listener %d 127.0.0.1\npersistence_location %s/\n%s", port, store, mosquittoConf)
 		if err := os.WriteFile(conf, []byte(c), 0o644); err != nil {
-			os.RemoveAll(store)
 			return nil, err
 		}
 		cmd = exec.Command("mosquitto", "-c", conf)
 	default:
-		os.RemoveAll(store)
 		return nil, fmt.Errorf("unknown broker %q", name)
 	}
 	cmd.Stderr = os.Stderr
 	// The child dies with the driver, whatever way the driver ends.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		os.RemoveAll(store)
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	b := &broker{name: name, cmd: cmd, addr: addr, pid: cmd.Process.Pid, store: store}
-	for range 2000 { // nats-server's JetStream start takes a moment
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			time.Sleep(200 * time.Millisecond) // let it settle
-			return b, nil
-		}
-		if !b.alive() {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	b.stop()
-	return nil, fmt.Errorf("%s did not start on %s", name, addr)
+	return &broker{name: name, cmd: cmd, addr: addr, pid: cmd.Process.Pid, store: store}, nil
 }
 
 // stop asks the broker to exit and kills it after 10 s; then removes its
@@ -147,7 +210,10 @@ func (b *broker) stop() {
 		_ = b.cmd.Process.Kill()
 		<-done
 	}
-	os.RemoveAll(b.store)
+	tempDirs.Lock()
+	delete(tempDirs.pids, b.pid)
+	tempDirs.Unlock()
+	removeTempDir(b.store)
 }
 
 func (b *broker) stat() []string {

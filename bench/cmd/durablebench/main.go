@@ -297,23 +297,35 @@ func main() {
 	var devNote string
 	cfg.flushes, devNote = newFlushCounter(data)
 
+	removeTempDirsOnSignal()
+	tempDirs.Lock()
 	bin, err := os.MkdirTemp("", "durablebench-bin")
+	if err == nil {
+		tempDirs.m[bin] = true
+	}
+	tempDirs.Unlock()
 	if err != nil {
 		fail(err)
 	}
-	defer os.RemoveAll(bin)
+	defer removeTempDir(bin)
 	versions := map[string]string{}
 	for _, p := range peers {
 		switch p.name {
 		case "busbar":
-			build(bin, "busbar-mqtt", "./cmd/busbar-mqtt")
+			if err := build(bin, "busbar-mqtt", "./cmd/busbar-mqtt"); err != nil {
+				fail(err)
+			}
 			versions[p.name] = "commit " + gitCommit()
 		case "nats", "nats-sync":
-			build(bin, "natsmqtt", "./cmd/durablebench/natsmqtt")
+			if err := build(bin, "natsmqtt", "./cmd/durablebench/natsmqtt"); err != nil {
+				fail(err)
+			}
 			out, _ := exec.Command(filepath.Join(bin, "natsmqtt"), "-version").Output()
 			versions[p.name] = strings.TrimSpace(string(out))
 		case "mochi", "mochi-sync":
-			build(bin, "mochipebble", "./cmd/durablebench/mochipebble")
+			if err := build(bin, "mochipebble", "./cmd/durablebench/mochipebble"); err != nil {
+				fail(err)
+			}
 			out, _ := exec.Command(filepath.Join(bin, "mochipebble"), "-version").Output()
 			versions[p.name] = strings.TrimSpace(string(out))
 		case "mosquitto":
@@ -524,15 +536,20 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func build(dir, name, pkg string) {
+// build builds pkg into dir (under the lock, so that an interrupt's
+// cleanUp does not remove dir while go build writes into it).
+func build(dir, name, pkg string) error {
 	if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
-		return
+		return nil
 	}
+	tempDirs.Lock()
+	defer tempDirs.Unlock()
 	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
-		fail(fmt.Errorf("building %s (run from bench/): %w", pkg, err))
+		return fmt.Errorf("building %s (run from bench/): %w", pkg, err)
 	}
+	return nil
 }
 
 // gitCommit names the commit busbar-mqtt was built from; the build uses
@@ -564,5 +581,6 @@ func loadavg() string {
 
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "durablebench:", err)
+	cleanUp()
 	os.Exit(1)
 }
