@@ -117,6 +117,7 @@ type serverKey struct{}
 
 func serverFor(b *broker.Broker, o Options) *server {
 	srv := b.Extension(serverKey{}, func() any {
+		o.setDefaults() // a caller that passes no options (SessionStats) gets the defaults, never zeros
 		srv := &server{b: b, opts: o, sessions: make(map[string]*session)}
 		srv.grouped, _ = b.Store().(store.Grouped)
 		return srv

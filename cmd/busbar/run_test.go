@@ -37,7 +37,7 @@ func TestRunServesAndStopsOnSignal(t *testing.T) {
 	var out, logs syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "--user", "alice", "--pass", "pw", "-D", "--mqtt_port", "-1", "--ws_port", "-1"}, &out, &logs, stop)
+		done <- run([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "--user", "alice", "--pass", "pw", "-D", "--mqtt_port", "-1", "--ws_port", "-1", "-m", "0"}, &out, &logs, stop)
 	}()
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
 	var nc *nats.Conn
@@ -74,10 +74,10 @@ func TestAddressInUse(t *testing.T) {
 	first := make(chan int, 1)
 	var l1, l2 syncBuffer
 	go func() {
-		first <- run([]string{"-p", strconv.Itoa(port), "--mqtt_port", "-1", "--ws_port", "-1"}, &l1, &l1, stop)
+		first <- run([]string{"-p", strconv.Itoa(port), "--mqtt_port", "-1", "--ws_port", "-1", "-m", "0"}, &l1, &l1, stop)
 	}()
 	require.Eventually(t, func() bool { return strings.Contains(l1.String(), "busbar ready") }, 5*time.Second, 10*time.Millisecond)
-	require.Equal(t, 1, run([]string{"-p", strconv.Itoa(port), "--mqtt_port", "-1", "--ws_port", "-1"}, &l2, &l2, nil))
+	require.Equal(t, 1, run([]string{"-p", strconv.Itoa(port), "--mqtt_port", "-1", "--ws_port", "-1", "-m", "0"}, &l2, &l2, nil))
 	require.Contains(t, l2.String(), "nats: listen 127.0.0.1:"+strconv.Itoa(port)+": address already in use")
 	close(stop)
 	<-first
