@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/busbar/busbar/store"
 )
@@ -174,6 +175,7 @@ func (s *Store) apply(body []byte) error {
 // snapshot has them), write it to a temporary file, sync, rename over the
 // log, sync the directory. Committer only.
 func (s *Store) compact() error {
+	start := time.Now()
 	var e enc
 	s.mu.Lock()
 	err := s.mem.Load(context.Background(), func(r store.Record) error {
@@ -215,7 +217,9 @@ func (s *Store) compact() error {
 	}
 	old := s.f
 	s.f = f
-	_ = old.Close()
+	// Closing the replaced log frees its blocks (tens of milliseconds for
+	// a large file on ext4): not on the commit path.
+	go func() { _ = old.Close() }()
 	before := s.size
 	s.size = int64(len(e.b))
 	s.mu.Lock()
@@ -228,7 +232,7 @@ func (s *Store) compact() error {
 	for _, fn := range fns {
 		fn()
 	}
-	s.log.Info("filestore: compacted the log", "before_bytes", before, "after_bytes", s.size)
+	s.log.Info("filestore: compacted the log", "before_bytes", before, "after_bytes", s.size, "took", time.Since(start))
 	return nil
 }
 
