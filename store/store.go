@@ -1,6 +1,6 @@
 // Package store is the broker's persistence seam: MQTT sessions, their
 // in-flight QoS 1/2 messages, inbound QoS 2 packet ids and retained
-// messages. Memory is the default; a durable Store (issue 7) keeps the
+// messages. Memory is the default; store/filestore keeps the
 // same contract on disk.
 //
 // Contract: a call that returns nil has made its effect durable (for a

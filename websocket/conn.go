@@ -86,7 +86,7 @@ type closeError struct {
 
 func (e *closeError) Error() string { return fmt.Sprintf("websocket: %s (close %d)", e.msg, e.code) }
 
-// ErrClosed is returned by Read after the client's close frame was read.
+// errPeerClosed is returned by Read after the client's close frame was read.
 var errPeerClosed = io.EOF
 
 func protoErr(format string, args ...any) error {

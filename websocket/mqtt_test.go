@@ -13,7 +13,6 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
-	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/busbar/busbar/auth"
@@ -213,7 +212,6 @@ func TestHandlerOnHostMux(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
-	_ = nats.ErrTimeout
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -160,7 +160,7 @@ func (t *Transport) serveRaw(ctx context.Context, b *broker.Broker, nc net.Conn)
 		if rej != nil && !o.Handshake.CloseOnFailure {
 			return nil, rejectError(rej)
 		}
-		return t.responseHeader(r), nil
+		return t.responseHeader(), nil
 	}
 	lc := &limitedConn{Conn: nc, left: o.MaxHandshakeBytes}
 	if _, err := u.Upgrade(lc); err != nil {
@@ -226,7 +226,7 @@ func (t *Transport) upgrader(r *request) ws.Upgrader {
 }
 
 // responseHeader is the extra headers of the 101.
-func (t *Transport) responseHeader(*request) ws.HandshakeHeader {
+func (t *Transport) responseHeader() ws.HandshakeHeader {
 	if t.header == nil {
 		return ws.HandshakeHeaderString("")
 	}
