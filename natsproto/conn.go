@@ -83,6 +83,7 @@ type conn struct {
 	pingTimer *time.Timer
 	authTimer *time.Timer
 	closing   atomic.Bool
+	cid       atomic.Uint64 // c.sess.ID() for Close, which may run before serve has c.sess
 	closeErr  atomic.Pointer[error]
 	outMsgs   atomic.Int64
 	outBytes  atomic.Int64
@@ -159,7 +160,7 @@ func (c *conn) Close(reason error) {
 		return
 	}
 	c.closeErr.Store(&reason)
-	c.b.Logger().Debug("nats: closing", "cid", c.sess.ID(), "reason", reason)
+	c.b.Logger().Debug("nats: closing", "cid", c.cid.Load(), "reason", reason)
 	c.pingTimer.Stop()
 	if c.cs != nil {
 		c.cs.SetCloseStatus(closeStatus(reason))
@@ -221,6 +222,9 @@ func (c *conn) serve(ctx context.Context) error {
 	c.sess, err = c.b.Connect(c, nil, broker.ConnectOptions{
 		Transport: c.t.Name(), ConnType: c.connType(), Remote: c.nc.RemoteAddr().String(),
 	})
+	if c.sess != nil {
+		c.cid.Store(c.sess.ID())
+	}
 	if err != nil {
 		c.pingTimer.Stop()
 		if c.onEnd != nil {
