@@ -21,7 +21,11 @@ func TestPriceService(t *testing.T) {
 			Subscribe: &auth.SubjectPermission{Allow: []string{"_INBOX.>"}},
 		}},
 	}})
-	if _, err := Serve(s.Conn(t, nats.UserInfo("svc", "svc-pw"))); err != nil {
+	svc := s.Conn(t, nats.UserInfo("svc", "svc-pw"))
+	if _, err := Serve(svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Flush(); err != nil { // the subscription is in place before anyone asks
 		t.Fatal(err)
 	}
 	shop, err := nats.Connect(s.NATSURL, nats.UserInfo("shop", "shop-pw"))
