@@ -168,7 +168,7 @@ func New(opts Options) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{
-		log:     opts.Logger,
+		log:     slog.New(newLimitHandler(opts.Logger.Handler(), LogRepeatInterval)),
 		id:      newServerID(),
 		router:  newSublist(),
 		start:   time.Now(),

@@ -80,13 +80,13 @@ func (b *Broker) reauthorize(s *Session) {
 		var err error
 		id, err = b.Authenticate(context.Background(), cr)
 		if err != nil {
-			b.log.Info("reload: closing a client the new configuration does not authorize", "cid", s.ID(), "creds", cr)
+			s.Log().Info("reload: closing a client the new configuration does not authorize", "creds", cr)
 			s.client.Close(fmt.Errorf("%w: %w", auth.ErrNotAuthorized, err))
 			return
 		}
 	}
 	if old != nil && id != nil && old.Account != id.Account {
-		b.log.Info("reload: closing a client whose account changed", "cid", s.ID(), "user", id.Name)
+		s.Log().Info("reload: closing a client whose account changed", "new_user", id.Name)
 		s.client.Close(ErrAccountChanged)
 		return
 	}
@@ -125,7 +125,7 @@ func (b *Broker) reauthorize(s *Session) {
 			continue
 		}
 		s.Unsubscribe(sub)
-		b.log.Info("reload: removed a subscription the new permissions forbid", "cid", s.ID(), "subject", string(sub.Subject))
+		s.Log().Info("reload: removed a subscription the new permissions forbid", "subject", string(sub.Subject))
 		if r, ok := s.client.(SubscriptionRevoker); ok {
 			r.Revoked(sub)
 		}

@@ -111,11 +111,11 @@ func (b *Broker) authenticate(ctx context.Context, cr *auth.Credentials) (*auth.
 	}
 	id, ok, err := a.Authenticate(ctx, cr)
 	if err != nil {
-		b.log.Warn("authentication could not decide", "creds", cr, "err", err)
+		b.log.Warn("authentication could not decide", "creds", cr, "remote", remoteOf(cr), "err", err)
 		return nil, fmt.Errorf("%w: %w", auth.ErrNotAuthorized, err)
 	}
 	if !ok || id == nil {
-		b.log.Debug("authentication failed", "creds", cr)
+		b.log.Warn("authentication failed", "creds", cr, "remote", remoteOf(cr))
 		return nil, auth.ErrNotAuthorized
 	}
 	if !id.ConnTypes.Allows(cr.Conn) {
@@ -386,7 +386,7 @@ func (s *Session) deliver(batch *Batch, sub *Subscription, m *Message) bool {
 	noteReply(sub, m) // before Deliver: an inline subscriber may answer at once
 	if !c.Deliver(sub, m) {
 		s.b.stats.slowConsumers.Add(1)
-		s.b.log.Warn("slow consumer: pending limit exceeded, closing", "subject", sub.Subject)
+		slowLog(s.b, sub).Warn("slow consumer: pending limit exceeded, closing", "subject", string(sub.Subject))
 		c.Close(ErrSlowConsumer)
 		return false
 	}

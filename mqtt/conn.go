@@ -323,6 +323,7 @@ func (c *conn) end(err error) {
 	if c.onEnd != nil {
 		defer c.onEnd()
 	}
+	c.logEnd(err)
 	if err != nil {
 		if errors.Is(err, broker.ErrServerShutdown) {
 			err = fmt.Errorf("%w: %w", packet.ServerShuttingDown, err)

@@ -83,7 +83,8 @@ type conn struct {
 	pingTimer *time.Timer
 	authTimer *time.Timer
 	closing   atomic.Bool
-	cid       atomic.Uint64 // c.sess.ID() for Close, which may run before serve has c.sess
+	cid       atomic.Uint64                  // c.sess.ID() for Close, which may run before serve has c.sess
+	sessp     atomic.Pointer[broker.Session] // c.sess for the same readers (log.go)
 	closeErr  atomic.Pointer[error]
 	outMsgs   atomic.Int64
 	outBytes  atomic.Int64
@@ -160,7 +161,7 @@ func (c *conn) Close(reason error) {
 		return
 	}
 	c.closeErr.Store(&reason)
-	c.b.Logger().Debug("nats: closing", "cid", c.cid.Load(), "reason", reason)
+	c.log().Debug("nats: closing", "reason", reason)
 	c.pingTimer.Stop()
 	if c.cs != nil {
 		c.cs.SetCloseStatus(closeStatus(reason))
@@ -224,6 +225,7 @@ func (c *conn) serve(ctx context.Context) error {
 	})
 	if c.sess != nil {
 		c.cid.Store(c.sess.ID())
+		c.sessp.Store(c.sess)
 	}
 	if err != nil {
 		c.pingTimer.Stop()
@@ -306,7 +308,7 @@ func (c *conn) writerEnded(err error) {
 	if err != nil && !c.closing.Load() {
 		// A write that times out is a slow consumer, as in nats-server.
 		c.b.CountSlowConsumer()
-		c.b.Logger().Warn("nats: write failed, closing", "cid", c.sess.ID(), "err", err)
+		c.log().Warn("nats: write failed, closing", "err", err)
 	}
 	_ = c.nc.Close()
 }
