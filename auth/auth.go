@@ -3,8 +3,13 @@
 //
 // A transport gathers what the peer presented into Credentials, asks the
 // broker's Authenticator, and gets back an Identity whose permissions and
-// allowed connection types the broker enforces. Host applications plug in
-// their own Authenticator, alone or in a Chain with the built-in ones.
+// allowed connection types the broker enforces. New builds the built-in
+// Authenticator from Options (users with plain or bcrypt passwords,
+// tokens, NKEYs, NATS JWT operator mode, TLS certificate mapping, API
+// keys, external JWTs, no_auth_user). Host applications plug in their own
+// Authenticator (an AuthenticatorFunc will do), alone or in a Chain with
+// the built-in ones. Secrets reach a log only through Credentials'
+// LogValue, which redacts them.
 package auth
 
 import (

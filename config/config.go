@@ -1,6 +1,7 @@
 // Package config reads the nats-server configuration format into typed
-// busbar options: broker limits, authentication, the NATS listener, and
-// the websocket {}, mqtt {} and leafnodes {} blocks.
+// busbar options: broker limits, authentication and accounts, the NATS
+// listener, the websocket {}, mqtt {} and leafnodes {} blocks, monitoring,
+// logging and the durable store (jetstream { store_dir }).
 //
 // The format: `key: value`, `key = value` or `key value`; {} maps and []
 // lists; # and // comments; quoted and bare strings; integers with size
@@ -9,11 +10,13 @@
 // relative to the including file. busbar also accepts map entries
 // separated only by blanks ({user: foo password: bar}). Every error is
 // "FILE:LINE:COL: message"; keys nats-server knows but busbar does not
-// implement are warnings.
+// implement are warnings. Reload applies a changed file to a running
+// broker, or refuses it whole.
 //
 //	cfg, err := config.Load("busbar.conf")
 //	opts, err := cfg.BrokerOptions(logger)
-//	b, err := broker.New(opts)
+//	st, err := cfg.OpenStore(logger) // nil, nil without jetstream
+//	b, err := broker.New(opts)        // with opts.Store = st when st != nil
 //	svcs, err := cfg.Transports()
 package config
 

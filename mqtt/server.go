@@ -1,7 +1,18 @@
 // Package mqtt speaks MQTT 3.1.1 and 5.0 on one port and maps MQTT topics
-// onto the broker's NATS subject space (nats-server 2.10+'s mapping), so
-// MQTT, NATS, WebSocket and in-process clients share one namespace. It
-// registers the "mqtt" transport. mqtt/packet is the codec.
+// onto the broker's NATS subject space (nats-server 2.10+'s mapping:
+// sensors/t1 is sensors.t1, + is *, # is >), so MQTT, NATS, WebSocket and
+// in-process clients share one namespace. It registers the "mqtt"
+// transport; mqtt/packet is the codec.
+//
+// New builds a Transport from Options (address, TLS, ack wait, in-flight
+// window, packet size and keep-alive limits); Listen binds it and
+// Broker.Start serves it, and the websocket package uses it as the
+// transport.ConnServer for MQTT over WebSocket. Sessions (QoS 1 and 2,
+// queued messages, wills, retained messages, shared subscriptions,
+// takeover) are kept per broker and mirrored into the broker's
+// store.Store, so with store/filestore persistent sessions survive a
+// restart. TopicToSubject and SubjectToTopic expose the mapping;
+// SessionStats and Retained report figures for monitoring.
 package mqtt
 
 import (

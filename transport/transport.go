@@ -1,7 +1,12 @@
 // Package transport holds what every busbar transport shares: the
-// Transport interface and its factory registry, the accept loop with
-// back-off, TLS listener configuration, and Outbound, the per-connection
-// write queue drained by one writer goroutine.
+// Transport interface (Listen, Addr, Serve, Close; it satisfies
+// broker.Service) and its registry of factories; Listener, which binds an
+// address with optional TLS (TLSOptions) and runs an accept loop with
+// back-off, and which a transport of your own can embed; ConnServer and
+// ConnOptions, for a protocol served on a connection accepted elsewhere
+// (the websocket package's upgrades); and Outbound, the per-connection
+// write queue drained by one writer goroutine through a Sink (writev on
+// TCP, one frame per batch on WebSocket, coalesced records on TLS).
 package transport
 
 import (

@@ -1,6 +1,9 @@
-// Package storetest is the conformance suite every store.Store must pass:
-// the in-memory store runs it, and the durable store (issue 7) will, with
-// reopening checks.
+// Package storetest is the conformance suite every store.Store must pass.
+// Run executes each check as a subtest against fresh stores from an open
+// function: store.Memory runs it, and store/filestore runs it with
+// Options.Reopen, which closes the store and opens the same data again so
+// the suite also checks that everything acknowledged survives. A Store of
+// your own runs it from one test function.
 package storetest
 
 import (
