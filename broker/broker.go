@@ -4,9 +4,14 @@
 // transports (natsproto, mqtt, websocket) register connections with it
 // through Connect and hand it messages through Session.Publish.
 //
-// A zero Options gives a usable in-memory broker with nats-server's
-// defaults. Several brokers can run side by side in one process: the
-// package keeps no running state of its own.
+// New builds a Broker from Options; a zero Options gives a usable
+// in-memory broker with nats-server's defaults. Local (and LocalAs, with
+// an identity) returns an in-process client that publishes, subscribes and
+// makes requests with no socket. Start runs transports (any Service) on
+// goroutines the broker tracks; Reload swaps options on a running broker;
+// Shutdown stops accepting, closes every client after it flushed, runs the
+// OnShutdown hooks and waits. Several brokers can run side by side in one
+// process: the package keeps no running state of its own.
 package broker
 
 import (
@@ -38,6 +43,9 @@ const (
 	DefaultPingMax        = 2
 	DefaultWriteDeadline  = 10 * time.Second
 	DefaultAuthTimeout    = 2 * time.Second
+
+	DefaultLameDuckDuration    = 2 * time.Minute
+	DefaultLameDuckGracePeriod = 10 * time.Second
 )
 
 // Options configures a Broker. The zero value is usable: every zero field
@@ -55,6 +63,15 @@ type Options struct {
 	PingMax          int           // unanswered pings before 'Stale Connection'; default 2
 	WriteDeadline    time.Duration // default 10s
 	AuthTimeout      time.Duration // default 2s
+	MaxClosedClients int           // closed connections kept for monitoring; default 10000; negative: none
+
+	// LameDuckDuration is how long LameDuck may take, from entering lame
+	// duck mode to the last client closed; default 2m (lameduck.go).
+	LameDuckDuration time.Duration
+	// LameDuckGracePeriod is how long LameDuck waits before it closes the
+	// first client; default 10s, or half the duration when that is under
+	// 20s; negative: no wait. It must be shorter than the duration.
+	LameDuckGracePeriod time.Duration
 
 	// Store keeps sessions, in-flight messages and retained messages.
 	// nil: store.NewMemory().
@@ -100,6 +117,15 @@ func (o *Options) setDefaults() {
 	if o.AuthTimeout == 0 {
 		o.AuthTimeout = DefaultAuthTimeout
 	}
+	if o.MaxClosedClients == 0 {
+		o.MaxClosedClients = DefaultMaxClosedClients
+	}
+	if o.LameDuckDuration == 0 {
+		o.LameDuckDuration = DefaultLameDuckDuration
+	}
+	if o.LameDuckGracePeriod == 0 {
+		o.LameDuckGracePeriod = min(DefaultLameDuckGracePeriod, o.LameDuckDuration/2)
+	}
 }
 
 // Validate reports the first option that cannot work.
@@ -113,8 +139,11 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: max_pending %d is negative", ErrInvalidOption, o.MaxPending)
 	case o.MaxPending > 0 && int64(o.MaxPayload) > o.MaxPending:
 		return fmt.Errorf("%w: max_payload %d is larger than max_pending %d", ErrInvalidOption, o.MaxPayload, o.MaxPending)
-	case o.PingInterval < 0, o.WriteDeadline < 0, o.AuthTimeout < 0:
+	case o.PingInterval < 0, o.WriteDeadline < 0, o.AuthTimeout < 0, o.LameDuckDuration < 0:
 		return fmt.Errorf("%w: durations must not be negative", ErrInvalidOption)
+	case o.LameDuckGracePeriod >= o.LameDuckDuration:
+		return fmt.Errorf("%w: lame duck grace period (%v) should be strictly lower than lame duck duration (%v)",
+			ErrInvalidOption, o.LameDuckGracePeriod, o.LameDuckDuration)
 	}
 	if errs := CheckAccounts(o.Accounts); len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalidOption, errs[0])

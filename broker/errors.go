@@ -7,6 +7,7 @@ import "errors"
 var (
 	ErrClosed         = errors.New("broker: closed")
 	ErrServerShutdown = errors.New("broker: server shutdown")
+	ErrLameDuck       = errors.New("broker: already in lame duck mode")
 	ErrInvalidOption  = errors.New("broker: invalid option")
 	ErrSlowConsumer   = errors.New("broker: slow consumer")
 	ErrMaxConnections = errors.New("broker: maximum connections exceeded")

@@ -307,11 +307,12 @@ func (s *Session) Close() {
 		sub.closed.Store(true)
 		_ = s.acc.Load().router.Remove(sub)
 	}
+	cc := s.closedConn(subs) // monitoring's record (closed.go)
 	s.b.mu.Lock()
 	delete(s.b.clients, s.info.ID)
 	s.b.closedIn.msgs += s.inMsgs.Load()
 	s.b.closedIn.bytes += s.inBytes.Load()
-	s.b.foldLocked(s, subs) // totals by transport (snapshot.go)
+	s.b.foldLocked(cc) // totals by transport, closed history (snapshot.go)
 	s.b.mu.Unlock()
 	if !s.detached {
 		s.b.nconns.Add(-1)

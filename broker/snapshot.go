@@ -21,7 +21,10 @@ type ConnStats struct {
 	OutMsgs, OutBytes   int64 // written to the peer
 	Pending             int64 // bytes queued for the writer
 	Lang, Version       string
-	RTT                 time.Duration
+	RTT                 time.Duration // PING round trip, when measured
+	// Reason is why the connection closed, in nats-server's words
+	// (Reason* constants, CloseReason); empty while it is open.
+	Reason string
 }
 
 // ConnStatser is an optional interface of a Client: monitoring shows its
@@ -31,6 +34,13 @@ type ConnStats struct {
 // locks never held while calling into the broker.
 type ConnStatser interface {
 	ConnStats() ConnStats
+}
+
+// HealthChecker is an optional interface of a Service: monitoring's
+// /healthz fails while Healthy returns an error (a listener whose accept
+// loop stopped). It may run on any goroutine.
+type HealthChecker interface {
+	Healthy() error
 }
 
 // ConnKey names a kind of connection: the transport that registered it and
@@ -134,7 +144,13 @@ func (s *Session) snapshot(withSubs bool) ConnSnapshot {
 		c.Stats = &st
 		c.OutMsgs, c.OutBytes = st.OutMsgs, st.OutBytes
 	}
-	slices.SortFunc(c.Subs, func(x, y SubSnapshot) int {
+	sortSubs(c.Subs)
+	return c
+}
+
+// sortSubs orders subscriptions by subject, then queue.
+func sortSubs(subs []SubSnapshot) {
+	slices.SortFunc(subs, func(x, y SubSnapshot) int {
 		if x.Subject != y.Subject {
 			if x.Subject < y.Subject {
 				return -1
@@ -149,31 +165,25 @@ func (s *Session) snapshot(withSubs bool) ConnSnapshot {
 		}
 		return 0
 	})
-	return c
 }
 
-// foldLocked adds a closing session's counters to the totals of sessions
-// gone; subs are the subscriptions it had. Session.Close, b.mu held.
-func (b *Broker) foldLocked(s *Session, subs map[*Subscription]struct{}) {
-	t := Totals{InMsgs: s.inMsgs.Load(), InBytes: s.inBytes.Load()}
-	if cs, ok := s.client.(ConnStatser); ok {
-		st := cs.ConnStats()
-		t.OutMsgs, t.OutBytes = st.OutMsgs, st.OutBytes
-	} else {
-		for sub := range subs {
-			t.OutMsgs += sub.delivered.Load()
-		}
-	}
+// foldLocked adds a closing session's counters (cc, made by closedConn)
+// to the totals of sessions gone, and records it in the closed-connection
+// history. Session.Close, b.mu held.
+func (b *Broker) foldLocked(cc *ClosedConn) {
 	st := b.snapLocked()
-	k := ConnKey{Transport: s.info.Transport, ConnType: s.info.ConnType} // both immutable after Connect
+	k := ConnKey{Transport: cc.Info.Transport, ConnType: cc.Info.ConnType} // both immutable after Connect
 	cur := st.closed[k]
-	cur.Add(t)
+	cur.Add(cc.Totals)
 	st.closed[k] = cur
+	b.recordClosedLocked(st, cc)
 }
 
 // snapState is the monitoring state a broker keeps, in b.ext.
 type snapState struct {
-	closed map[ConnKey]Totals // guarded by b.mu
+	closed  map[ConnKey]Totals  // guarded by b.mu
+	reasons map[closedKey]int64 // closed connections by kind and reason; b.mu
+	history closedRing          // the last closed connections; b.mu
 
 	authMu sync.Mutex
 	auth   map[AuthFailureKey]int64
@@ -189,7 +199,7 @@ func (b *Broker) snapLocked() *snapState {
 	if b.ext == nil {
 		b.ext = make(map[any]any)
 	}
-	st := &snapState{closed: make(map[ConnKey]Totals), auth: make(map[AuthFailureKey]int64)}
+	st := &snapState{closed: make(map[ConnKey]Totals), reasons: make(map[closedKey]int64), auth: make(map[AuthFailureKey]int64)}
 	b.ext[snapKey{}] = st
 	return st
 }

@@ -17,7 +17,7 @@ var ignoredTop = []string{
 	"logfile_max_num", "log_max_num", "syslog", "remote_syslog", "pidfile", "pid_file",
 	"ports_file_dir", "prof_port", "prof_block_rate", "proxy_protocol", "max_traced_msg_len",
 	"max_sub_tokens", "max_subscription_tokens", "ocsp", "allow_non_tls", "write_timeout",
-	"lame_duck_grace_period", "resolver_tls", "resolver_pinned_accounts", "system_account",
+	"resolver_tls", "resolver_pinned_accounts", "system_account",
 	"system", "no_system_account", "no_system", "no_sys_acc", "no_header_support", "trusted",
 	"trusted_keys", "connect_error_reports", "reconnect_error_reports", "server_tags",
 	"server_metadata", "feature_flags", "default_js_domain", "ocsp_cache",
@@ -53,7 +53,12 @@ func (d *dec) config(root *Map) *Config {
 					d.errf(e.Value.Pos, "lame_duck_duration: %s is under the minimum of 30s", x)
 					return
 				}
-				c.LameDuckDuration = x
+				c.LameDuckDuration, c.Broker.LameDuckDuration = x, x
+			}
+		},
+		"lame_duck_grace_period": func(e *Entry) {
+			if x, ok := d.duration(e); ok { // refuses a negative one
+				c.Broker.LameDuckGracePeriod = x
 			}
 		},
 		"no_auth_user": func(e *Entry) {
@@ -114,6 +119,9 @@ func (d *dec) config(root *Map) *Config {
 		c.Auth.Resolver = "MEMORY"
 	}
 	d.checkAuth(c, noAuthUser)
+	if g := c.Broker.LameDuckGracePeriod; g > 0 && g >= c.LameDuckDuration {
+		d.errf(d.pos["lame_duck_grace_period"], "lame duck grace period (%s) should be strictly lower than lame duck duration (%s)", g, c.LameDuckDuration)
+	}
 	if c.Broker.MaxPending > 0 && int64(c.Broker.MaxPayload) > c.Broker.MaxPending {
 		d.errf(d.pos["max_payload"], "max_payload %d is larger than max_pending %d", c.Broker.MaxPayload, c.Broker.MaxPending)
 	}

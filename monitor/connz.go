@@ -33,9 +33,11 @@ type Connz struct {
 
 // ConnInfo is one connection. Start, last_activity, uptime, idle, rtt,
 // lang and version come from transports that keep them
-// (broker.ConnStatser) and are left out otherwise. Without ConnStats,
+// (broker.ConnStatser: NATS and MQTT, over TCP or WebSocket) and are left
+// out otherwise. Without ConnStats (in-process broker.Local clients),
 // out_msgs counts deliveries to the connection's current subscriptions
-// and out_bytes and pending_bytes are 0.
+// and out_bytes and pending_bytes are 0. Stop and reason are set on
+// closed connections only; their uptime and idle run to stop.
 type ConnInfo struct {
 	Cid            uint64      `json:"cid"`
 	Kind           string      `json:"kind,omitempty"`
@@ -46,6 +48,8 @@ type ConnInfo struct {
 	Port           int         `json:"port"`
 	Start          *time.Time  `json:"start,omitempty"`
 	LastActivity   *time.Time  `json:"last_activity,omitempty"`
+	Stop           *time.Time  `json:"stop,omitempty"`
+	Reason         string      `json:"reason,omitempty"`
 	RTT            string      `json:"rtt,omitempty"`
 	Uptime         string      `json:"uptime,omitempty"`
 	Idle           string      `json:"idle,omitempty"`
@@ -79,14 +83,14 @@ type SubDetail struct {
 
 // ConnzOptions are the /connz query parameters.
 type ConnzOptions struct {
-	Sort       string // nats-server's: cid, start, subs, pending, msgs_to, msgs_from, bytes_to, bytes_from, last, idle, uptime; also in_msgs, out_msgs, in_bytes, out_bytes
+	Sort       string // nats-server's: cid, start, subs, pending, msgs_to, msgs_from, bytes_to, bytes_from, last, idle, uptime, and for closed connections stop, reason; also in_msgs, out_msgs, in_bytes, out_bytes
 	Auth       bool   // include authorized_user and account
 	Subs       bool   // include subscriptions_list
 	SubsDetail bool   // include subscriptions_list_detail
 	Offset     int
 	Limit      int    // 0: DefaultListSize
 	CID        uint64 // only this connection
-	State      string // open (default), closed (none are kept), all/any
+	State      string // open (default), closed (the last broker.Options.MaxClosedClients), all/any
 	User       string // only this authorized user (needs Auth)
 	Account    string // only this account (needs Auth)
 	MQTTClient string // only this MQTT client id
@@ -107,7 +111,8 @@ var sortKeys = map[string]func(c *ConnInfo) int64{
 	"in_bytes":   func(c *ConnInfo) int64 { return c.InBytes },
 	"last":       func(c *ConnInfo) int64 { return unixNano(c.LastActivity) },
 	"idle":       func(c *ConnInfo) int64 { return -unixNano(c.LastActivity) },
-	"uptime":     func(c *ConnInfo) int64 { return -int64(c.Cid) }, // longest-running last, as nats-server
+	"uptime":     func(c *ConnInfo) int64 { return -int64(c.Cid) },    // longest-running last, as nats-server
+	"stop":       func(c *ConnInfo) int64 { return unixNano(c.Stop) }, // closed only: the latest first
 }
 
 func unixNano(t *time.Time) int64 {
@@ -119,8 +124,13 @@ func unixNano(t *time.Time) int64 {
 
 // Connz lists the connections o asks for.
 func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
+	closedOnly := strings.EqualFold(o.State, "closed")
 	switch o.Sort {
 	case "", "cid", "start":
+	case "stop", "reason":
+		if !closedOnly {
+			return nil, fmt.Errorf("sort by %s only valid on closed connections", o.Sort)
+		}
 	default:
 		if sortKeys[o.Sort] == nil {
 			return nil, fmt.Errorf("invalid sorting option: %s", o.Sort)
@@ -140,9 +150,28 @@ func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
 	}
 	now := time.Now().UTC()
 	cz := &Connz{ID: s.b.ID(), Now: now, Offset: o.Offset, Limit: o.Limit, Conns: []*ConnInfo{}}
-	if strings.EqualFold(o.State, "closed") {
-		return cz, nil // busbar keeps no closed connections
+	var list []*ConnInfo
+	if !closedOnly {
+		list = s.openConns(&o, now)
 	}
+	if closedOnly || strings.EqualFold(o.State, "all") || strings.EqualFold(o.State, "any") {
+		list = s.closedConns(list, &o)
+	}
+	switch key := sortKeys[o.Sort]; {
+	case o.Sort == "reason":
+		slices.SortStableFunc(list, func(x, y *ConnInfo) int { return cmp.Compare(x.Reason, y.Reason) })
+	case key != nil:
+		slices.SortStableFunc(list, func(x, y *ConnInfo) int { return cmp.Compare(key(y), key(x)) })
+	} // else: by cid
+	cz.Total = len(list)
+	lo, hi := min(o.Offset, len(list)), min(o.Offset+o.Limit, len(list))
+	cz.Conns = list[lo:hi]
+	cz.NumConns = len(cz.Conns)
+	return cz, nil
+}
+
+// openConns lists the open connections o asks for, by cid.
+func (s *Server) openConns(o *ConnzOptions, now time.Time) []*ConnInfo {
 	snap := s.b.Snapshot(o.Subs || o.SubsDetail)
 	sessions := mqttSessions(&snap)
 	list := make([]*ConnInfo, 0, len(snap.Conns))
@@ -154,16 +183,39 @@ func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
 		if isMQTT(c.Info.ConnType) {
 			withSession(c, sessions[c.Info.Name])
 		}
-		list = append(list, connInfo(c, now, &o))
+		list = append(list, connInfo(c, now, o))
 	}
-	if key := sortKeys[o.Sort]; key != nil {
-		slices.SortStableFunc(list, func(x, y *ConnInfo) int { return cmp.Compare(key(y), key(x)) })
-	} // else: by cid, as the snapshot is
-	cz.Total = len(list)
-	lo, hi := min(o.Offset, len(list)), min(o.Offset+o.Limit, len(list))
-	cz.Conns = list[lo:hi]
-	cz.NumConns = len(cz.Conns)
-	return cz, nil
+	return list
+}
+
+// closedConns adds the closed connections o asks for to open, keeping the
+// list by cid. A connection that closed since open was listed is shown
+// closed only.
+func (s *Server) closedConns(open []*ConnInfo, o *ConnzOptions) []*ConnInfo {
+	closed := s.b.ClosedConns()
+	gone := make(map[uint64]bool, len(closed))
+	list := make([]*ConnInfo, 0, len(open)+len(closed))
+	for _, cc := range closed {
+		c := cc.ConnSnapshot // a copy: the record is shared
+		if !o.matches(&c) {
+			continue
+		}
+		if !o.Subs && !o.SubsDetail {
+			c.Subs = nil
+		}
+		ci := connInfo(&c, cc.Stop.UTC(), o)
+		stop := cc.Stop.UTC()
+		ci.Stop, ci.Reason = &stop, cc.Reason
+		gone[ci.Cid] = true
+		list = append(list, ci)
+	}
+	for _, ci := range open {
+		if !gone[ci.Cid] {
+			list = append(list, ci)
+		}
+	}
+	slices.SortFunc(list, func(x, y *ConnInfo) int { return cmp.Compare(x.Cid, y.Cid) })
+	return list
 }
 
 func (o *ConnzOptions) matches(c *broker.ConnSnapshot) bool {

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+
+	"github.com/busbar/busbar/broker"
 )
 
 // HealthStatus is the /healthz answer, as nats-server words it: status
@@ -18,8 +20,9 @@ type HealthStatus struct {
 }
 
 // Healthz reports whether the broker serves: it is not shutting down,
-// every service the broker runs is bound (its Addr is known), and every
-// Options.Checks passes (cmd/busbar's opens the store before any listener,
+// every service the broker runs is bound (its Addr is known) and, when it
+// says (broker.HealthChecker: every transport's listener), still
+// accepting, and every Options.Checks passes (cmd/busbar's opens the store before any listener,
 // so a running command has it loaded). nil: healthy.
 func (s *Server) Healthz() []error {
 	var errs []error
@@ -27,7 +30,11 @@ func (s *Server) Healthz() []error {
 		errs = append(errs, errors.New("broker: shutting down"))
 	}
 	for _, svc := range s.b.Services() {
-		if a, ok := svc.(interface{ Addr() net.Addr }); ok && isNilAddr(a.Addr()) {
+		if hc, ok := svc.(broker.HealthChecker); ok {
+			if err := hc.Healthy(); err != nil {
+				errs = append(errs, err) // names the listener: "nats: 127.0.0.1:4222: ..."
+			}
+		} else if a, ok := svc.(interface{ Addr() net.Addr }); ok && isNilAddr(a.Addr()) {
 			errs = append(errs, fmt.Errorf("%s: not listening", svc.Name()))
 		}
 	}

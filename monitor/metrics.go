@@ -29,6 +29,7 @@ const (
 	MetricOutBytes         = "busbar_out_bytes_total"
 	MetricSlowConsumers    = "busbar_slow_consumers_total"
 	MetricAuthFailures     = "busbar_auth_failures_total"
+	MetricClosedConns      = "busbar_closed_connections_total"
 	MetricMQTTSessions     = "busbar_mqtt_sessions"
 	MetricMQTTConnected    = "busbar_mqtt_sessions_connected"
 	MetricMQTTInflight     = "busbar_mqtt_inflight_messages"
@@ -64,7 +65,7 @@ func (s *Server) WriteMetrics(buf []byte) []byte {
 	byTransport(MetricInMessages, "counter", "Messages received from clients, by transport.", func(t *transportFigures) int64 { return t.InMsgs })
 	byTransport(MetricInBytes, "counter", "Message bytes (headers and payload) received from clients, by transport.", func(t *transportFigures) int64 { return t.InBytes })
 	byTransport(MetricOutMessages, "counter", "Messages delivered to clients, by transport.", func(t *transportFigures) int64 { return t.OutMsgs })
-	byTransport(MetricOutBytes, "counter", "Bytes written to clients, by transport (transports that count them).", func(t *transportFigures) int64 { return t.OutBytes })
+	byTransport(MetricOutBytes, "counter", "Message bytes (headers and payload) delivered to clients, by transport; in-process clients count none.", func(t *transportFigures) int64 { return t.OutBytes })
 
 	st := s.b.Stats()
 	p.family(MetricSubscriptions, "gauge", "Subscriptions in every account's router.")
@@ -72,6 +73,7 @@ func (s *Server) WriteMetrics(buf []byte) []byte {
 	p.family(MetricSlowConsumers, "counter", "Clients closed for falling behind (over max_pending or the write deadline).")
 	p.sample(MetricSlowConsumers, float64(st.SlowConsumers))
 	s.writeAuthFailures(&p)
+	s.writeClosed(&p)
 	if s.opts.MQTT != nil {
 		s.writeMQTT(&p, s.opts.MQTT())
 	}
@@ -100,6 +102,30 @@ func (s *Server) writeAuthFailures(p *promWriter) {
 	p.family(MetricAuthFailures, "counter", "Refused authentications by transport and reason (invalid_credentials, connection_type, expired, error).")
 	for _, r := range rows {
 		p.sample(MetricAuthFailures, float64(r.n), "transport", r.transport, "reason", r.reason)
+	}
+}
+
+// writeClosed writes the connections closed so far by transport and
+// reason (nats-server's closed-state words, broker.Reason*).
+func (s *Server) writeClosed(p *promWriter) {
+	type row struct {
+		transport, reason string
+		n                 int64
+	}
+	sum := make(map[[2]string]int64)
+	for _, c := range s.b.ClosedCounts() {
+		sum[[2]string{transportOf(c.ConnType, c.Transport), c.Reason}] += c.N
+	}
+	rows := make([]row, 0, len(sum))
+	for k, n := range sum {
+		rows = append(rows, row{k[0], k[1], n})
+	}
+	slices.SortFunc(rows, func(a, b row) int {
+		return cmp.Or(cmp.Compare(a.transport, b.transport), cmp.Compare(a.reason, b.reason))
+	})
+	p.family(MetricClosedConns, "counter", "Connections closed, by transport and reason (\"Client Closed\", \"Slow Consumer (Pending Bytes)\", \"Server Shutdown\", ...).")
+	for _, r := range rows {
+		p.sample(MetricClosedConns, float64(r.n), "transport", r.transport, "reason", r.reason)
 	}
 }
 

@@ -306,3 +306,8 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	w.l.Debug("monitor: " + msg)
 	return len(p), nil
 }
+
+// KeepInLameDuck keeps monitoring up in lame duck mode, as nats-server
+// does (broker.LameDuckKeeper): the drain stays observable until
+// Shutdown closes it.
+func (s *Server) KeepInLameDuck() bool { return true }

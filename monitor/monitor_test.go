@@ -421,8 +421,12 @@ func checkConnzQueries(t *testing.T, e *env) {
 	require.Equal(t, 2.0, cz["total"])
 	cz, _ = conns(t, e, "cid="+jsonNum(all[3]["cid"]))
 	require.Equal(t, 1.0, cz["total"])
-	cz, _ = conns(t, e, "state=closed")
-	require.Equal(t, 0.0, cz["total"])
+	cz, closed := conns(t, e, "state=closed")
+	require.Equal(t, 2.0, cz["total"], "the two refused logins")
+	for _, c := range closed {
+		require.Equal(t, broker.ReasonAuthViolation, c["reason"])
+		require.Contains(t, c, "stop")
+	}
 
 	for _, q := range []string{"sort=bogus", "limit=x", "subs=maybe", "user=alice", "state=sideways"} {
 		code, body := get(t, e.url("/connz?"+q))
@@ -509,7 +513,8 @@ func checkMetrics(t *testing.T, e *env) {
 		{monitor.MetricInBytes, "nats", 15}, {monitor.MetricInBytes, "mqtt", 4}, {monitor.MetricInBytes, "inprocess", 6},
 		{monitor.MetricOutMessages, "nats", 5}, {monitor.MetricOutMessages, "websocket", 4},
 		{monitor.MetricOutMessages, "mqtt", 3}, {monitor.MetricOutMessages, "inprocess", 4},
-		{monitor.MetricOutBytes, "nats", 0},
+		{monitor.MetricOutBytes, "nats", 21}, {monitor.MetricOutBytes, "websocket", 19},
+		{monitor.MetricOutBytes, "mqtt", 15}, {monitor.MetricOutBytes, "inprocess", 15}, // broker.Local counts no bytes
 	} {
 		v, ok := value(fams[tc.name], "transport", tc.transport)
 		require.True(t, ok, "%s{transport=%q}", tc.name, tc.transport)

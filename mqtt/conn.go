@@ -55,6 +55,7 @@ type conn struct {
 	onEnd      func()                 // ConnOptions.OnEnd, run by end
 	grouped    store.Grouped          // the broker's Store when it group-commits
 	acks       []byte                 // acknowledgements waiting for this read's commit
+	st         connStats              // monitoring (stats.go)
 }
 
 var _ broker.Client = (*conn)(nil)
@@ -69,8 +70,9 @@ func (srv *server) serveConn(nc net.Conn, ct auth.ConnType, handoff bool, pre *t
 	if pre != nil {
 		c.onEnd = pre.OnEnd
 	}
+	c.st.begin()
 	c.out = transport.NewOutbound(srv.b.Options().MaxPending)
-	c.out.Start(transport.ConnSink(nc), nc.SetWriteDeadline, srv.b.Options().WriteDeadline, srv.b.Go, func(error) { _ = nc.Close() })
+	c.out.Start(transport.ConnSink(nc), nc.SetWriteDeadline, srv.b.Options().WriteDeadline, srv.b.Go, c.writerEnded)
 	c.rbuf = make([]byte, 0, minReadBuf)
 	_ = nc.SetReadDeadline(time.Now().Add(srv.b.Options().AuthTimeout * 5))
 	err := c.readLoop(handoff)
@@ -127,6 +129,7 @@ func (c *conn) readLoop(handoff bool) error {
 		}
 		n, err := c.nc.Read(buf[len(buf):cap(buf)])
 		if n > 0 {
+			c.st.touch()
 			buf = buf[:len(buf)+n]
 			var perr error
 			c.dec = decoders.Get().(*packet.Decoder)
@@ -235,6 +238,7 @@ func (c *conn) writePublish(m *broker.Message, qos byte, id uint16, retain, dup 
 	o.AppendLocked(pp.Payload)
 	over := o.OverLocked()
 	o.Unlock()
+	c.st.sent(len(pp.Payload))
 	return !over
 }
 
@@ -286,6 +290,7 @@ func (c *conn) Close(reason error) {
 	if !c.closing.CompareAndSwap(false, true) {
 		return
 	}
+	reason = shutdownReason(reason) // lameduck.go
 	c.reason.Store(&reason)
 	var code packet.Code
 	if errors.As(reason, &code) && code >= 0x80 {

@@ -75,6 +75,7 @@ type conn struct {
 	pedantic  bool
 	headers   bool
 	noResp    bool
+	proto     int // CONNECT protocol: 1 takes INFO updates
 
 	mu   sync.Mutex // guards subs
 	subs map[string]*broker.Subscription
@@ -83,11 +84,13 @@ type conn struct {
 	pingTimer *time.Timer
 	authTimer *time.Timer
 	closing   atomic.Bool
+	asyncInfo atomic.Bool                    // PONG sent after a CONNECT with protocol 1: INFO updates are safe
 	cid       atomic.Uint64                  // c.sess.ID() for Close, which may run before serve has c.sess
 	sessp     atomic.Pointer[broker.Session] // c.sess for the same readers (log.go)
 	closeErr  atomic.Pointer[error]
 	outMsgs   atomic.Int64
 	outBytes  atomic.Int64
+	st        connStats // monitoring (stats.go)
 }
 
 var (
@@ -188,7 +191,7 @@ func closeStatus(reason error) (int, string) {
 	switch {
 	case errors.Is(reason, broker.ErrSlowConsumer):
 		return transport.ClosePolicyViolation, errSlowConsumer.text
-	case errors.Is(reason, broker.ErrClosed):
+	case errors.Is(reason, broker.ErrClosed), errors.Is(reason, broker.ErrServerShutdown):
 		return transport.CloseGoingAway, "Server Shutdown"
 	case errors.As(reason, &pe):
 		switch pe {
@@ -219,6 +222,7 @@ func (c *conn) serve(ctx context.Context) error {
 	// goroutine, may stop it as soon as the broker knows the client.
 	c.pingTimer = time.AfterFunc(time.Hour, c.ping)
 	c.pingTimer.Stop()
+	c.st.begin()
 	var err error
 	c.sess, err = c.b.Connect(c, nil, broker.ConnectOptions{
 		Transport: c.t.Name(), ConnType: c.connType(), Remote: c.nc.RemoteAddr().String(),
@@ -309,6 +313,7 @@ func (c *conn) writerEnded(err error) {
 		// A write that times out is a slow consumer, as in nats-server.
 		c.b.CountSlowConsumer()
 		c.log().Warn("nats: write failed, closing", "err", err)
+		c.Close(&broker.WriteError{Err: err}) // the reason monitoring shows
 	}
 	_ = c.nc.Close()
 }
@@ -333,6 +338,7 @@ func (c *conn) readLoop(handoff bool) error {
 		}
 		if n > 0 {
 			c.batch.Flush()
+			c.st.touch()
 		}
 		if perr != nil {
 			c.Close(perr)
@@ -397,6 +403,7 @@ func (c *conn) ping() {
 		c.Close(errStale)
 		return
 	}
+	c.st.pinged()
 	c.out.Write(pingLine)
 	c.pingTimer.Reset(opts.PingInterval)
 }
@@ -444,8 +451,10 @@ func (c *conn) onConnect(arg []byte) error {
 		}
 	}
 	c.verbose, c.pedantic, c.headers, c.noResp = o.Verbose, o.Pedantic, o.Headers, o.NoResponders
+	c.proto = o.Protocol
 	c.sess.SetEcho(o.Echo == nil || *o.Echo)
 	c.sess.SetName(o.Name)
+	c.st.setClient(o.Lang, o.Version)
 	c.connected = true
 	c.ok()
 	return nil
@@ -638,11 +647,12 @@ func (c *conn) onPing() error {
 	if err := c.ready(); err != nil {
 		return err
 	}
-	c.out.Write(pongLine)
+	c.pong() // lameduck.go
 	return nil
 }
 
 func (c *conn) onPong() error {
 	c.pingsOut.Store(0)
+	c.st.ponged()
 	return nil
 }

@@ -2,6 +2,18 @@
 // HPUB, SUB, UNSUB, MSG, HMSG, PING, PONG, +OK, -ERR) over TCP, TLS,
 // WebSocket and in-process connections, with nats-server's limits,
 // defaults and error strings. It registers the "nats" transport.
+//
+// New builds a Transport from Options (host, port, TLS, advertise);
+// Listen binds it, so an address error surfaces at once, and Broker.Start
+// serves it until Broker.Shutdown. The same Transport is the
+// transport.ConnServer the websocket package hands NATS-over-WebSocket
+// connections to, and InProcess gives nats.go a connection with no socket
+// (nats.InProcessServer). Each connection is a read loop with an in-place
+// parser and a transport.Outbound writer.
+//
+//	nt, _ := natsproto.New(natsproto.Options{Port: 4222})
+//	_ = nt.Listen()
+//	_ = b.Start(nt)
 package natsproto
 
 import (
@@ -124,7 +136,10 @@ type info struct {
 	LameDuck     bool     `json:"ldm,omitempty"`
 }
 
-func (t *Transport) infoLine(c *conn, _ []byte) []byte {
+func (t *Transport) infoLine(c *conn, _ []byte) []byte { return marshalInfo(t.infoDoc(c)) }
+
+// infoDoc is c's INFO. Read loop, or after c.asyncInfo is set.
+func (t *Transport) infoDoc(c *conn) info {
 	opts := c.b.Options()
 	in := info{
 		ServerID: c.b.ID(), ServerName: opts.ServerName, Version: broker.Version,
@@ -144,6 +159,10 @@ func (t *Transport) infoLine(c *conn, _ []byte) []byte {
 	if c.pre != nil {
 		in.WSConnectURL = c.pre.urls
 	}
+	return in
+}
+
+func marshalInfo(in info) []byte {
 	js, _ := json.Marshal(in)
 	return append(append([]byte("INFO "), js...), '\r', '\n')
 }

@@ -18,9 +18,10 @@ type Listener struct {
 	Proto   string // error prefix: "nats", "mqtt", "websocket"
 	Address string // host:port to bind; port 0 picks a free one
 
-	mu     sync.Mutex
-	ln     net.Listener
-	closed bool
+	mu      sync.Mutex
+	ln      net.Listener
+	closed  bool
+	stopped error // why the accept loop ended early (Healthy)
 }
 
 // Setup prepares a listener for proto on host:port (host default
@@ -60,6 +61,33 @@ func (l *Listener) Listen() error {
 	return nil
 }
 
+// UseListener makes the transport accept on ln instead of binding
+// Address: a socket the host application made (systemd activation, a
+// test that closes it underneath). Call it instead of Listen.
+func (l *Listener) UseListener(ln net.Listener) {
+	l.mu.Lock()
+	l.ln = ln
+	l.Address = ln.Addr().String()
+	l.mu.Unlock()
+}
+
+// Healthy reports whether the listener accepts connections: nil while
+// bound and its accept loop has not stopped on an error, nor Close been
+// called (broker.HealthChecker). Any goroutine.
+func (l *Listener) Healthy() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.ln == nil:
+		return fmt.Errorf("%s: %w", l.Proto, ErrNotListening)
+	case l.closed:
+		return fmt.Errorf("%s: %s: %w", l.Proto, l.ln.Addr(), ErrListenerClosed)
+	case l.stopped != nil:
+		return fmt.Errorf("%s: %s: %w", l.Proto, l.ln.Addr(), l.stopped)
+	}
+	return nil
+}
+
 // Addr is the bound address, or nil before Listen.
 func (l *Listener) Addr() net.Addr {
 	l.mu.Lock()
@@ -81,7 +109,11 @@ func (l *Listener) Close() error {
 	if l.ln == nil {
 		return nil
 	}
-	return l.ln.Close()
+	// Already closed underneath is not an error here: Healthy reports it.
+	if err := l.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // Accept runs the accept loop, calling serve on a new goroutine (started
@@ -108,12 +140,23 @@ func (l *Listener) Accept(ctx context.Context, spawn func(func()), serve func(ne
 				time.Sleep(delay)
 				continue
 			}
-			return fmt.Errorf("%s: accept: %w", l.Proto, err)
+			err = fmt.Errorf("%w: %w", ErrAcceptStopped, err)
+			l.mu.Lock()
+			l.stopped = err
+			l.mu.Unlock()
+			return fmt.Errorf("%s: %w", l.Proto, err)
 		}
 		delay = 0
 		spawn(func() { serve(c) })
 	}
 }
+
+// Errors Healthy reports (wrapped with the protocol and address).
+var (
+	ErrNotListening   = errors.New("transport: not listening")
+	ErrListenerClosed = errors.New("transport: listener closed")
+	ErrAcceptStopped  = errors.New("transport: accept loop stopped")
+)
 
 func (l *Listener) isClosed() bool {
 	l.mu.Lock()

@@ -55,7 +55,8 @@ type Transport struct {
 }
 
 var (
-	_ transport.Transport = (*Transport)(nil)
+	_ transport.Transport  = (*Transport)(nil)
+	_ broker.HealthChecker = (*Transport)(nil) // transport.Listener's accept-loop liveness, for /healthz
 )
 
 // New builds the WebSocket transport. TLS files are loaded here.

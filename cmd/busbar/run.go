@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,6 +31,7 @@ type flags struct {
 	debug, trace, debugTrace, version, check bool
 	storeRepair, jetstream                   bool
 	storeDir                                 string
+	signal                                   string          // --signal/-sl CMD=PID; --ldm PID is ldm=PID
 	set                                      map[string]bool // flags given on the command line
 }
 
@@ -64,6 +66,12 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.config, "c", "", "configuration `FILE` (alias --config)")
 	fs.StringVar(&f.config, "config", "", "configuration `FILE`")
 	fs.BoolVar(&f.check, "t", false, "check the configuration file and exit")
+	fs.Func("ldm", "put the busbar with `PID` (a number, or a pid file) in lame duck mode (SIGUSR2) and exit", func(v string) error {
+		f.signal = "ldm=" + v
+		return nil
+	})
+	fs.StringVar(&f.signal, "signal", "", "send `CMD=PID` to a running busbar and exit: ldm, reload, quit, term, stop (PID: a number or a pid file; alias -sl)")
+	fs.StringVar(&f.signal, "sl", "", "send `CMD=PID` to a running busbar and exit")
 	fs.BoolVar(&f.version, "v", false, "print the version and exit (alias --version)")
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -224,6 +232,13 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan os.Signal) int {
 		fmt.Fprintf(stdout, "busbar v%s (%s)\n", broker.Version, broker.GoVersion())
 		return 0
 	}
+	if f.signal != "" {
+		if err := sendSignal(f.signal); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		return 0
+	}
 	cfg, err := loadConfig(f)
 	if err == nil && f.check {
 		err = cfg.Check()
@@ -337,21 +352,87 @@ func (s *server) serve(stop <-chan os.Signal) error {
 	s.logReady(svcs, mon)
 	if stop == nil {
 		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR2)
 		defer signal.Stop(ch)
 		stop = ch
 	}
-	for sig := range stop {
-		if sig == syscall.SIGHUP {
-			_ = s.reload()
-			continue
+	return s.waitSignals(stop)
+}
+
+// waitSignals handles signals until the broker is to stop: SIGHUP
+// reloads, SIGUSR2 starts lame duck mode (which ends in a shutdown),
+// SIGINT/SIGTERM shut down; during lame duck mode they close the
+// remaining clients at once instead of waiting.
+func (s *server) waitSignals(stop <-chan os.Signal) error {
+	var (
+		ldDone   chan error
+		ldCancel context.CancelFunc
+	)
+	for {
+		select {
+		case err := <-ldDone:
+			return err
+		case sig, ok := <-stop:
+			switch {
+			case ok && sig == syscall.SIGHUP:
+				_ = s.reload()
+				continue
+			case ok && sig == syscall.SIGUSR2:
+				if ldDone != nil {
+					s.log.Info("already in lame duck mode")
+					continue
+				}
+				var ctx context.Context
+				ctx, ldCancel = context.WithCancel(context.Background())
+				defer ldCancel()
+				ldDone = make(chan error, 1)
+				go func() { ldDone <- s.b.LameDuck(ctx) }()
+				continue
+			case ldDone != nil:
+				s.log.Info("shutting down: closing the lame duck's remaining clients now", "signal", fmt.Sprint(sig))
+				ldCancel()
+				return <-ldDone
+			}
+			s.log.Info("shutting down", "signal", fmt.Sprint(sig))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return s.b.Shutdown(ctx)
 		}
-		s.log.Info("shutting down", "signal", fmt.Sprint(sig))
-		break
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return s.b.Shutdown(ctx)
+}
+
+// sendSignal is --signal CMD=PID (nats-server's -sl) and --ldm PID: it
+// signals a running busbar. PID is a process id or a file holding one.
+func sendSignal(arg string) error {
+	cmd, target, ok := strings.Cut(arg, "=")
+	if !ok || target == "" {
+		return fmt.Errorf("busbar: --signal %q: want CMD=PID (busbar finds no process by name; give its pid or pid file)", arg)
+	}
+	sigs := map[string]syscall.Signal{
+		"ldm": syscall.SIGUSR2, "reload": syscall.SIGHUP, "quit": syscall.SIGINT,
+		"term": syscall.SIGTERM, "stop": syscall.SIGKILL,
+	}
+	sig, ok := sigs[strings.ToLower(cmd)]
+	if !ok {
+		return fmt.Errorf("busbar: --signal: unknown command %q (ldm, reload, quit, term, stop)", cmd)
+	}
+	pid, err := strconv.Atoi(target)
+	if err != nil {
+		data, rerr := os.ReadFile(target)
+		if rerr != nil {
+			return fmt.Errorf("busbar: --signal %s: %q is neither a pid nor a readable pid file: %w", cmd, target, rerr)
+		}
+		if pid, err = strconv.Atoi(strings.TrimSpace(string(data))); err != nil {
+			return fmt.Errorf("busbar: --signal %s: pid file %s holds no pid", cmd, target)
+		}
+	}
+	if pid <= 0 {
+		return fmt.Errorf("busbar: --signal %s: invalid pid %d", cmd, pid)
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("busbar: --signal %s to pid %d: %w", cmd, pid, err)
+	}
+	return nil
 }
 
 // monitor builds the monitoring listener (-m, http_port) and binds it;
