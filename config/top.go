@@ -21,7 +21,7 @@ var ignoredTop = []string{
 	"system", "no_system_account", "no_system", "no_sys_acc", "no_header_support", "trusted",
 	"trusted_keys", "connect_error_reports", "reconnect_error_reports", "server_tags",
 	"server_metadata", "feature_flags", "default_js_domain", "ocsp_cache",
-	"no_fast_producer_stall", "max_closed_clients", "proxies",
+	"no_fast_producer_stall", "proxies",
 }
 
 // config maps the top-level keys.
@@ -34,19 +34,20 @@ func (d *dec) config(root *Map) *Config {
 		resolverSeen bool
 	)
 	f := map[string]field{
-		"listen":            func(e *Entry) { d.hostPort(e, &c.NATS.Host, &c.NATS.Port) },
-		"host":              d.setStr(&c.NATS.Host),
-		"port":              d.setPort(&c.NATS.Port),
-		"server_name":       func(e *Entry) { d.serverName(e, &c.Broker.ServerName) },
-		"client_advertise":  d.setStr(&c.NATS.ClientAdvertise),
-		"max_payload":       d.setInt(&c.Broker.MaxPayload, 1, maxPayloadLimit),
-		"max_control_line":  d.setInt(&c.Broker.MaxControlLine, 1, math.MaxInt32),
-		"max_pending":       d.setInt64(&c.Broker.MaxPending, 1, math.MaxInt64),
-		"max_connections":   d.setInt(&c.Broker.MaxConnections, -1, math.MaxInt32),
-		"max_subscriptions": d.setInt(&c.Broker.MaxSubscriptions, 0, math.MaxInt32),
-		"ping_interval":     d.setDur(&c.Broker.PingInterval),
-		"ping_max":          d.setInt(&c.Broker.PingMax, 1, math.MaxInt32),
-		"write_deadline":    d.setDur(&c.Broker.WriteDeadline),
+		"listen":             func(e *Entry) { d.hostPort(e, &c.NATS.Host, &c.NATS.Port) },
+		"host":               d.setStr(&c.NATS.Host),
+		"port":               d.setPort(&c.NATS.Port),
+		"server_name":        func(e *Entry) { d.serverName(e, &c.Broker.ServerName) },
+		"client_advertise":   d.setStr(&c.NATS.ClientAdvertise),
+		"max_payload":        d.setInt(&c.Broker.MaxPayload, 1, maxPayloadLimit),
+		"max_control_line":   d.setInt(&c.Broker.MaxControlLine, 1, math.MaxInt32),
+		"max_pending":        d.setInt64(&c.Broker.MaxPending, 1, math.MaxInt64),
+		"max_connections":    d.setInt(&c.Broker.MaxConnections, -1, math.MaxInt32),
+		"max_subscriptions":  d.setInt(&c.Broker.MaxSubscriptions, 0, math.MaxInt32),
+		"max_closed_clients": d.setInt(&c.Broker.MaxClosedClients, -1, math.MaxInt32),
+		"ping_interval":      d.setDur(&c.Broker.PingInterval),
+		"ping_max":           d.setInt(&c.Broker.PingMax, 1, math.MaxInt32),
+		"write_deadline":     d.setDur(&c.Broker.WriteDeadline),
 		"lame_duck_duration": func(e *Entry) {
 			if x, ok := d.duration(e); ok {
 				if x < minLameDuckDuration {
