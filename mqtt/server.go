@@ -87,6 +87,7 @@ func (t *Transport) Name() string { return "mqtt" }
 // Serve accepts MQTT connections until Close.
 func (t *Transport) Serve(ctx context.Context, b *broker.Broker) error {
 	srv := serverFor(b, t.opts)
+	t.Log = b.Logger()
 	return t.Accept(ctx, b.Go, func(nc net.Conn) {
 		if t.tlsCfg != nil {
 			tc, err := transport.ServerHandshake(ctx, nc, t.tlsCfg, t.opts.TLS.HandshakeTimeout())

@@ -75,6 +75,7 @@ func (t *Transport) Name() string { return "nats" }
 
 // Serve accepts connections until Close.
 func (t *Transport) Serve(ctx context.Context, b *broker.Broker) error {
+	t.Log = b.Logger()
 	return t.Accept(ctx, b.Go, func(nc net.Conn) {
 		c := &conn{b: b, t: t, nc: nc, handoff: true}
 		_ = t.start(ctx, c)

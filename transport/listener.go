@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -17,6 +18,9 @@ import (
 type Listener struct {
 	Proto   string // error prefix: "nats", "mqtt", "websocket"
 	Address string // host:port to bind; port 0 picks a free one
+	// Log receives the accept loop's warnings (an error it backs off
+	// from, such as too many open files); nil: none. Set it before Accept.
+	Log *slog.Logger
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -137,6 +141,9 @@ func (l *Listener) Accept(ctx context.Context, spawn func(func()), serve func(ne
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
 				delay = backoff(delay)
+				if l.Log != nil { // rate-limited by the broker's logger
+					l.Log.Warn(l.Proto+": accept failed, retrying", "address", l.Address, "retry_in", delay, "err", err)
+				}
 				time.Sleep(delay)
 				continue
 			}

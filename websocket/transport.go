@@ -105,6 +105,7 @@ func (t *Transport) AuthFailures() int64 { return t.authFailures.Load() }
 
 // Serve accepts connections until Close.
 func (t *Transport) Serve(ctx context.Context, b *broker.Broker) error {
+	t.Log = b.Logger()
 	return t.Accept(ctx, b.Go, func(nc net.Conn) { t.serveRaw(ctx, b, nc) })
 }
 
