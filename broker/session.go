@@ -32,6 +32,7 @@ type Session struct {
 	mgen    uint64
 	hops    int                // forwarding depth across accounts (account.go)
 	fwd     *[maxHops]fwdFrame // forwarding scratch, made on first use
+	fwdT    []fwdTarget        // Forwarder targets of the publishes under way (interest.go)
 
 	acc atomic.Pointer[account] // the identity's account: its router is this session's subject space
 
@@ -333,6 +334,9 @@ func (s *Session) Publish(batch *Batch, m *Message) int {
 func (s *Session) deliverAll(batch *Batch, r *Result, m *Message) int {
 	if r == nil {
 		r = s.match(m.Subject)
+	}
+	if r.fwd { // a leaf node link listens (interest.go)
+		return s.deliverFwd(batch, r, m)
 	}
 	m.fanout = len(r.Psubs) + len(r.Qsubs)
 	m.origin = s.client

@@ -21,6 +21,7 @@ const (
 type Result struct {
 	Psubs []*Subscription   // plain subscribers
 	Qsubs [][]*Subscription // one slice per queue group (all members of that group matching the subject)
+	fwd   bool              // a Forwarder's subscription is among them (interest.go)
 }
 
 // emptyResult is the shared answer when nothing matches.
@@ -36,7 +37,8 @@ type sublist struct {
 	gen      uint64        // bumped by every change to the trie
 	agen     atomic.Uint64 // gen, readable without s.mu (per-session caches)
 	cache    map[string]*Result
-	cacheMax int // 0 disables the cache
+	cacheMax int            // 0 disables the cache
+	watch    *interestTable // interest watchers (interest.go); nil: none
 }
 
 // level is one token position of the trie. Wildcard tokens have their own
@@ -99,6 +101,9 @@ func (s *sublist) Insert(sub *Subscription) error {
 	s.gen++
 	s.agen.Store(s.gen)
 	s.updateCache(sub, true)
+	if s.watch != nil {
+		s.watch.changed(sub, 1)
+	}
 	return nil
 }
 
@@ -134,6 +139,9 @@ func (s *sublist) Remove(sub *Subscription) error {
 			s.agen.Store(s.gen)
 			prune(path)
 			s.updateCache(sub, false)
+			if s.watch != nil {
+				s.watch.changed(sub, -1)
+			}
 			return nil
 		}
 		l, filter = n.next, rest
@@ -461,7 +469,7 @@ func newResult(psubs []*Subscription, qsubs [][]*Subscription) *Result {
 	if len(psubs) == 0 && len(qsubs) == 0 {
 		return emptyResult
 	}
-	return &Result{Psubs: psubs, Qsubs: qsubs}
+	return &Result{Psubs: psubs, Qsubs: qsubs, fwd: hasForwarder(psubs, qsubs)}
 }
 
 // with returns a copy of r that also holds sub; r is left unchanged. The

@@ -321,6 +321,10 @@ func (s *server) serve(stop <-chan os.Signal) error {
 	if err != nil {
 		return err
 	}
+	leaf, err := cfg.LeafnodeService(s.log) // leafnodes { remotes }: nil without
+	if err != nil {
+		return err
+	}
 	started := make([]broker.Service, 0, len(svcs))
 	for _, t := range svcs {
 		if err := t.Listen(); err != nil {
@@ -340,6 +344,11 @@ func (s *server) serve(stop <-chan os.Signal) error {
 	}
 	if err := s.b.Start(started...); err != nil {
 		return err
+	}
+	if leaf != nil {
+		if err := s.b.Start(leaf); err != nil {
+			return err
+		}
 	}
 	if mon != nil {
 		// Started last: the MQTT listener's Serve sets up the MQTT state

@@ -1,0 +1,618 @@
+package leafnode
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/busbar/busbar/auth"
+	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/transport"
+)
+
+// serverInfo is the part of the hub's INFO a leaf uses.
+type serverInfo struct {
+	ID            string                  `json:"server_id"`
+	Name          string                  `json:"server_name"`
+	Version       string                  `json:"version"`
+	Headers       bool                    `json:"headers"`
+	TLSRequired   bool                    `json:"tls_required"`
+	MaxPayload    int                     `json:"max_payload"`
+	Nonce         string                  `json:"nonce"`
+	CID           uint64                  `json:"client_id"`
+	Cluster       string                  `json:"cluster"`
+	LeafNodeURLs  []string                `json:"leafnode_urls"`
+	ConnectURLs   []string                `json:"connect_urls"`
+	InfoOnConnect bool                    `json:"info_on_connect"`
+	ConnectInfo   bool                    `json:"connect_info"`
+	RemoteAccount string                  `json:"remote_account"`
+	Import        *auth.SubjectPermission `json:"import"`
+	Export        *auth.SubjectPermission `json:"export"`
+}
+
+// Read buffer sizes, as natsproto's.
+const (
+	minReadBuf = 512
+	maxReadBuf = 64 << 10
+)
+
+var (
+	pingLine = []byte("PING\r\n")
+	pongLine = []byte("PONG\r\n")
+	crlf     = []byte("\r\n")
+)
+
+// conn is one connection of a link to a hub: a read loop (the link's run
+// goroutine) and a writer goroutine draining out.
+type conn struct {
+	l    *link
+	b    *broker.Broker
+	nc   net.Conn
+	out  *transport.Outbound
+	sess *broker.Session
+	p    *parser
+	info serverInfo
+	url  *url.URL
+
+	hdrs   bool                             // the hub takes headers (HMSG)
+	perms  atomic.Pointer[auth.Permissions] // Subscribe: what may come from the hub; Publish: what may go to it
+	denyIn *auth.Permissions                // deny_imports alone, checked on every inbound message
+
+	// Read loop state.
+	rb     []byte
+	batch  broker.Batch
+	msg    broker.Message
+	subs   map[string]*broker.Subscription // the hub's interest, by "subject" or "subject queue"
+	up     bool                            // the first PONG arrived
+	upFlag atomic.Bool                     // up, for other goroutines
+
+	pingsOut  atomic.Int32
+	pingSent  atomic.Int64 // UnixNano of the PING whose PONG gives the RTT
+	rtt       atomic.Int64
+	pingTimer *time.Timer
+	closing   atomic.Bool
+	closeErr  atomic.Pointer[error]
+	hubErr    atomic.Pointer[string] // the last -ERR text
+	start     time.Time
+	subsN     atomic.Int64
+}
+
+var _ broker.Forwarder = (*conn)(nil)
+
+// connect makes one connection to u and serves it until it ends. up
+// reports whether the hub accepted the link (answered our first PING).
+func (l *link) connect(ctx context.Context, u *url.URL) (up bool, err error) {
+	d := net.Dialer{Timeout: l.r.DialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return false, fmt.Errorf("dial: %w", err)
+	}
+	c := &conn{l: l, b: l.b, nc: nc, url: u, start: time.Now()}
+	if err := c.handshake(ctx); err != nil {
+		_ = c.nc.Close()
+		return false, err
+	}
+	return c.serve()
+}
+
+// tlsConfig is the remote's client TLS configuration for host.
+func (l *link) tlsConfig(host string) *tls.Config {
+	var cfg *tls.Config
+	if l.r.TLS != nil {
+		cfg = l.r.TLS.Clone()
+	} else {
+		cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+		cfg.ServerName = host
+	}
+	return cfg
+}
+
+func (c *conn) tlsUpgrade() error {
+	tc := tls.Client(c.nc, c.l.tlsConfig(c.url.Hostname()))
+	_ = tc.SetDeadline(time.Now().Add(c.l.r.TLSTimeout))
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("tls handshake: %w", err)
+	}
+	_ = tc.SetDeadline(time.Time{})
+	c.nc = tc
+	return nil
+}
+
+// handshake reads the hub's INFO, upgrades to TLS when asked, and
+// prepares CONNECT. Bytes after the INFO line are kept for the parser.
+func (c *conn) handshake(ctx context.Context) error {
+	r := &c.l.r
+	wantTLS := c.url.Scheme == "tls" || r.TLS != nil
+	if wantTLS && r.TLSHandshakeFirst {
+		if err := c.tlsUpgrade(); err != nil {
+			return err
+		}
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(r.FirstInfoTimeout))
+	line, rest, err := readLine(c.nc, c.b.Options().MaxControlLine*16)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return errFirstInfo
+		}
+		return fmt.Errorf("read INFO: %w", err)
+	}
+	_ = c.nc.SetReadDeadline(time.Time{})
+	op, arg := splitOp(line)
+	if !strings.EqualFold(string(op), "INFO") {
+		return fmt.Errorf("%w: first line is %q", ErrWrongPort, truncate(line))
+	}
+	if err := json.Unmarshal(arg, &c.info); err != nil {
+		return fmt.Errorf("%w: bad INFO: %w", ErrWrongPort, err)
+	}
+	if len(c.info.LeafNodeURLs) == 0 && !c.info.InfoOnConnect && len(c.info.ConnectURLs) > 0 {
+		return ErrWrongPort // a client port (it advertises client URLs, not leafnode ones)
+	}
+	if (wantTLS || c.info.TLSRequired) && !r.TLSHandshakeFirst {
+		if len(rest) > 0 {
+			return fmt.Errorf("leafnode: data after INFO before the TLS handshake")
+		}
+		if err := c.tlsUpgrade(); err != nil {
+			return err
+		}
+	}
+	c.rb = append(make([]byte, 0, minReadBuf), rest...)
+	c.hdrs = c.info.Headers
+	c.setPerms(c.info.Import, c.info.Export)
+	if len(r.DenyImports) > 0 {
+		c.denyIn = &auth.Permissions{Subscribe: &auth.SubjectPermission{Deny: r.DenyImports}}
+	}
+	c.l.addURLs(c.info.LeafNodeURLs, c.url)
+	return nil
+}
+
+// setPerms merges the hub's import/export permissions with the remote's
+// deny lists, as a nats-server leaf does.
+func (c *conn) setPerms(imp, exp *auth.SubjectPermission) {
+	r := &c.l.r
+	if imp == nil && exp == nil && len(r.DenyImports) == 0 && len(r.DenyExports) == 0 {
+		c.perms.Store(nil)
+		return
+	}
+	p := &auth.Permissions{Subscribe: &auth.SubjectPermission{}, Publish: &auth.SubjectPermission{}}
+	if imp != nil {
+		p.Subscribe.Allow = imp.Allow
+		p.Subscribe.Deny = append(p.Subscribe.Deny, imp.Deny...)
+	}
+	p.Subscribe.Deny = append(p.Subscribe.Deny, r.DenyImports...)
+	if exp != nil {
+		p.Publish.Allow = exp.Allow
+		p.Publish.Deny = append(p.Publish.Deny, exp.Deny...)
+	}
+	p.Publish.Deny = append(p.Publish.Deny, r.DenyExports...)
+	c.perms.Store(p)
+}
+
+// readLine reads up to the first '\n' (at most max bytes): the line
+// without CRLF, and what was read past it.
+func readLine(nc net.Conn, max int) (line, rest []byte, err error) {
+	buf := make([]byte, 0, 4096)
+	for {
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			return bytes.TrimRight(buf[:i], "\r"), buf[i+1:], nil
+		}
+		if len(buf) > max {
+			return nil, nil, fmt.Errorf("leafnode: INFO longer than %d bytes", max)
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
+		}
+		n, err := nc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil && n == 0 {
+			return nil, nil, err
+		}
+	}
+}
+
+func truncate(b []byte) string {
+	if len(b) > 64 {
+		return string(b[:64]) + "..."
+	}
+	return string(b)
+}
+
+// serve sends CONNECT and the local interest, then reads until the
+// connection ends.
+func (c *conn) serve() (up bool, err error) {
+	l, r := c.l, &c.l.r
+	ci := connectInfo{
+		Version: broker.Version, ID: c.b.ID(), Name: l.name, Headers: c.hdrs,
+		DenyPub: r.DenyImports, RemoteAccount: accountName(r.Account), Proto: protoVersion,
+	}
+	user, pass, hasPass := r.User, r.Password, r.Password != ""
+	if ui := c.url.User; ui != nil {
+		user = ui.Username()
+		pass, hasPass = ui.Password()
+	}
+	if err := sign(&ci, r, user, pass, hasPass, []byte(c.info.Nonce)); err != nil {
+		return false, err
+	}
+	opts := c.b.Options()
+	maxPayload := opts.MaxPayload
+	if c.info.MaxPayload > maxPayload {
+		maxPayload = c.info.MaxPayload
+	}
+	c.p = newParser(c, max(opts.MaxControlLine, 4096), maxPayload)
+	c.out = transport.NewOutbound(0) // no pending limit on a leaf link, as nats-server
+	c.pingTimer = time.AfterFunc(time.Hour, c.ping)
+	c.pingTimer.Stop()
+	c.sess, err = c.b.Connect(c, nil, broker.ConnectOptions{
+		Transport: "leafnode", ConnType: auth.ConnLeafnode, Name: c.info.Name,
+		Remote: c.nc.RemoteAddr().String(), Detached: true,
+	})
+	if err != nil {
+		return false, err
+	}
+	c.out.Write(appendConnect(nil, &ci))
+	c.out.Start(transport.ConnSink(c.nc), c.nc.SetWriteDeadline, opts.WriteDeadline, c.b.Go, c.writerEnded)
+
+	// From here on interest changes reach this connection; Each then
+	// sends the full set while changes wait (see broker.InterestWatch).
+	l.mu.Lock()
+	l.cur = c
+	l.mu.Unlock()
+	c.sendLine(appendSub(nil, []byte(l.lds), nil, 1))
+	l.watch.Each(c.sendInterest)
+	c.pingSent.Store(time.Now().UnixNano())
+	c.out.Write(pingLine)
+	c.pingTimer.Reset(opts.PingInterval)
+
+	err = c.readLoop()
+	c.finish()
+	return c.up, err
+}
+
+func accountName(a string) string {
+	if a == "" {
+		return broker.GlobalAccount
+	}
+	return a
+}
+
+// sendInterest sends one aggregated interest change (broker.InterestFunc;
+// called with the router's lock held).
+func (c *conn) sendInterest(subject, queue []byte, n int) {
+	if p := c.perms.Load(); p != nil && !p.CanSubscribe(subject, queue) {
+		return // the hub would close the link over it
+	}
+	var buf [256]byte
+	if n > 0 {
+		c.sendLine(appendSub(buf[:0], subject, queue, n))
+	} else {
+		c.sendLine(appendUnsub(buf[:0], subject, queue))
+	}
+}
+
+func (c *conn) sendLine(b []byte) {
+	c.out.Write(b)
+}
+
+// readLoop reads and parses until the connection ends.
+func (c *conn) readLoop() error {
+	rb := c.rb[:cap(c.rb)]
+	if len(c.rb) > 0 {
+		err := c.p.parse(c.rb)
+		c.batch.Flush()
+		if err != nil {
+			c.Close(err)
+			return c.reason(err)
+		}
+	}
+	for {
+		n, err := c.nc.Read(rb)
+		if n > 0 {
+			perr := c.p.parse(rb[:n])
+			c.batch.Flush()
+			if perr != nil {
+				c.Close(perr)
+				return c.reason(perr)
+			}
+			if n == len(rb) && len(rb) < maxReadBuf {
+				rb = make([]byte, len(rb)*2)
+			}
+		}
+		if err != nil {
+			c.Close(err)
+			return c.reason(err)
+		}
+	}
+}
+
+// reason is why the connection ended: the first Close reason, with the
+// hub's -ERR text when it sent one.
+func (c *conn) reason(fallback error) error {
+	err := fallback
+	if p := c.closeErr.Load(); p != nil {
+		err = *p
+	}
+	if h := c.hubErr.Load(); h != nil {
+		return fmt.Errorf("%w: -ERR %s (%w)", ErrHubRefused, *h, err)
+	}
+	return err
+}
+
+// finish releases what the connection held once its read loop ended.
+func (c *conn) finish() {
+	c.pingTimer.Stop()
+	c.l.mu.Lock()
+	if c.l.cur == c {
+		c.l.cur = nil
+	}
+	c.l.mu.Unlock()
+	c.sess.Close() // drops the hub's interest from the router
+	<-c.out.Done()
+}
+
+// writerEnded runs once the outbound queue is closed and drained, or a
+// write failed: closing the socket ends the read loop.
+func (c *conn) writerEnded(err error) {
+	if err != nil && !c.closing.Load() {
+		c.l.log.Warn("leafnode: write failed, closing", "err", err)
+	}
+	_ = c.nc.Close()
+}
+
+// --- broker.Client ---
+
+// Deliver is used only by paths that do not know Forwarders (it sends
+// the message as for one subscription).
+func (c *conn) Deliver(sub *broker.Subscription, m *broker.Message) bool {
+	if len(sub.Queue) > 0 {
+		q := [1][]byte{sub.Queue}
+		return c.Forward(m, false, q[:])
+	}
+	return c.Forward(m, true, nil)
+}
+
+// Wake flushes the writer once per publish batch.
+func (c *conn) Wake() { c.out.Wake() }
+
+// Close ends the connection from any goroutine.
+func (c *conn) Close(reason error) {
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
+	c.closeErr.Store(&reason)
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+	}
+	if c.out == nil {
+		_ = c.nc.Close()
+		return
+	}
+	c.out.Close(!errors.Is(reason, broker.ErrSlowConsumer))
+}
+
+// Forward writes one LMSG/HMSG for m (broker.Forwarder). Publisher's
+// goroutine; allocates nothing.
+func (c *conn) Forward(m *broker.Message, plain bool, queues [][]byte) bool {
+	if p := c.perms.Load(); p != nil && p.Publish != nil && !p.CanPublish(m.Subject) {
+		return true // deny_exports, or the hub's export permissions
+	}
+	hdr := m.Header
+	if hdr == nil && m.MQTT {
+		hdr = mqttHeaders[min(m.QoS, 2)]
+	}
+	if !c.hdrs {
+		hdr = nil
+	}
+	hl := -1
+	if hdr != nil {
+		hl = len(hdr)
+	}
+	size := len(hdr) + len(m.Payload)
+	o := c.out
+	o.Lock()
+	if o.ClosedLocked() {
+		o.Unlock()
+		return true
+	}
+	buf := o.HeadroomLocked(msgLineLen(m.Subject, m.Reply, queues))
+	buf = appendMsgLine(buf, m.Subject, m.Reply, queues, hl, size)
+	o.CommitLocked(buf)
+	if hdr != nil {
+		o.AppendLocked(hdr)
+	}
+	if len(m.Payload) >= transport.RefThreshold && (m.PayloadStable() || m.Fanout() > 1) {
+		o.AppendRefLocked(m.Stable().Payload)
+	} else {
+		o.AppendLocked(m.Payload)
+	}
+	o.AppendLocked(crlf)
+	over := o.OverLocked()
+	o.Unlock()
+	c.l.stats.outMsgs.Add(1)
+	c.l.stats.outBytes.Add(int64(size))
+	return !over
+}
+
+// --- timers ---
+
+func (c *conn) ping() {
+	if c.closing.Load() {
+		return
+	}
+	opts := c.b.Options()
+	if int(c.pingsOut.Add(1)) > opts.PingMax {
+		c.Close(ErrStale)
+		return
+	}
+	c.pingSent.Store(time.Now().UnixNano())
+	c.out.Write(pingLine)
+	c.pingTimer.Reset(opts.PingInterval)
+}
+
+// --- parser callbacks (read loop) ---
+
+func (c *conn) onPing() error {
+	c.out.Write(pongLine)
+	return nil
+}
+
+func (c *conn) onPong() error {
+	c.pingsOut.Store(0)
+	if t := c.pingSent.Swap(0); t != 0 {
+		c.rtt.Store(time.Now().UnixNano() - t)
+	}
+	if !c.up {
+		c.up = true
+		c.upFlag.Store(true)
+		c.l.log.Info("leafnode: connected", "url", redact(c.url), "hub", c.info.Name, "hub_id", c.info.ID)
+	}
+	return nil
+}
+
+func (c *conn) onInfo(arg []byte) error {
+	var in serverInfo
+	if err := json.Unmarshal(arg, &in); err != nil {
+		return fmt.Errorf("%w: bad INFO: %w", errParse, err)
+	}
+	c.l.addURLs(in.LeafNodeURLs, c.url)
+	if in.Import != nil || in.Export != nil {
+		c.setPerms(in.Import, in.Export)
+	}
+	return nil
+}
+
+// onErr logs the hub's -ERR; the hub closes the link after most. A loop
+// or a permissions violation delays the next attempt, as in nats-server.
+func (c *conn) onErr(arg []byte) error {
+	text := strings.Trim(string(arg), "' ")
+	c.hubErr.Store(&text)
+	log := c.l.log.With("url", redact(c.url), "hub", c.info.Name)
+	switch {
+	case strings.Contains(text, "Loop detected"):
+		c.l.delay.Store(int64(c.l.svc.opts.ErrorDelay))
+		log.Error("leafnode: the hub detected a loop (this broker reaches the hub twice in one account?)", "err", text)
+	case strings.Contains(text, "Permissions Violation"):
+		c.l.delay.Store(int64(c.l.svc.opts.ErrorDelay))
+		log.Error("leafnode: the hub refused a subscription or publish: check its leafnode permissions or use deny_imports/deny_exports", "err", text)
+	case strings.Contains(text, "Authorization Violation"), strings.Contains(text, "Authentication"):
+		log.Error("leafnode: the hub refused the credentials: check user/password, nkey or credentials of this remote", "err", text)
+	default:
+		log.Error("leafnode: the hub reported an error", "err", text)
+	}
+	return nil
+}
+
+func subKey(buf []byte, subject, queue []byte) []byte {
+	buf = append(buf[:0], subject...)
+	if len(queue) > 0 {
+		buf = append(buf, ' ')
+		buf = append(buf, queue...)
+	}
+	return buf
+}
+
+// onSub records the hub's interest (LS+) as a subscription of the link.
+func (c *conn) onSub(subject, queue []byte, weight int) error {
+	if string(subject) == c.l.lds {
+		c.l.delay.Store(int64(c.l.svc.opts.ErrorDelay))
+		c.l.log.Error("leafnode: loop detected: the hub sent back this link's own loop detection subject (two remotes to one hub cluster in one account?)", "subject", string(subject))
+		return ErrLoop
+	}
+	if bytes.HasPrefix(subject, []byte("$LDS.")) {
+		return nil // another server's loop detection subject: nothing publishes there
+	}
+	if p := c.perms.Load(); p != nil && p.Publish != nil && isLiteral(subject) && !p.CanPublish(subject) {
+		return nil // never sent there anyway
+	}
+	var kb [128]byte
+	key := subKey(kb[:0], subject, queue)
+	if s, ok := c.subs[string(key)]; ok {
+		s.Opaque = weight
+		return nil
+	}
+	s := &broker.Subscription{Subject: clone(subject), Client: c, Opaque: weight}
+	if len(queue) > 0 {
+		s.Queue = clone(queue)
+	}
+	if err := c.sess.Subscribe(s); err != nil {
+		c.l.log.Warn("leafnode: the hub's interest was not recorded", "subject", string(subject), "err", err)
+		return nil
+	}
+	if c.subs == nil {
+		c.subs = make(map[string]*broker.Subscription)
+	}
+	c.subs[string(key)] = s
+	c.subsN.Store(int64(len(c.subs)))
+	return nil
+}
+
+func (c *conn) onUnsub(subject, queue []byte) error {
+	var kb [128]byte
+	key := subKey(kb[:0], subject, queue)
+	s, ok := c.subs[string(key)]
+	if !ok {
+		return nil
+	}
+	delete(c.subs, string(key))
+	c.subsN.Store(int64(len(c.subs)))
+	c.sess.Unsubscribe(s)
+	return nil
+}
+
+func isLiteral(s []byte) bool {
+	for i, ch := range s {
+		if (ch == '*' || ch == '>') && (i == 0 || s[i-1] == '.') && (i == len(s)-1 || s[i+1] == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+// onMsg routes a message from the hub to local subscribers only.
+func (c *conn) onMsg(subject, reply []byte, queues [][]byte, hdrLen int, msg []byte) error {
+	c.l.stats.inMsgs.Add(1)
+	c.l.stats.inBytes.Add(int64(len(msg)))
+	if c.denyIn != nil && !c.denyIn.CanReceive(subject, nil) {
+		return nil // deny_imports
+	}
+	m := &c.msg
+	*m = broker.Message{Subject: subject, Reply: reply, Payload: msg}
+	if hdrLen >= 0 {
+		m.Header, m.Payload = msg[:hdrLen:hdrLen], msg[hdrLen:]
+		if q, only, ok := mqttQoS(m.Header); ok {
+			m.MQTT, m.QoS = true, q
+			if only {
+				m.Header = nil
+			}
+		}
+	}
+	m.Borrow()
+	c.sess.CountIn(len(msg))
+	c.sess.PublishRemote(&c.batch, m, queues)
+	return nil
+}
+
+// --- observability ---
+
+// snapshot describes the connection for Leafz.
+func (c *conn) snapshot() LeafInfo {
+	host, port, _ := net.SplitHostPort(c.nc.RemoteAddr().String())
+	var p int
+	fmt.Sscan(port, &p)
+	return LeafInfo{
+		ID: c.sess.ID(), Name: c.info.Name, IsSpoke: true, Account: accountName(c.l.r.Account),
+		IP: host, Port: p, RTT: time.Duration(c.rtt.Load()).String(),
+		Subs: uint32(c.subsN.Load()),
+	}
+}

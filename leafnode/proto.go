@@ -1,0 +1,151 @@
+package leafnode
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// connectInfo is the leaf CONNECT JSON, with nats-server's field names
+// (its leafConnectInfo). busbar never sends a cluster name (two leaves
+// with one cluster name would be taken for one cluster by the hub) and
+// never asks for compression.
+type connectInfo struct {
+	Version       string   `json:"version,omitempty"`
+	Nkey          string   `json:"nkey,omitempty"`
+	JWT           string   `json:"jwt,omitempty"`
+	Sig           string   `json:"sig,omitempty"`
+	User          string   `json:"user,omitempty"`
+	Pass          string   `json:"pass,omitempty"`
+	Token         string   `json:"auth_token,omitempty"`
+	ID            string   `json:"server_id,omitempty"`
+	Name          string   `json:"name,omitempty"`
+	Headers       bool     `json:"headers,omitempty"`
+	DenyPub       []string `json:"deny_pub,omitempty"`
+	RemoteAccount string   `json:"remote_account,omitempty"`
+	Proto         int      `json:"protocol,omitempty"`
+}
+
+// protoVersion is the leaf protocol level announced in CONNECT: 1 (info
+// updates), not nats-server's 2 (message tracing, which busbar lacks).
+const protoVersion = 1
+
+// appendConnect appends "CONNECT {json}\r\n".
+func appendConnect(b []byte, ci *connectInfo) []byte {
+	j, _ := json.Marshal(ci) // a struct of strings and bools: cannot fail
+	b = append(b, "CONNECT "...)
+	b = append(b, j...)
+	return append(b, '\r', '\n')
+}
+
+// appendSub appends "LS+ subject\r\n" or "LS+ subject queue weight\r\n".
+func appendSub(b, subject, queue []byte, weight int) []byte {
+	b = append(b, "LS+ "...)
+	b = append(b, subject...)
+	if len(queue) > 0 {
+		b = append(b, ' ')
+		b = append(b, queue...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(weight), 10)
+	}
+	return append(b, '\r', '\n')
+}
+
+// appendUnsub appends "LS- subject [queue]\r\n".
+func appendUnsub(b, subject, queue []byte) []byte {
+	b = append(b, "LS- "...)
+	b = append(b, subject...)
+	if len(queue) > 0 {
+		b = append(b, ' ')
+		b = append(b, queue...)
+	}
+	return append(b, '\r', '\n')
+}
+
+// appendMsgLine appends the control line of a message to the hub, in
+// nats-server's forms:
+//
+//	LMSG subject [reply] size
+//	LMSG subject + reply queue... size     (queues, with a reply)
+//	LMSG subject | queue... size           (queues, no reply)
+//	HMSG ... hdr size                      (with headers, hdr >= 0)
+func appendMsgLine(b, subject, reply []byte, queues [][]byte, hdr, size int) []byte {
+	if hdr >= 0 {
+		b = append(b, "HMSG "...)
+	} else {
+		b = append(b, "LMSG "...)
+	}
+	b = append(b, subject...)
+	b = append(b, ' ')
+	if len(queues) > 0 {
+		if len(reply) > 0 {
+			b = append(b, '+', ' ')
+			b = append(b, reply...)
+			b = append(b, ' ')
+		} else {
+			b = append(b, '|', ' ')
+		}
+		for _, q := range queues {
+			b = append(b, q...)
+			b = append(b, ' ')
+		}
+	} else if len(reply) > 0 {
+		b = append(b, reply...)
+		b = append(b, ' ')
+	}
+	if hdr >= 0 {
+		b = strconv.AppendInt(b, int64(hdr), 10)
+		b = append(b, ' ')
+	}
+	b = strconv.AppendInt(b, int64(size), 10)
+	return append(b, '\r', '\n')
+}
+
+// msgLineLen bounds appendMsgLine's output.
+func msgLineLen(subject, reply []byte, queues [][]byte) int {
+	n := len(subject) + len(reply) + 40
+	for _, q := range queues {
+		n += len(q) + 1
+	}
+	return n
+}
+
+// MQTT publishes cross the link with nats-server's "Nmqtt-Pub" header
+// carrying the QoS, so MQTT subscribers elsewhere get min(QoS, granted).
+const mqttPubHeader = "Nmqtt-Pub"
+
+var mqttHeaders = [3][]byte{
+	[]byte("NATS/1.0\r\n" + mqttPubHeader + ":0\r\n\r\n"),
+	[]byte("NATS/1.0\r\n" + mqttPubHeader + ":1\r\n\r\n"),
+	[]byte("NATS/1.0\r\n" + mqttPubHeader + ":2\r\n\r\n"),
+}
+
+// mqttQoS finds the Nmqtt-Pub header in a NATS header block: the QoS, and
+// whether that header is the only one (the block can then be dropped).
+func mqttQoS(h []byte) (qos uint8, only, ok bool) {
+	for q, std := range mqttHeaders {
+		if string(h) == string(std) {
+			return uint8(q), true, true
+		}
+	}
+	// Search the lines after "NATS/1.0..." for the header, case-sensitive
+	// as nats-server writes it.
+	for len(h) > 0 {
+		i := 0
+		for i < len(h) && h[i] != '\n' {
+			i++
+		}
+		line := h[:i]
+		if i < len(h) {
+			h = h[i+1:]
+		} else {
+			h = nil
+		}
+		if len(line) > len(mqttPubHeader)+1 && string(line[:len(mqttPubHeader)]) == mqttPubHeader && line[len(mqttPubHeader)] == ':' {
+			v := trim(line[len(mqttPubHeader)+1:])
+			if len(v) > 0 && v[0] >= '0' && v[0] <= '2' {
+				return v[0] - '0', false, true
+			}
+		}
+	}
+	return 0, false, false
+}
