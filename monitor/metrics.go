@@ -74,6 +74,9 @@ func (s *Server) WriteMetrics(buf []byte) []byte {
 	p.sample(MetricSlowConsumers, float64(st.SlowConsumers))
 	s.writeAuthFailures(&p)
 	s.writeClosed(&p)
+	if s.opts.Leafs != nil {
+		writeLeafs(&p, s.opts.Leafs())
+	}
 	if s.opts.MQTT != nil {
 		s.writeMQTT(&p, s.opts.MQTT())
 	}

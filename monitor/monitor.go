@@ -52,6 +52,11 @@ type Options struct {
 	// Store reports the durable store (filestore.Store.Stats); nil: no
 	// store figures.
 	Store func() StoreStats
+	// Leafz answers /leafz (leafnode.Service.Leafz); nil: no leaf node
+	// remotes, an empty document as nats-server gives.
+	Leafz func() any
+	// Leafs reports each leaf node remote for /metrics; nil: none.
+	Leafs func() []LeafRemote
 	// Checks are further conditions /healthz requires (each err != nil
 	// makes it 503 with the check's name).
 	Checks []Check
@@ -92,10 +97,11 @@ const (
 	VarzPath    = "/varz"
 	ConnzPath   = "/connz"
 	SubszPath   = "/subsz"
+	LeafzPath   = "/leafz"
 	MetricsPath = "/metrics"
 )
 
-var paths = [...]string{"/", HealthzPath, VarzPath, ConnzPath, SubszPath, MetricsPath}
+var paths = [...]string{"/", HealthzPath, VarzPath, ConnzPath, SubszPath, LeafzPath, MetricsPath}
 
 // Server serves one broker's monitoring endpoints. Safe for concurrent
 // use.
@@ -161,6 +167,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.handleConnz(w, r)
 	case SubszPath:
 		s.handleSubsz(w, r)
+	case LeafzPath:
+		s.handleLeafz(w)
 	case MetricsPath:
 		s.handleMetrics(w)
 	}
@@ -172,6 +180,7 @@ func (s *Server) handleRoot(w http.ResponseWriter) {
 <a href="varz">varz</a><br>
 <a href="connz">connz</a><br>
 <a href="subsz">subsz</a><br>
+<a href="leafz">leafz</a><br>
 <a href="healthz">healthz</a><br>
 <a href="metrics">metrics</a>
 </body></html>

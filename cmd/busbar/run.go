@@ -18,6 +18,7 @@ import (
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/config"
+	"github.com/busbar/busbar/leafnode"
 	"github.com/busbar/busbar/monitor"
 	"github.com/busbar/busbar/mqtt"
 	"github.com/busbar/busbar/store/filestore"
@@ -335,7 +336,7 @@ func (s *server) serve(stop <-chan os.Signal) error {
 		}
 		started = append(started, t)
 	}
-	mon, err := s.monitor(st, svcs)
+	mon, err := s.monitor(st, svcs, leaf)
 	if err != nil {
 		for _, st := range started {
 			_ = st.Close()
@@ -446,7 +447,7 @@ func sendSignal(arg string) error {
 
 // monitor builds the monitoring listener (-m, http_port) and binds it;
 // nil when monitoring is off. Port -1 picks a free port.
-func (s *server) monitor(st *filestore.Store, svcs []transport.Transport) (*monitor.Server, error) {
+func (s *server) monitor(st *filestore.Store, svcs []transport.Transport, leaf *leafnode.Service) (*monitor.Server, error) {
 	hp := s.cfg.Monitor
 	if hp.Port == 0 {
 		return nil, nil
@@ -470,6 +471,10 @@ func (s *server) monitor(st *filestore.Store, svcs []transport.Transport) (*moni
 			f := st.Stats()
 			return monitor.StoreStats{Bytes: f.Bytes, Records: f.Records, Commits: f.Commits, Compactions: f.Compacted, LastSync: f.LastSync}
 		}
+	}
+	if leaf != nil {
+		o.Leafz = func() any { return leaf.Leafz() }
+		o.Leafs = func() []monitor.LeafRemote { return leafRemotes(leaf.Stats()) }
 	}
 	mon := monitor.New(s.b, o)
 	if err := mon.Listen(); err != nil {
@@ -496,12 +501,8 @@ func (s *server) logReady(svcs []transport.Transport, mon *monitor.Server) {
 	if cfg.File != "" {
 		attrs = append(attrs, "config", cfg.File)
 	}
-	var later []string
-	if cfg.Leafnodes != nil {
-		later = append(later, fmt.Sprintf("leafnodes (%d remotes)", len(cfg.Leafnodes.Remotes)))
-	}
-	if len(later) > 0 {
-		attrs = append(attrs, "not_yet", strings.Join(later, ", "))
+	if cfg.Leafnodes != nil && len(cfg.Leafnodes.Remotes) > 0 {
+		attrs = append(attrs, "leafnode_remotes", len(cfg.Leafnodes.Remotes))
 	}
 	s.log.Info("busbar ready", attrs...)
 }
@@ -557,4 +558,14 @@ func authMode(cfg *config.Config) string {
 		return "jwt"
 	}
 	return "none"
+}
+
+// leafRemotes converts the leaf node figures for monitoring.
+func leafRemotes(rs []leafnode.RemoteStats) []monitor.LeafRemote {
+	out := make([]monitor.LeafRemote, len(rs))
+	for i, r := range rs {
+		out[i] = monitor.LeafRemote{Account: r.Account, Up: r.Up, Reconnects: r.Reconnects,
+			InMsgs: r.InMsgs, InBytes: r.InBytes, OutMsgs: r.OutMsgs, OutBytes: r.OutBytes}
+	}
+	return out
 }
