@@ -26,6 +26,7 @@ func (c *Config) LeafnodeService(logger *slog.Logger) (*leafnode.Service, error)
 			URLs: r.URLs, Account: r.Account, Credentials: r.Credentials, NKey: r.NKey,
 			User: r.User, Password: r.Password, DenyImports: r.DenyImports, DenyExports: r.DenyExports,
 			NoRandomize: r.NoRandomize, FirstInfoTimeout: r.FirstInfoTimeout, DialTimeout: r.DialTimeout,
+			WSCompression: r.WSCompression, WSNoMasking: r.WSNoMasking,
 		}
 		if r.TLS != nil {
 			cfg, err := clientTLS(r.TLS)
@@ -33,9 +34,6 @@ func (c *Config) LeafnodeService(logger *slog.Logger) (*leafnode.Service, error)
 				return nil, fmt.Errorf("leafnodes remote %d: %w", i+1, err)
 			}
 			lr.TLS, lr.TLSHandshakeFirst, lr.TLSTimeout = cfg, r.TLS.HandshakeFirst, r.TLS.Timeout
-		}
-		if r.WSCompression || r.WSNoMasking {
-			logger.Warn("configuration: leafnodes remote: ws_compression and ws_no_masking are ignored (WebSocket leaf links are not supported yet)")
 		}
 		o.Remotes = append(o.Remotes, lr)
 	}

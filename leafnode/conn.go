@@ -30,6 +30,7 @@ type serverInfo struct {
 	CID           uint64                  `json:"client_id"`
 	Cluster       string                  `json:"cluster"`
 	LeafNodeURLs  []string                `json:"leafnode_urls"`
+	WSConnectURLs []string                `json:"ws_connect_urls"`
 	ConnectURLs   []string                `json:"connect_urls"`
 	InfoOnConnect bool                    `json:"info_on_connect"`
 	ConnectInfo   bool                    `json:"connect_info"`
@@ -72,6 +73,7 @@ type conn struct {
 	msg    broker.Message
 	subs   map[string]*broker.Subscription // the hub's interest, by "subject" or "subject queue"
 	up     bool                            // the first PONG arrived
+	ready  atomic.Bool                     // local interest flows (the hub's permissions are known)
 	upFlag atomic.Bool                     // up, for other goroutines
 
 	pingsOut  atomic.Int32
@@ -96,6 +98,12 @@ func (l *link) connect(ctx context.Context, u *url.URL) (up bool, err error) {
 		return false, fmt.Errorf("dial: %w", err)
 	}
 	c := &conn{l: l, b: l.b, nc: nc, url: u, start: time.Now()}
+	if isWS(u) {
+		if err := c.wsDial(); err != nil {
+			_ = c.nc.Close()
+			return false, err
+		}
+	}
 	if err := c.handshake(ctx); err != nil {
 		_ = c.nc.Close()
 		return false, err
@@ -133,7 +141,8 @@ func (c *conn) tlsUpgrade() error {
 func (c *conn) handshake(ctx context.Context) error {
 	r := &c.l.r
 	wantTLS := c.url.Scheme == "tls" || r.TLS != nil
-	if wantTLS && r.TLSHandshakeFirst {
+	ws := isWS(c.url) // TLS, if any, is under the websocket (wsDial)
+	if wantTLS && r.TLSHandshakeFirst && !ws {
 		if err := c.tlsUpgrade(); err != nil {
 			return err
 		}
@@ -158,7 +167,7 @@ func (c *conn) handshake(ctx context.Context) error {
 	if len(c.info.LeafNodeURLs) == 0 && !c.info.InfoOnConnect && len(c.info.ConnectURLs) > 0 {
 		return ErrWrongPort // a client port (it advertises client URLs, not leafnode ones)
 	}
-	if (wantTLS || c.info.TLSRequired) && !r.TLSHandshakeFirst {
+	if (wantTLS || c.info.TLSRequired) && !r.TLSHandshakeFirst && !ws {
 		if len(rest) > 0 {
 			return fmt.Errorf("leafnode: data after INFO before the TLS handshake")
 		}
@@ -172,7 +181,31 @@ func (c *conn) handshake(ctx context.Context) error {
 	if len(r.DenyImports) > 0 {
 		c.denyIn = &auth.Permissions{Subscribe: &auth.SubjectPermission{Deny: r.DenyImports}}
 	}
-	c.l.addURLs(c.info.LeafNodeURLs, c.url)
+	c.l.addURLs(c.discovered(&c.info), c.url)
+	return nil
+}
+
+// discovered are the hub cluster's URLs of the kind this link uses.
+func (c *conn) discovered(in *serverInfo) []string {
+	if isWS(c.url) {
+		return in.WSConnectURLs
+	}
+	return in.LeafNodeURLs
+}
+
+// wsDial makes c.nc a WebSocket leaf connection (TLS first for wss:// or
+// a remote with TLS, as nats-server does).
+func (c *conn) wsDial() error {
+	if c.url.Scheme == "wss" || c.l.r.TLS != nil {
+		if err := c.tlsUpgrade(); err != nil {
+			return err
+		}
+	}
+	wc, err := c.l.wsUpgrade(c.nc, c.url)
+	if err != nil {
+		return err
+	}
+	c.nc = wc
 	return nil
 }
 
@@ -267,8 +300,9 @@ func (c *conn) serve() (up bool, err error) {
 	l.mu.Lock()
 	l.cur = c
 	l.mu.Unlock()
-	c.sendLine(appendSub(nil, []byte(l.lds), nil, 1))
-	l.watch.Each(c.sendInterest)
+	if !c.info.InfoOnConnect {
+		c.startInterest() // an old hub: no INFO with our permissions comes
+	}
 	c.pingSent.Store(time.Now().UnixNano())
 	c.out.Write(pingLine)
 	c.pingTimer.Reset(opts.PingInterval)
@@ -285,9 +319,29 @@ func accountName(a string) string {
 	return a
 }
 
+// startInterest sends the loop detection subject and all local interest,
+// and from then on its changes. It waits for the hub's INFO after CONNECT
+// (or its first PONG, which follows that INFO), which carries the
+// permissions: a subscription they forbid makes the hub close the link.
+// Read loop only.
+func (c *conn) startInterest() {
+	if c.ready.Swap(true) {
+		return
+	}
+	// A fresh subject per connection: after a failover the next hub may
+	// still hold the last connection's one (from the dead hub, over a
+	// route) and send it back, which is stale interest, not a loop.
+	c.l.lds = "$LDS." + randomID()
+	c.sendLine(appendSub(nil, []byte(c.l.lds), nil, 1))
+	c.l.watch.Each(c.sendInterest)
+}
+
 // sendInterest sends one aggregated interest change (broker.InterestFunc;
 // called with the router's lock held).
 func (c *conn) sendInterest(subject, queue []byte, n int) {
+	if !c.ready.Load() {
+		return // startInterest sends the full set
+	}
 	if p := c.perms.Load(); p != nil && !p.CanSubscribe(subject, queue) {
 		return // the hub would close the link over it
 	}
@@ -470,6 +524,7 @@ func (c *conn) onPong() error {
 	if t := c.pingSent.Swap(0); t != 0 {
 		c.rtt.Store(time.Now().UnixNano() - t)
 	}
+	c.startInterest()
 	if !c.up {
 		c.up = true
 		c.upFlag.Store(true)
@@ -483,9 +538,12 @@ func (c *conn) onInfo(arg []byte) error {
 	if err := json.Unmarshal(arg, &in); err != nil {
 		return fmt.Errorf("%w: bad INFO: %w", errParse, err)
 	}
-	c.l.addURLs(in.LeafNodeURLs, c.url)
+	c.l.addURLs(c.discovered(&in), c.url)
 	if in.Import != nil || in.Export != nil {
 		c.setPerms(in.Import, in.Export)
+	}
+	if in.ConnectInfo {
+		c.startInterest()
 	}
 	return nil
 }
@@ -503,6 +561,9 @@ func (c *conn) onErr(arg []byte) error {
 	case strings.Contains(text, "Permissions Violation"):
 		c.l.delay.Store(int64(c.l.svc.opts.ErrorDelay))
 		log.Error("leafnode: the hub refused a subscription or publish: check its leafnode permissions or use deny_imports/deny_exports", "err", text)
+	case strings.Contains(text, "Duplicate Remote LeafNode Connection"):
+		c.l.delay.Store(int64(c.l.svc.opts.ErrorDelay))
+		log.Error("leafnode: the hub replaced this link by another leaf with the same name: give each instance its own server_name", "err", text, "name", c.l.name)
 	case strings.Contains(text, "Authorization Violation"), strings.Contains(text, "Authentication"):
 		log.Error("leafnode: the hub refused the credentials: check user/password, nkey or credentials of this remote", "err", text)
 	default:

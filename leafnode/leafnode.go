@@ -34,8 +34,9 @@ const (
 	DefaultReconnect        = time.Second
 	DefaultFirstInfoTimeout = time.Second
 	DefaultDialTimeout      = time.Second
-	// After the hub reports a loop or a permissions violation the link
-	// waits this long before connecting again.
+	// After the hub reports a loop, a permissions violation or a
+	// duplicate leaf name the link waits this long before connecting
+	// again.
 	DefaultErrorDelay = 30 * time.Second
 )
 
@@ -65,15 +66,16 @@ type Options struct {
 	Name string
 	// Logger; nil: the broker's.
 	Logger *slog.Logger
-	// ErrorDelay is the wait after the hub reported a loop or a
-	// permissions violation. Default 30s.
+	// ErrorDelay is the wait after the hub reported a loop, a
+	// permissions violation or a duplicate leaf name. Default 30s.
 	ErrorDelay time.Duration
 }
 
 // Remote is one hub to connect to (a `leafnodes { remotes [...] }` entry).
 type Remote struct {
 	// URLs of the hub cluster's leafnode ports: nats-leaf://, nats://,
-	// tls://. User info in a URL is used as user/password.
+	// tls://; or of its websocket ports: ws://, wss:// (all of one kind).
+	// User info in a URL is used as user/password.
 	URLs []string
 	// Account is the local account the link binds to ("": the global one).
 	Account string
@@ -96,6 +98,9 @@ type Remote struct {
 	NoRandomize              bool
 	FirstInfoTimeout         time.Duration // default 1s
 	DialTimeout              time.Duration // default 1s
+	// WSCompression asks a ws:// or wss:// hub for permessage-deflate;
+	// WSNoMasking asks it to accept unmasked frames (the hub decides).
+	WSCompression, WSNoMasking bool
 }
 
 // Service runs the links; it satisfies broker.Service, so Broker.Start
@@ -141,6 +146,9 @@ func New(opts Options) (*Service, error) {
 			if err != nil {
 				return nil, err
 			}
+			if len(l.urls) > 0 && isWS(u) != isWS(l.urls[0]) {
+				return nil, fmt.Errorf("%w %q: a remote's URLs are all websocket (ws://, wss://) or none", ErrBadURL, raw)
+			}
 			l.urls = append(l.urls, u)
 		}
 		if !r.NoRandomize {
@@ -166,15 +174,18 @@ func parseURL(raw string) (*url.URL, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %w", ErrBadURL, raw, err)
 	}
+	port := "7422"
 	switch u.Scheme {
 	case "nats-leaf", "nats", "tls":
-	case "ws", "wss":
-		return nil, fmt.Errorf("%w %q: WebSocket leaf links are not supported yet", ErrBadURL, raw)
+	case "ws":
+		port = "80"
+	case "wss":
+		port = "443"
 	default:
-		return nil, fmt.Errorf("%w %q: scheme must be nats-leaf://, nats:// or tls://", ErrBadURL, raw)
+		return nil, fmt.Errorf("%w %q: scheme must be nats-leaf://, nats://, tls://, ws:// or wss://", ErrBadURL, raw)
 	}
 	if u.Port() == "" {
-		u.Host = net.JoinHostPort(u.Hostname(), "7422")
+		u.Host = net.JoinHostPort(u.Hostname(), port)
 	}
 	return u, nil
 }
@@ -316,7 +327,11 @@ func (l *link) run(ctx context.Context) {
 			l.log.Warn("leafnode: link down, reconnecting", "url", redact(u), "err", err)
 			continue
 		}
-		l.log.Error("leafnode: could not connect", "url", redact(u), "err", err)
+		lvl := slog.LevelError
+		if errors.Is(err, ErrHubRefused) {
+			lvl = slog.LevelDebug // onErr logged the hub's -ERR with a hint
+		}
+		l.log.Log(ctx, lvl, "leafnode: could not connect", "url", redact(u), "err", err)
 		if fails++; fails >= n {
 			fails = 0
 			d := l.svc.opts.Reconnect
