@@ -483,16 +483,45 @@ func TestCorruptStoreRefusedOrRepaired(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	ch.kill()
-
 	path := dir + "/busbar.log"
+	first, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Greater(t, first.Size(), int64(400))
+
+	// A second life appends complete commit groups after the first one's,
+	// so a bad byte in the first half is followed by good data: corrupt,
+	// not a torn tail (which recovery cuts back without refusing).
+	ch = startChild(t, dir, natsPort, mqttPort)
+	pub = &rawClient{}
+	_, err = pub.connect(testpeer.Addr(mqttPort), "writer2")
+	require.NoError(t, err)
+	for i := range 20 {
+		pub.send(packet.AppendPublish(nil, packet.V311, &packet.PublishPacket{QoS: 1, Topic: []byte("k/y"), PacketID: uint16(i + 1), Payload: []byte(strconv.Itoa(i))}))
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	ch.kill()
+
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
-	require.Greater(t, len(data), 400)
-	data[len(data)/2] ^= 0x40
+	require.Greater(t, int64(len(data)), first.Size(), "the second life wrote more")
+	data[first.Size()/2] ^= 0x40
 	require.NoError(t, os.WriteFile(path, data, 0o640))
 
 	var out, errb syncBuffer
-	code := run([]string{"-p", strconv.Itoa(natsPort), "--mqtt_port", strconv.Itoa(mqttPort), "--ws_port", "0", "-m", "0", "--store_dir", dir}, &out, &errb, nil)
+	stop := make(chan os.Signal, 1)
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"-p", strconv.Itoa(natsPort), "--mqtt_port", strconv.Itoa(mqttPort), "--ws_port", "0", "-m", "0", "--store_dir", dir}, &out, &errb, stop)
+	}()
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(15 * time.Second):
+		stop <- syscall.SIGTERM
+		<-done
+		t.Fatalf("busbar started on a corrupt store:\n%s", errb.String())
+	}
 	require.Equal(t, 1, code)
 	require.Contains(t, errb.String(), "corrupt log")
 	require.Contains(t, errb.String(), "repair")
