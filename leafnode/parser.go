@@ -3,6 +3,8 @@ package leafnode
 import (
 	"bytes"
 	"errors"
+
+	"github.com/busbar/busbar/internal/wire"
 )
 
 // Errors of the leaf protocol parser. The link closes on any of them.
@@ -228,21 +230,6 @@ func (p *parser) splitArgs(arg []byte) [][]byte {
 	return f
 }
 
-// size reads a non-negative decimal; -1 when it is not one.
-func size(b []byte) int {
-	if len(b) == 0 || len(b) > 10 {
-		return -1
-	}
-	n := 0
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return -1
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n
-}
-
 // msgArgs reads the arguments of LMSG (hdr false) or HMSG:
 //
 //	subject [reply] [hdr] size
@@ -272,13 +259,13 @@ func (p *parser) msgArgs(arg []byte, hdr bool) error {
 	default:
 		return errParse
 	}
-	total := size(f[len(f)-1])
+	total := wire.ParseSize(f[len(f)-1])
 	if total < 0 {
 		return errParse
 	}
 	hl := -1
 	if hdr {
-		if hl = size(f[len(f)-2]); hl < 0 || hl > total {
+		if hl = wire.ParseSize(f[len(f)-2]); hl < 0 || hl > total {
 			return errParse
 		}
 	}
@@ -297,7 +284,7 @@ func (p *parser) subArgs(arg []byte) error {
 	case 1:
 		return p.h.onSub(f[0], nil, 1)
 	case 3:
-		w := size(f[2])
+		w := wire.ParseSize(f[2])
 		if w < 1 {
 			w = 1 // a missing or malformed weight counts as one member, as in nats-server
 		}

@@ -2,6 +2,8 @@ package natsproto
 
 import (
 	"bytes"
+
+	"github.com/busbar/busbar/internal/wire"
 )
 
 // handler receives the client operations the parser recognizes. Every
@@ -264,21 +266,6 @@ func fields(arg []byte, out [][]byte) int {
 	return n
 }
 
-// parseSize reads a non-negative decimal; -1 when it is not one.
-func parseSize(b []byte) int {
-	if len(b) == 0 || len(b) > 10 {
-		return -1
-	}
-	n := 0
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return -1
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n
-}
-
 // pubArgs reads "subject [reply] size" or, for HPUB,
 // "subject [reply] hdr_size total_size".
 func (p *parser) pubArgs(arg []byte, hdr bool) error {
@@ -297,13 +284,13 @@ func (p *parser) pubArgs(arg []byte, hdr bool) error {
 	default:
 		return errParser
 	}
-	size := parseSize(ts)
+	size := wire.ParseSize(ts)
 	if size < 0 {
 		return errParser
 	}
 	hl := 0
 	if hdr {
-		if hl = parseSize(hs); hl < 0 || hl > size {
+		if hl = wire.ParseSize(hs); hl < 0 || hl > size {
 			return errParser
 		}
 	}
@@ -337,7 +324,7 @@ func (p *parser) unsubArgs(arg []byte) error {
 	case 1:
 		return p.h.onUnsub(f[0], 0)
 	case 2:
-		max := parseSize(f[1])
+		max := wire.ParseSize(f[1])
 		if max < 0 {
 			return errParser
 		}
