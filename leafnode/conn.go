@@ -16,6 +16,8 @@ import (
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/transport"
+
+	"github.com/busbar/busbar/internal/wire"
 )
 
 // serverInfo is the part of the hub's INFO a leaf uses.
@@ -157,7 +159,7 @@ func (c *conn) handshake(ctx context.Context) error {
 		return fmt.Errorf("read INFO: %w", err)
 	}
 	_ = c.nc.SetReadDeadline(time.Time{})
-	op, arg := splitOp(line)
+	op, arg := wire.SplitOp(line)
 	if !strings.EqualFold(string(op), "INFO") {
 		return fmt.Errorf("%w: first line is %q", ErrWrongPort, truncate(line))
 	}

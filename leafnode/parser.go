@@ -166,7 +166,7 @@ func (p *parser) deliver(msg []byte) error {
 }
 
 func (p *parser) dispatch(line []byte) error {
-	op, arg := splitOp(line)
+	op, arg := wire.SplitOp(line)
 	switch string(op) { // no allocation: the conversion is only compared
 	case "LMSG", "lmsg":
 		return p.msgArgs(arg, false)
@@ -188,26 +188,6 @@ func (p *parser) dispatch(line []byte) error {
 		return nil
 	}
 	return errUnknownOp
-}
-
-func splitOp(line []byte) (op, arg []byte) {
-	line = trim(line)
-	for i, c := range line {
-		if c == ' ' || c == '\t' {
-			return line[:i], trim(line[i+1:])
-		}
-	}
-	return line, nil
-}
-
-func trim(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // splitArgs cuts arg on blanks into p.fields (reused).

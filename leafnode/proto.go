@@ -3,6 +3,8 @@ package leafnode
 import (
 	"encoding/json"
 	"strconv"
+
+	"github.com/busbar/busbar/internal/wire"
 )
 
 // connectInfo is the leaf CONNECT JSON, with nats-server's field names
@@ -141,7 +143,7 @@ func mqttQoS(h []byte) (qos uint8, only, ok bool) {
 			h = nil
 		}
 		if len(line) > len(mqttPubHeader)+1 && string(line[:len(mqttPubHeader)]) == mqttPubHeader && line[len(mqttPubHeader)] == ':' {
-			v := trim(line[len(mqttPubHeader)+1:])
+			v := wire.TrimSpace(line[len(mqttPubHeader)+1:])
 			if len(v) > 0 && v[0] >= '0' && v[0] <= '2' {
 				return v[0] - '0', false, true
 			}

@@ -182,7 +182,7 @@ func (p *parser) dispatch(line []byte) error {
 	if len(line) > p.maxControl {
 		return errMaxControlLine
 	}
-	op, arg := splitOp(line)
+	op, arg := wire.SplitOp(line)
 	switch {
 	case eqFold(op, "PUB"):
 		return p.pubArgs(arg, false)
@@ -202,27 +202,6 @@ func (p *parser) dispatch(line []byte) error {
 		return nil // a client echoing server ops is harmless
 	}
 	return errUnknownOp
-}
-
-// splitOp separates the operation name from its arguments.
-func splitOp(line []byte) (op, arg []byte) {
-	line = trimSpace(line)
-	for i, c := range line {
-		if c == ' ' || c == '\t' {
-			return line[:i], trimSpace(line[i+1:])
-		}
-	}
-	return line, nil
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // eqFold compares an ASCII op name case-insensitively (s is upper case).

@@ -17,3 +17,26 @@ func ParseSize(b []byte) int {
 	}
 	return n
 }
+
+// SplitOp separates a protocol line's operation name from its arguments
+// (blanks are spaces or tabs; both ends trimmed).
+func SplitOp(line []byte) (op, arg []byte) {
+	line = TrimSpace(line)
+	for i, c := range line {
+		if c == ' ' || c == '\t' {
+			return line[:i], TrimSpace(line[i+1:])
+		}
+	}
+	return line, nil
+}
+
+// TrimSpace cuts spaces and tabs from both ends of b.
+func TrimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
