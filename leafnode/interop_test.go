@@ -280,22 +280,9 @@ func TestLeafQueueGroup(t *testing.T) {
 			ch.Publish("work", []byte(fmt.Sprint("h", i)))
 		}
 		ch.Flush()
-		eventually(t, "all queue messages", func() error {
-			mu.Lock()
-			defer mu.Unlock()
-			if len(got) != 2*n {
-				return fmt.Errorf("%d distinct of %d", len(got), 2*n)
-			}
-			return nil
-		})
-		time.Sleep(200 * time.Millisecond)
+		exactlyOnce(t, &mu, got, 2*n)
 		mu.Lock()
 		defer mu.Unlock()
-		for k, c := range got {
-			if c != 1 {
-				t.Fatalf("message %s delivered %d times", k, c)
-			}
-		}
 		// Local first: all of A's own publishes stayed on A.
 		if byLeaf["A"] < n {
 			t.Fatalf("leaf A's members got %d messages, want at least its own %d (local first)", byLeaf["A"], n)
@@ -563,22 +550,7 @@ func TestLeafWithNATSLeaf(t *testing.T) {
 			ch.Publish("jobs", []byte(fmt.Sprint(i)))
 		}
 		ch.Flush()
-		eventually(t, "queue messages", func() error {
-			mu.Lock()
-			defer mu.Unlock()
-			if len(seen) != 500 {
-				return fmt.Errorf("%d of 500", len(seen))
-			}
-			return nil
-		})
-		time.Sleep(100 * time.Millisecond)
-		mu.Lock()
-		defer mu.Unlock()
-		for k, n := range seen {
-			if n != 1 {
-				t.Fatalf("job %s delivered %d times", k, n)
-			}
-		}
+		exactlyOnce(t, &mu, seen, 500)
 	})
 }
 
@@ -610,4 +582,27 @@ func TestLeafTLS(t *testing.T) {
 			t.Fatal("a link without the CA came up")
 		}
 	})
+}
+
+// exactlyOnce waits until got (guarded by mu) holds n distinct messages,
+// then a while longer for duplicates, and fails on any message counted
+// more than once.
+func exactlyOnce(t *testing.T, mu *sync.Mutex, got map[string]int, n int) {
+	t.Helper()
+	eventually(t, "every message", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != n {
+			return fmt.Errorf("%d distinct of %d", len(got), n)
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for k, c := range got {
+		if c != 1 {
+			t.Fatalf("message %q delivered %d times", k, c)
+		}
+	}
 }
