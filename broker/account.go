@@ -346,6 +346,7 @@ func (t *transform) apply(dst, subj []byte) []byte {
 type account struct {
 	name   string
 	router *sublist
+	ret    retainedSet // MQTT retained messages (retained.go)
 
 	respMu     sync.Mutex // guards the fields below
 	respPrefix string     // "_R_.<random>.": reply subjects handed to this exporter's responders

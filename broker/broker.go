@@ -209,6 +209,7 @@ func New(opts Options) (*Broker, error) {
 	b.opts.Store(&opts)
 	b.accs.init(b.router)
 	b.installAccounts(opts.Accounts)
+	b.loadRetained()
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil
 }

@@ -159,9 +159,14 @@ func (s *Session) deliverQueueLocal(batch *Batch, q []*Subscription, m *Message,
 // owning this session, to local subscribers only: every plain
 // subscription, and one local member of each queue group named in queues
 // (the groups the remote picked this server for; a message with no
-// queues reaches no queue group). It returns the number of deliveries.
+// queues reaches no queue group). Like Publish it is a way in: the link
+// session's publish permission (the remote's deny_imports) is checked
+// first (ErrPermPublish). It returns the number of deliveries.
 // Publisher goroutine only; m may be borrowed.
-func (s *Session) PublishRemote(batch *Batch, m *Message, queues [][]byte) int {
+func (s *Session) PublishRemote(batch *Batch, m *Message, queues [][]byte) (int, error) {
+	if !s.CanPublish(m.Subject) {
+		return 0, ErrPermPublish
+	}
 	r := s.match(m.Subject)
 	m.fanout = len(r.Psubs) + len(r.Qsubs)
 	m.origin = s.client
@@ -175,7 +180,7 @@ func (s *Session) PublishRemote(batch *Batch, m *Message, queues [][]byte) int {
 		}
 	}
 	if len(queues) == 0 {
-		return n
+		return n, nil
 	}
 	for _, q := range r.Qsubs {
 		if !named(queues, q[0].Queue) {
@@ -185,7 +190,7 @@ func (s *Session) PublishRemote(batch *Batch, m *Message, queues [][]byte) int {
 			n++
 		}
 	}
-	return n
+	return n, nil
 }
 
 func named(list [][]byte, q []byte) bool {

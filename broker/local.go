@@ -119,12 +119,12 @@ func (l *Local) publishN(subj, reply, hdr, data []byte) (int, error) {
 	if !l.sess.Routable(subj) || (reply != nil && !subject.ValidLiteral(reply)) {
 		return 0, ErrInvalidSubject
 	}
-	if !l.sess.CanPublish(subj) {
-		return 0, ErrPermPublish
-	}
 	l.msg = Message{Subject: subj, Reply: reply, Header: hdr, Payload: data}
+	n, err := l.sess.Publish(&l.batch, &l.msg)
+	if err != nil {
+		return 0, err
+	}
 	l.sess.CountIn(len(hdr) + len(data))
-	n := l.sess.Publish(&l.batch, &l.msg)
 	l.batch.Flush()
 	return n, nil
 }

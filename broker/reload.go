@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/busbar/busbar/auth"
 )
@@ -63,33 +64,87 @@ func (b *Broker) Reload(opts Options) error {
 	return nil
 }
 
-// reauthorize checks s against the Authenticator now in effect.
+// reauthorize checks s against the Authenticator now in effect: with the
+// credentials it presented (Remember), or, for a session that outlives its
+// connection and has none (an MQTT session restored from the Store), by
+// resolving its identity (auth.Resolver). Refused: closed (an MQTT session
+// ends). Moved to another account: closed. Otherwise Reidentify.
 func (b *Broker) reauthorize(s *Session) {
 	s.mu.Lock()
 	cr, old, closed := s.creds, s.info.Identity, s.closed
 	tr, ct := s.info.Transport, s.info.ConnType
 	s.mu.Unlock()
-	if closed || tr == "inprocess" {
-		return
+	if closed || tr == "inprocess" || ct == auth.ConnLeafnode || ct == auth.ConnLeafnodeWS {
+		return // the host's own clients; leaf links are not users of this broker
 	}
 	var id *auth.Identity
 	if b.AuthRequired() {
-		if cr == nil { // connected before authentication was required
-			cr = &auth.Credentials{Conn: ct}
-		}
 		var err error
-		id, err = b.Authenticate(context.Background(), cr)
+		switch {
+		case cr != nil:
+			id, err = b.Authenticate(context.Background(), cr)
+		case old != nil:
+			id, err = b.Resolve(context.Background(), old, ct)
+			if errors.Is(err, auth.ErrCannotResolve) {
+				return // it is checked again when its client comes back
+			}
+		case s.detached:
+			return // a leaf node link: not a user of this broker
+		default: // connected before authentication was required
+			id, err = b.Authenticate(context.Background(), &auth.Credentials{Conn: ct})
+		}
 		if err != nil {
-			s.Log().Info("reload: closing a client the new configuration does not authorize", "creds", cr)
+			s.Log().Info("reload: closing a client the new configuration does not authorize", "creds", cr, "identity", old)
 			s.client.Close(fmt.Errorf("%w: %w", auth.ErrNotAuthorized, err))
 			return
 		}
 	}
-	if old != nil && id != nil && old.Account != id.Account {
-		s.Log().Info("reload: closing a client whose account changed", "new_user", id.Name)
-		s.client.Close(ErrAccountChanged)
-		return
+	if err := s.Reidentify(id); err != nil {
+		s.Log().Info("reload: closing a client whose account changed", "identity", id)
+		s.client.Close(err)
 	}
+}
+
+// Resolve asks the broker's Authenticator who id is now (auth.Resolver),
+// with the checks Authenticate makes (connection type, expiry): the
+// current identity; auth.ErrNotAuthorized when the user is gone or
+// refused; auth.ErrCannotResolve when the Authenticator cannot tell.
+// Without an Authenticator, nil.
+func (b *Broker) Resolve(ctx context.Context, id *auth.Identity, ct auth.ConnType) (*auth.Identity, error) {
+	a := b.opts.Load().Authenticator
+	if a == nil {
+		return nil, nil
+	}
+	cur, ok, err := auth.Resolve(ctx, a, id, ct)
+	switch {
+	case errors.Is(err, auth.ErrCannotResolve):
+		return nil, err
+	case err != nil:
+		b.log.Warn("resolving an identity could not decide", "identity", id, "err", err)
+		return nil, fmt.Errorf("%w: %w", auth.ErrNotAuthorized, err)
+	case !ok || cur == nil:
+		return nil, fmt.Errorf("%w: user %q is no longer configured", auth.ErrNotAuthorized, id.Name)
+	case !cur.ConnTypes.Allows(ct):
+		return nil, fmt.Errorf("%w: %s", ErrConnType, ct)
+	case !cur.Expires.IsZero() && time.Now().After(cur.Expires):
+		return nil, ErrAuthExpired
+	}
+	return cur, nil
+}
+
+// Reidentify gives s the identity id (what a reload or a returning client
+// says it is now): its permissions replace the old ones for every later
+// publish and delivery, subscriptions they forbid are removed (the Client
+// is told through SubscriptionRevoker), and allow_responses follows.
+// ErrAccountChanged, and nothing changed, when id belongs to another
+// account than s. Any goroutine.
+func (s *Session) Reidentify(id *auth.Identity) error {
+	if s.b.account(accountOf(id)) != s.acc.Load() {
+		return ErrAccountChanged
+	}
+	s.mu.Lock()
+	old := s.info.Identity
+	s.mu.Unlock()
 	var oldResp, newResp *auth.ResponsePermission
 	if old != nil {
 		oldResp = old.Perms.ResponseLimits()
@@ -125,9 +180,10 @@ func (b *Broker) reauthorize(s *Session) {
 			continue
 		}
 		s.Unsubscribe(sub)
-		s.Log().Info("reload: removed a subscription the new permissions forbid", "subject", string(sub.Subject))
+		s.Log().Info("removed a subscription the new permissions forbid", "subject", string(sub.Subject))
 		if r, ok := s.client.(SubscriptionRevoker); ok {
 			r.Revoked(sub)
 		}
 	}
+	return nil
 }

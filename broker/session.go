@@ -320,14 +320,39 @@ func (s *Session) Close() {
 	}
 }
 
-// Publish routes m to every matching subscription, recording touched
-// clients in batch; the caller flushes the batch when its read is done.
-// m may be borrowed (see Message). It returns how many deliveries were
-// made. Publisher goroutine only. Permission and validity checks are the
-// caller's (it knows the protocol's error to send).
-func (s *Session) Publish(batch *Batch, m *Message) int {
-	return s.deliverAll(batch, nil, m) // inlined: one call, as before accounts
+// Publish is the way in: every message a session originates (a live
+// NATS, MQTT or WebSocket publish, an in-process one, an MQTT will, a
+// retained set, a message from a leaf node link) enters the router here.
+// It checks the session's identity's publish permission in its account
+// (ErrPermPublish: nothing is delivered or retained), records a retained
+// message (m.Retain) in the session's account, and routes m to every
+// matching subscription, recording touched clients in batch; the caller
+// flushes the batch when its read is done. m may be borrowed (see
+// Message); m.Subject must be a valid literal (Routable). It returns how
+// many deliveries were made. Publisher goroutine only.
+func (s *Session) Publish(batch *Batch, m *Message) (int, error) {
+	if !s.CanPublish(m.Subject) {
+		return 0, ErrPermPublish
+	}
+	if m.Retain {
+		s.retain(m)
+	}
+	return s.deliverAll(batch, nil, m), nil
 }
+
+// CanReceive is the check of the way out for messages that do not come
+// straight from a publish (retained replay, a queue drained on resume, a
+// message restored from the Store): whether the session's identity may
+// now receive a message on the literal subject subj in queue group queue
+// (nil: none). Live deliveries are checked when the subscription is made
+// and, where it overlaps a deny entry, per delivery. No allocation.
+func (s *Session) CanReceive(subj, queue []byte) bool {
+	p := s.perms()
+	return p == nil || p.CanSubscribe(subj, queue)
+}
+
+// Account is the name of the account the session belongs to.
+func (s *Session) Account() string { return s.acc.Load().name }
 
 // deliverAll hands m to every subscription of r, or with r nil of the
 // session's own match: Publish, and forward into another account.

@@ -65,9 +65,8 @@ type conn struct {
 	info serverInfo
 	url  *url.URL
 
-	hdrs   bool                             // the hub takes headers (HMSG)
-	perms  atomic.Pointer[auth.Permissions] // Subscribe: what may come from the hub; Publish: what may go to it
-	denyIn *auth.Permissions                // deny_imports alone, checked on every inbound message
+	hdrs  bool                             // the hub takes headers (HMSG)
+	perms atomic.Pointer[auth.Permissions] // Subscribe: what may come from the hub; Publish: what may go to it
 
 	// Read loop state.
 	rb     []byte
@@ -180,9 +179,6 @@ func (c *conn) handshake(ctx context.Context) error {
 	c.rb = append(make([]byte, 0, minReadBuf), rest...)
 	c.hdrs = c.info.Headers
 	c.setPerms(c.info.Import, c.info.Export)
-	if len(r.DenyImports) > 0 {
-		c.denyIn = &auth.Permissions{Subscribe: &auth.SubjectPermission{Deny: r.DenyImports}}
-	}
 	c.l.addURLs(c.discovered(&c.info), c.url)
 	return nil
 }
@@ -287,7 +283,14 @@ func (c *conn) serve() (up bool, err error) {
 	c.out = transport.NewOutbound(0) // no pending limit on a leaf link, as nats-server
 	c.pingTimer = time.AfterFunc(time.Hour, c.ping)
 	c.pingTimer.Stop()
-	c.sess, err = c.b.Connect(c, nil, broker.ConnectOptions{
+	// The link's identity: the bound local account, and deny_imports as
+	// its publish deny list, so the broker's publish gate drops what the
+	// remote may not bring in (Session.PublishRemote).
+	id := &auth.Identity{Name: "leafnode:" + c.info.Name, Account: c.l.r.Account}
+	if len(c.l.r.DenyImports) > 0 {
+		id.Perms = &auth.Permissions{Publish: &auth.SubjectPermission{Deny: c.l.r.DenyImports}}
+	}
+	c.sess, err = c.b.Connect(c, id, broker.ConnectOptions{
 		Transport: "leafnode", ConnType: auth.ConnLeafnode, Name: c.info.Name,
 		Remote: c.nc.RemoteAddr().String(), Detached: true,
 	})
@@ -646,9 +649,6 @@ func clone(b []byte) []byte { return append([]byte(nil), b...) }
 func (c *conn) onMsg(subject, reply []byte, queues [][]byte, hdrLen int, msg []byte) error {
 	c.l.stats.inMsgs.Add(1)
 	c.l.stats.inBytes.Add(int64(len(msg)))
-	if c.denyIn != nil && !c.denyIn.CanReceive(subject, nil) {
-		return nil // deny_imports
-	}
 	m := &c.msg
 	*m = broker.Message{Subject: subject, Reply: reply, Payload: msg}
 	if hdrLen >= 0 {
@@ -662,7 +662,7 @@ func (c *conn) onMsg(subject, reply []byte, queues [][]byte, hdrLen int, msg []b
 	}
 	m.Borrow()
 	c.sess.CountIn(len(msg))
-	c.sess.PublishRemote(&c.batch, m, queues)
+	_, _ = c.sess.PublishRemote(&c.batch, m, queues) // ErrPermPublish: deny_imports, dropped
 	return nil
 }
 

@@ -341,7 +341,7 @@ func (c *conn) end(err error) {
 		t.Stop()
 	}
 	if s := c.sess; s != nil {
-		if (!c.normal || c.sendWill) && !c.takenOver.Load() {
+		if (!c.normal || c.sendWill) && !c.takenOver.Load() && !c.revoked() {
 			c.srv.fireWill(s)
 		}
 		s.detach(c)
@@ -349,6 +349,13 @@ func (c *conn) end(err error) {
 	if c.bs != nil { // also when CONNECT was refused after the broker knew it
 		c.bs.Close()
 	}
+}
+
+// revoked: the connection was closed because a reload no longer
+// authorizes its identity (no will then).
+func (c *conn) revoked() bool {
+	r := c.reason.Load()
+	return r != nil && revoked(*r)
 }
 
 // newClientID makes an identifier for a client that sent none

@@ -9,6 +9,7 @@ import (
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/mqtt/packet"
+	"github.com/busbar/busbar/subject"
 	"github.com/busbar/busbar/transport"
 )
 
@@ -51,7 +52,7 @@ func (c *conn) onConnect(raw []byte) error {
 		}
 		clientID, assigned = newClientID(), true
 	}
-	id, err := c.authenticate(cp, clientID)
+	id, cr, err := c.authenticate(cp, clientID)
 	if err != nil {
 		code := packet.NotAuthorized
 		if errors.Is(err, broker.ErrMaxConnections) {
@@ -74,6 +75,22 @@ func (c *conn) onConnect(raw []byte) error {
 	}
 	if err != nil {
 		return c.refuse(c.connackCode(packet.ServerUnavailable), err)
+	}
+	c.bs.Remember(cr) // a reload checks them again
+	// The will is a publish of this identity: refused at CONNECT when its
+	// topic is invalid or the identity may not publish to it, and checked
+	// again by the broker's gate when it is sent.
+	var willSubj []byte
+	if cp.WillFlag {
+		if willSubj, err = willSubject(cp.WillTopic); err != nil {
+			if c.v != packet.V5 {
+				return err // 3.1.1 has no return code for it: close [MQTT-3.1.2-?]
+			}
+			return c.refuse(packet.TopicNameInvalid, err)
+		}
+		if !c.bs.CanPublish(willSubj) {
+			return c.refuse(c.connackCode(packet.NotAuthorized), fmt.Errorf("%w: will topic %q", broker.ErrPermPublish, cp.WillTopic))
+		}
 	}
 	owner := ""
 	if id != nil {
@@ -99,7 +116,7 @@ func (c *conn) onConnect(raw []byte) error {
 		}
 	}
 
-	s, present, err := c.srv.attach(c, clientID, owner, cp)
+	s, present, err := c.srv.attach(c, clientID, owner, cp, cr, willSubj)
 	if err != nil {
 		return c.refuse(c.connackCode(packet.NotAuthorized), err)
 	}
@@ -127,13 +144,13 @@ func (c *conn) onConnect(raw []byte) error {
 }
 
 // authenticate asks the broker's Authenticator about the CONNECT
-// credentials; the password may carry a JWT (nats-server's MQTT rule).
-func (c *conn) authenticate(cp *packet.ConnectPacket, clientID string) (*auth.Identity, error) {
-	if !c.srv.b.AuthRequired() {
-		return nil, nil
-	}
+// credentials; the password may carry a JWT or the token (nats-server's
+// MQTT rule). It also returns the credentials, which the sessions remember
+// so that a reload can check them again.
+func (c *conn) authenticate(cp *packet.ConnectPacket, clientID string) (*auth.Identity, *auth.Credentials, error) {
 	if c.pre != nil && cp.Username == nil && cp.Password == nil {
-		return c.pre.Identity, nil // authenticated at the WebSocket handshake
+		// Authenticated at the WebSocket handshake.
+		return c.pre.Identity, c.pre.Credentials, nil
 	}
 	cr := &auth.Credentials{
 		Conn: c.ct, RemoteAddr: c.nc.RemoteAddr(), ClientID: clientID,
@@ -143,16 +160,25 @@ func (c *conn) authenticate(cp *packet.ConnectPacket, clientID string) (*auth.Id
 		cr.JWT, cr.Token = cr.Password, cr.Password
 	}
 	cr.TLS = transport.TLSState(c.nc)
-	return c.srv.b.Authenticate(context.Background(), cr)
+	if !c.srv.b.AuthRequired() {
+		return nil, cr, nil
+	}
+	id, err := c.srv.b.Authenticate(context.Background(), cr)
+	return id, cr, err
 }
 
-// attach finds or creates the session for clientID, taking it over from
-// another connection ([MQTT-3.1.4-2/-3]). A session belongs to the identity
-// that created it: another identity is refused, never given the session
-// (SPEC; checklist row 8).
-func (srv *server) attach(c *conn, clientID, owner string, cp *packet.ConnectPacket) (*session, bool, error) {
+// attach finds or creates the session for clientID in the connection's
+// account, taking it over from another connection ([MQTT-3.1.4-2/-3]).
+// Sessions and client identifiers belong to an account; within it a
+// session belongs to the identity that created it: another identity is
+// refused, never given the session (SPEC; checklist row 8). A session
+// found gets the connecting identity and its current permissions
+// (subscriptions they forbid are dropped).
+func (srv *server) attach(c *conn, clientID, owner string, cp *packet.ConnectPacket, cr *auth.Credentials, willSubj []byte) (*session, bool, error) {
+	key := sessionKey(c.bs.Account(), clientID)
+	id := c.bs.Snapshot().Identity
 	srv.mu.Lock()
-	old := srv.sessions[clientID]
+	old := srv.sessions[key]
 	if old != nil && old.owner != owner {
 		srv.mu.Unlock()
 		return nil, false, fmt.Errorf("mqtt: client id %q belongs to another identity", clientID)
@@ -175,24 +201,35 @@ func (srv *server) attach(c *conn, clientID, owner string, cp *packet.ConnectPac
 	present := old != nil
 	s := old
 	if s == nil {
-		s = &session{srv: srv, id: clientID, owner: owner}
+		s = &session{srv: srv, id: clientID, key: key, owner: owner}
 		// The session subscribes as the identity that created it (its
 		// permissions and account).
-		bs, err := srv.b.Connect(s, c.bs.Snapshot().Identity, broker.ConnectOptions{Transport: "mqtt-session", ConnType: c.ct, Name: clientID, Remote: "session", Detached: true})
+		bs, err := srv.b.Connect(s, id, broker.ConnectOptions{Transport: "mqtt-session", ConnType: c.ct, Name: clientID, Remote: "session", Detached: true})
 		if err != nil {
 			return nil, false, err
 		}
 		s.bs = bs
 		srv.mu.Lock()
-		srv.sessions[clientID] = s
+		srv.sessions[key] = s
 		srv.mu.Unlock()
+	} else if err := s.reidentify(id); err != nil {
+		srv.endSession(s)
+		return nil, false, err
 	}
+	s.bs.Remember(cr)
 	s.mu.Lock()
 	s.expiry = sessionExpiry(c, cp)
-	s.will = c.willFrom(cp)
+	s.will = c.willFrom(cp, willSubj)
 	s.saveLocked()
 	s.mu.Unlock()
 	return s, present, nil
+}
+
+// sessionKey is a session's key in the server's map and in the Store: the
+// client identifier, prefixed with the account outside the global account
+// (the form of broker.RetainedKey).
+func sessionKey(account, clientID string) string {
+	return broker.RetainedKey(account, clientID)
 }
 
 // sessionExpiry is how long the session outlives the connection: 3.1.1
@@ -216,13 +253,23 @@ func sessionExpiry(c *conn, cp *packet.ConnectPacket) time.Duration {
 	return d
 }
 
-// willFrom builds the session's will from CONNECT.
-func (c *conn) willFrom(cp *packet.ConnectPacket) *will {
-	if !cp.WillFlag {
-		return nil
+// willSubject maps and checks a will topic: a valid topic name that is a
+// valid NATS subject (no wildcards, no spaces).
+func willSubject(topic []byte) ([]byte, error) {
+	if !packet.ValidTopicName(topic) {
+		return nil, fmt.Errorf("%w: will topic %q", packet.TopicNameInvalid, topic)
 	}
-	subj, err := TopicToSubject(nil, cp.WillTopic, false)
-	if err != nil {
+	subj, err := TopicToSubject(nil, topic, false)
+	if err != nil || !subject.ValidLiteral(subj) {
+		return nil, fmt.Errorf("%w: will topic %q", packet.TopicNameInvalid, topic)
+	}
+	return subj, nil
+}
+
+// willFrom builds the session's will from CONNECT; subj is its checked
+// subject.
+func (c *conn) willFrom(cp *packet.ConnectPacket, subj []byte) *will {
+	if !cp.WillFlag {
 		return nil
 	}
 	m := broker.Message{Subject: subj, Payload: append([]byte(nil), cp.WillPayload...), QoS: cp.WillQoS, Retain: cp.WillRetain, MQTT: true}
@@ -347,14 +394,11 @@ func (c *conn) onPublish(p *packet.PublishPacket) error {
 			return fmt.Errorf("%w", packet.ReceiveMaxExceeded) // [MQTT-3.3.4-9]
 		}
 	}
-	allowed := c.bs.CanPublish(c.subj)
-	if c.grouped != nil && p.QoS == 2 && allowed {
+	if c.grouped != nil && p.QoS == 2 {
 		c.grouped.Begin() // the routing records and the id: one commit group
 		defer c.grouped.End()
 	}
-	if allowed {
-		c.publish(p)
-	}
+	allowed := c.publish(p) == nil // the broker's gate: the publish permission
 	if p.QoS == 2 && allowed {
 		// Recorded after routing: with a durable store the subscribers'
 		// records precede the id in the log, and nothing reaches a
@@ -381,20 +425,21 @@ func (c *conn) onPublish(p *packet.PublishPacket) error {
 	return nil
 }
 
-// publish routes an MQTT PUBLISH into the broker (and the retained store).
-func (c *conn) publish(p *packet.PublishPacket) {
+// publish routes an MQTT PUBLISH into the broker, which checks the
+// permission and keeps a retained message (broker.ErrPermPublish: refused).
+// Live deliveries carry retain 0 unless retain-as-published ([MQTT-3.3.1-9]).
+func (c *conn) publish(p *packet.PublishPacket) error {
 	m := &c.msg
 	*m = broker.Message{Subject: c.subj, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, MQTT: true}
 	if c.v == packet.V5 && p.Props.HasMessageProps() {
 		m.Ext = p.Props.CloneMessageProps()
 	}
 	m.Borrow()
-	c.bs.CountIn(len(p.Payload))
-	if p.Retain {
-		c.srv.ret.set(*m.Stable())
+	if _, err := c.bs.Publish(&c.batch, m); err != nil {
+		return err
 	}
-	// Live deliveries carry retain 0 unless retain-as-published ([MQTT-3.3.1-9]).
-	c.bs.Publish(&c.batch, m)
+	c.bs.CountIn(len(p.Payload))
+	return nil
 }
 
 func (c *conn) onAck(p *packet.AckPacket) error {
@@ -448,7 +493,9 @@ func (c *conn) onSubscribe(p *packet.SubscribePacket) error {
 	}
 	c.write(packet.AppendSuback(nil, c.v, &packet.SubackPacket{PacketID: p.PacketID, Codes: codes}))
 	for _, st := range replay {
-		c.srv.ret.match(st.nats, func(m *broker.Message) {
+		// Through the broker's way out: the session's account, and only
+		// what its identity may receive now.
+		c.sess.bs.Retained(st.nats, nil, func(m *broker.Message) {
 			if st.dollar && m.Subject[0] == '$' {
 				return
 			}
@@ -515,6 +562,9 @@ func newSubState(f []byte, qos byte, noLocal, rap bool, rh byte, subID uint32) (
 		return nil, err
 	}
 	st.nats = [][]byte{subj}
+	if share != "" {
+		st.q = []byte("$MQTT_share_" + share)
+	}
 	if n := len(subj); n >= 2 && subj[n-1] == '>' && subj[n-2] == '.' {
 		st.nats = append(st.nats, subj[:n-2]) // "a/#" also matches "a"
 	}
@@ -524,12 +574,8 @@ func newSubState(f []byte, qos byte, noLocal, rap bool, rh byte, subID uint32) (
 // addSub subscribes st in the router under key, replacing a subscription
 // with the same key ([MQTT-3.8.4-3]), and saves the session.
 func (s *session) addSub(key string, st *subState) error {
-	var queue []byte
-	if st.share != "" {
-		queue = []byte("$MQTT_share_" + st.share)
-	}
 	for _, ns := range st.nats {
-		bsub := &broker.Subscription{Subject: ns, Queue: queue, Client: s, Opaque: st}
+		bsub := &broker.Subscription{Subject: ns, Queue: st.queue(), Client: s, Opaque: st}
 		if err := s.bs.Subscribe(bsub); err != nil {
 			for _, b := range st.bsubs {
 				s.bs.Unsubscribe(b)
@@ -546,7 +592,7 @@ func (s *session) addSub(key string, st *subState) error {
 	s.subs[key] = st
 	s.saveLocked()
 	s.mu.Unlock()
-	if old != nil {
+	if old != nil && old != st {
 		for _, b := range old.bsubs {
 			s.bs.Unsubscribe(b)
 		}

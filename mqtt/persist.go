@@ -2,11 +2,14 @@ package mqtt
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/store"
+	"github.com/busbar/busbar/subject"
 )
 
 // Persistence: a session that outlives its connection is mirrored in the
@@ -24,7 +27,7 @@ func (s *session) saveLocked() {
 	if !s.persistent() {
 		return
 	}
-	rec := &store.Session{ClientID: s.id, Owner: s.owner, Expiry: int64(s.expiry / time.Second)}
+	rec := &store.Session{ClientID: s.key, Owner: s.owner, Expiry: int64(s.expiry / time.Second)}
 	if s.expiry < 0 {
 		rec.Expiry = -1
 	}
@@ -51,19 +54,19 @@ func (s *session) storeInflightLocked(om *outMsg) {
 	if !s.persistent() || om.seq == 0 {
 		return
 	}
-	s.check(s.srv.b.Store().PutInflight(bg, s.id, &store.Inflight{Seq: om.seq, PacketID: om.id, Released: om.rel,
+	s.check(s.srv.b.Store().PutInflight(bg, s.key, &store.Inflight{Seq: om.seq, PacketID: om.id, Released: om.rel,
 		Msg: store.Message{Subject: om.m.Subject, Payload: om.m.Payload, QoS: om.qos, Retain: om.retain}}))
 }
 
 func (s *session) storeAck(seq uint64) {
 	if s.persistent() && seq != 0 {
-		s.check(s.srv.b.Store().AckInflight(bg, s.id, seq))
+		s.check(s.srv.b.Store().AckInflight(bg, s.key, seq))
 	}
 }
 
 func (s *session) storeRelease(seq uint64) {
 	if s.persistent() && seq != 0 {
-		s.check(s.srv.b.Store().Release(bg, s.id, seq))
+		s.check(s.srv.b.Store().Release(bg, s.key, seq))
 	}
 }
 
@@ -72,9 +75,9 @@ func (s *session) storeInbound(id uint16, add bool) {
 		return
 	}
 	if add {
-		s.check(s.srv.b.Store().PutInbound(bg, s.id, id))
+		s.check(s.srv.b.Store().PutInbound(bg, s.key, id))
 	} else {
-		s.check(s.srv.b.Store().DeleteInbound(bg, s.id, id))
+		s.check(s.srv.b.Store().DeleteInbound(bg, s.key, id))
 	}
 }
 
@@ -86,12 +89,12 @@ func (srv *server) restore() {
 		switch r.Kind {
 		case store.KindSession:
 			if s := srv.restoreSession(r.Session); s != nil {
-				byID[s.id] = s
+				byID[s.key] = s
 			}
 		case store.KindInflight:
 			if s := byID[r.ClientID]; s != nil {
 				f := r.Inflight
-				om := &outMsg{id: f.PacketID, seq: f.Seq, rel: f.Released, qos: f.Msg.QoS, retain: f.Msg.Retain, sent: f.PacketID != 0,
+				om := &outMsg{id: f.PacketID, seq: f.Seq, queue: s.queueOf(f.Msg.Subject), rel: f.Released, qos: f.Msg.QoS, retain: f.Msg.Retain, sent: f.PacketID != 0,
 					at: time.Now(), m: broker.Message{Subject: f.Msg.Subject, Payload: f.Msg.Payload, QoS: f.Msg.QoS, MQTT: true}}
 				if om.sent {
 					s.inflight = append(s.inflight, om)
@@ -121,18 +124,28 @@ func (srv *server) restore() {
 	}
 }
 
+// restoreSession recreates one stored session in its account, as the
+// identity that owns it is now: resolved from the running configuration
+// (auth.Resolver), so it follows the current permissions; a session whose
+// user is gone, moved to another account or refused ends. One whose
+// identity the Authenticator cannot resolve without credentials is
+// suspended: kept, with no subscription in the router and no will, until
+// its client authenticates again.
 func (srv *server) restoreSession(rec *store.Session) *session {
-	var id *auth.Identity
-	if rec.Owner != "" {
-		id = &auth.Identity{Name: rec.Owner} // permissions are checked again when its client reconnects
+	acc, clientID := broker.SplitStoreKey(rec.ClientID)
+	id, suspended, err := srv.restoredIdentity(rec.Owner, acc)
+	if err != nil {
+		srv.b.Logger().Info("mqtt: ending a stored session its identity no longer owns", "client_id", clientID, "account", acc, "err", err)
+		srv.check(srv.b.Store().DeleteSession(bg, rec.ClientID))
+		return nil
 	}
-	s := &session{srv: srv, id: rec.ClientID, owner: rec.Owner, expiry: time.Duration(rec.Expiry) * time.Second}
+	s := &session{srv: srv, id: clientID, key: rec.ClientID, owner: rec.Owner, expiry: time.Duration(rec.Expiry) * time.Second, suspended: suspended}
 	if rec.Expiry < 0 {
 		s.expiry = -1
 	}
-	bs, err := srv.b.Connect(s, id, broker.ConnectOptions{Transport: "mqtt-session", ConnType: auth.ConnMQTT, Name: rec.ClientID, Remote: "session", Detached: true})
+	bs, err := srv.b.Connect(s, id, broker.ConnectOptions{Transport: "mqtt-session", ConnType: auth.ConnMQTT, Name: clientID, Remote: "session", Detached: true})
 	if err != nil {
-		srv.b.Logger().Error("mqtt: restoring a session", "client_id", rec.ClientID, "err", err)
+		srv.b.Logger().Error("mqtt: restoring a session", "client_id", clientID, "err", err)
 		return nil
 	}
 	s.bs = bs
@@ -141,16 +154,89 @@ func (srv *server) restoreSession(rec *store.Session) *session {
 		if err != nil {
 			continue
 		}
-		if s.addSub(sub.Filter, st) != nil {
+		if suspended {
+			if s.subs == nil {
+				s.subs = make(map[string]*subState)
+			}
+			s.subs[sub.Filter] = st
 			continue
 		}
+		if s.addSub(sub.Filter, st) != nil {
+			srv.b.Logger().Info("mqtt: dropped a restored subscription the identity may not make", "client_id", clientID, "filter", sub.Filter)
+		}
 	}
-	if w := rec.Will; w != nil {
+	if w := rec.Will; w != nil && !suspended {
 		s.will = &will{m: broker.Message{Subject: w.Subject, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, MQTT: true},
 			delay: time.Duration(rec.WillDelay) * time.Second}
 	}
+	s.mu.Lock()
+	s.saveLocked() // without what was dropped
+	s.mu.Unlock()
 	srv.mu.Lock()
-	srv.sessions[s.id] = s
+	srv.sessions[s.key] = s
 	srv.mu.Unlock()
 	return s
+}
+
+// restoredIdentity is who owns a stored session now: the identity the
+// Authenticator resolves for owner in account acc, with the MQTT
+// connection types; suspended (a stand-in allowed nothing) when it cannot
+// tell; an error when the user is gone, refused or in another account.
+func (srv *server) restoredIdentity(owner, acc string) (*auth.Identity, bool, error) {
+	if !srv.b.AuthRequired() {
+		return nil, false, nil
+	}
+	if owner == "" {
+		return nil, false, errors.New("mqtt: the session was made without authentication")
+	}
+	old := &auth.Identity{Name: owner, Account: acc}
+	id, err := srv.b.Resolve(bg, old, auth.ConnMQTT)
+	if errors.Is(err, broker.ErrConnType) {
+		id, err = srv.b.Resolve(bg, old, auth.ConnMQTTWS)
+	}
+	switch {
+	case errors.Is(err, auth.ErrCannotResolve):
+		return &auth.Identity{Name: owner, Account: acc, Perms: denyAll}, true, nil
+	case err != nil:
+		return nil, false, err
+	case accountName(id) != acc:
+		return nil, false, fmt.Errorf("mqtt: user %q moved from account %q to %q", owner, acc, accountName(id))
+	}
+	return id, false, nil
+}
+
+// denyAll is the stand-in permission of a suspended session.
+var denyAll = &auth.Permissions{
+	Publish:   &auth.SubjectPermission{Deny: []string{">"}},
+	Subscribe: &auth.SubjectPermission{Deny: []string{">"}},
+}
+
+func accountName(id *auth.Identity) string {
+	if id == nil || id.Account == "" {
+		return broker.GlobalAccount
+	}
+	return id.Account
+}
+
+func (srv *server) check(err error) {
+	if err != nil {
+		srv.b.Logger().Error("mqtt: session store", "err", err)
+	}
+}
+
+// queueOf is the queue group of the shared subscription a restored
+// message on subj came through, if the session has one matching it
+// (nil otherwise: checked as a plain subscription).
+func (s *session) queueOf(subj []byte) []byte {
+	for _, st := range s.subs {
+		if st.q == nil {
+			continue
+		}
+		for _, f := range st.nats {
+			if subject.Match(f, subj) {
+				return st.q
+			}
+		}
+	}
+	return nil
 }

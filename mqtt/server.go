@@ -112,17 +112,17 @@ func (t *Transport) ServeConn(ctx context.Context, b *broker.Broker, nc net.Conn
 }
 
 // server is the MQTT state of one broker, shared by its MQTT listeners:
-// sessions by client identifier and retained messages.
+// sessions by account and client identifier (retained messages are the
+// broker's, per account: broker/retained.go).
 type server struct {
 	b    *broker.Broker
 	opts Options
-	ret  retained
 
-	loaded  sync.Once     // the Store's retained messages and sessions
+	loaded  sync.Once     // the Store's sessions
 	grouped store.Grouped // the Store, when it group-commits
 
-	mu       sync.Mutex // guards sessions
-	sessions map[string]*session
+	mu       sync.Mutex          // guards sessions
+	sessions map[string]*session // by sessionKey
 }
 
 type serverKey struct{}
@@ -135,23 +135,19 @@ func serverFor(b *broker.Broker, o Options) *server {
 		return srv
 	}).(*server)
 	// Outside Extension's lock: restoring connects sessions to the broker.
-	srv.loaded.Do(func() {
-		srv.ret.load(b)
-		srv.restore()
-	})
+	srv.loaded.Do(srv.restore)
 	return srv
 }
 
-// Retained reports how many retained messages the broker holds.
-func Retained(b *broker.Broker) int {
-	return serverFor(b, Options{}).ret.len()
-}
+// Retained reports how many retained messages the broker holds, in every
+// account.
+func Retained(b *broker.Broker) int { return b.NumRetained() }
 
 // endSession removes s for good: its subscriptions, queue and will.
 func (srv *server) endSession(s *session) {
 	srv.mu.Lock()
-	if srv.sessions[s.id] == s {
-		delete(srv.sessions, s.id)
+	if srv.sessions[s.key] == s {
+		delete(srv.sessions, s.key)
 	}
 	srv.mu.Unlock()
 	s.mu.Lock()
@@ -160,7 +156,7 @@ func (srv *server) endSession(s *session) {
 		return
 	}
 	s.ended = true
-	s.check(srv.b.Store().DeleteSession(bg, s.id))
+	s.check(srv.b.Store().DeleteSession(bg, s.key))
 	w := s.will
 	s.will = nil
 	s.inflight, s.queue = nil, nil
@@ -184,14 +180,15 @@ func (srv *server) endSessionIfIdle(s *session) {
 	}
 }
 
-// publishWill publishes a will message through the session.
+// publishWill publishes a will message through the session, so the
+// broker's gate checks it with the identity's permissions now (they may
+// have changed since CONNECT) and keeps it when retained.
 func (srv *server) publishWill(s *session, w *will) {
 	var batch broker.Batch
 	m := w.m
-	if m.Retain {
-		srv.ret.set(m)
+	if _, err := s.bs.Publish(&batch, &m); err != nil {
+		srv.b.Logger().Warn("mqtt: will refused", "client_id", s.id, "subject", string(m.Subject), "err", err)
 	}
-	s.bs.Publish(&batch, &m)
 	batch.Flush()
 }
 
@@ -202,7 +199,10 @@ type Stats struct {
 	Sessions, Connected int
 	Inflight, Queued    int
 	Dropped             int64
-	Retained            int
+	// Denied counts queued or restored messages dropped because the
+	// session's identity may no longer receive them (a reload, a restart).
+	Denied   int64
+	Retained int
 }
 
 // SessionStats snapshots the MQTT state of b.
@@ -214,7 +214,7 @@ func SessionStats(b *broker.Broker) Stats {
 		ss = append(ss, s)
 	}
 	srv.mu.Unlock()
-	st := Stats{Sessions: len(ss), Retained: srv.ret.len()}
+	st := Stats{Sessions: len(ss), Retained: srv.b.NumRetained()}
 	for _, s := range ss {
 		s.mu.Lock()
 		if s.conn != nil {
@@ -223,6 +223,7 @@ func SessionStats(b *broker.Broker) Stats {
 		st.Inflight += len(s.inflight)
 		st.Queued += len(s.queue)
 		st.Dropped += s.dropped
+		st.Denied += s.denied
 		s.mu.Unlock()
 	}
 	return st

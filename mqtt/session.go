@@ -1,10 +1,13 @@
 package mqtt
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/mqtt/packet"
 )
@@ -22,13 +25,18 @@ type subState struct {
 	subID   uint32
 	dollar  bool // the filter starts with a wildcard: skip $-topics [MQTT-4.7.2-1]
 	nats    [][]byte
+	q       []byte // the router queue group of a shared subscription
 	bsubs   []*broker.Subscription
 }
+
+// queue is the router queue group of a shared subscription, else nil.
+func (st *subState) queue() []byte { return st.q }
 
 // outMsg is a QoS 1 or 2 message sent to the client and not yet fully
 // acknowledged, or waiting to be sent.
 type outMsg struct {
 	m      broker.Message // stable
+	queue  []byte         // the shared subscription's queue group, or nil
 	qos    byte
 	retain bool
 	subID  uint32
@@ -45,7 +53,8 @@ type outMsg struct {
 // the attached conn, if any, writes to the socket.
 type session struct {
 	srv   *server
-	id    string
+	id    string // the client identifier
+	key   string // id in its account: the server's map and the Store (sessionKey)
 	owner string // identity name that created it: only it may resume it
 	bs    *broker.Session
 
@@ -62,6 +71,11 @@ type session struct {
 	will     *will
 	ended    bool
 	dropped  int64 // QoS 0 messages dropped while offline or over limits
+	denied   int64 // queued or restored messages the identity may no longer receive
+	// suspended: restored from the Store with an identity the
+	// Authenticator cannot resolve without credentials; its subscriptions
+	// are kept but not in the router until its client comes back.
+	suspended bool
 }
 
 type will struct {
@@ -112,7 +126,7 @@ func (s *session) Deliver(sub *broker.Subscription, m *broker.Message) bool {
 		}
 		return s.conn.sendPublish(m, 0, 0, retain, false, st.subID)
 	}
-	om := &outMsg{m: *m.Stable(), qos: qos, retain: retain, subID: st.subID, at: time.Now()}
+	om := &outMsg{m: *m.Stable(), qos: qos, retain: retain, subID: st.subID, at: time.Now(), queue: st.queue()}
 	return s.enqueue(om)
 }
 
@@ -143,6 +157,9 @@ func (s *session) send(om *outMsg) bool {
 	if !expire(om) {
 		s.storeAck(om.seq)
 		s.dropped++
+		return true
+	}
+	if !s.mayReceive(om) {
 		return true
 	}
 	om.id = s.allocID()
@@ -249,6 +266,7 @@ func (s *session) resume(c *conn) {
 		s.timer.Stop()
 		s.timer = nil
 	}
+	s.inflight = slices.DeleteFunc(s.inflight, func(om *outMsg) bool { return !om.rel && !s.mayReceive(om) })
 	if g := s.srv.grouped; g != nil && s.persistent() && len(s.inflight) > 0 {
 		// After the commit that holds these records (some may be new).
 		type resend struct {
@@ -298,15 +316,99 @@ func (s *session) Wake() {
 	}
 }
 
-// Close is called by the broker (shutdown, slow consumer): it closes the
-// attached connection; the session itself ends with the broker.
+// Close is called by the broker: at shutdown or for a slow consumer it
+// closes the attached connection and the session ends with the broker;
+// when a reload no longer authorizes the session's identity or moved it to
+// another account (auth.ErrNotAuthorized, broker.ErrAccountChanged) the
+// session ends too, without its will.
 func (s *session) Close(reason error) {
+	if revoked(reason) {
+		s.mu.Lock()
+		s.will = nil
+		s.mu.Unlock()
+		s.srv.endSession(s)
+	}
 	s.mu.Lock()
 	c := s.conn
 	s.mu.Unlock()
 	if c != nil {
 		c.Close(reason)
 	}
+}
+
+// revoked: the configuration no longer lets the identity have this
+// connection or session.
+func revoked(reason error) bool {
+	return errors.Is(reason, auth.ErrNotAuthorized) || errors.Is(reason, broker.ErrAccountChanged)
+}
+
+// mayReceive is the way out for a message that waited (queued, in flight
+// across a reconnect or a restart): the session's identity must still be
+// allowed to receive it. One it may not is dropped, acknowledged in the
+// Store and counted. s.mu held.
+func (s *session) mayReceive(om *outMsg) bool {
+	if s.bs.CanReceive(om.m.Subject, om.queue) {
+		return true
+	}
+	s.storeAck(om.seq)
+	s.denied++
+	return false
+}
+
+// Revoked drops the MQTT subscription a reload's permissions took away
+// (broker.SubscriptionRevoker): both router subscriptions of "a/#" go.
+func (s *session) Revoked(sub *broker.Subscription) {
+	st, _ := sub.Opaque.(*subState)
+	if st == nil {
+		return
+	}
+	s.mu.Lock()
+	for k, v := range s.subs {
+		if v == st {
+			delete(s.subs, k)
+			s.saveLocked()
+		}
+	}
+	s.mu.Unlock()
+	for _, b := range st.bsubs {
+		s.bs.Unsubscribe(b)
+	}
+}
+
+// reidentify gives the session the identity its returning client
+// authenticated as: current permissions (subscriptions they forbid are
+// dropped), and for a session restored without one, its subscriptions
+// back in the router. Read loop of the new connection, in attach.
+func (s *session) reidentify(id *auth.Identity) error {
+	if err := s.bs.Reidentify(id); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	susp := s.suspended
+	s.suspended = false
+	var keys []string
+	if susp {
+		for k := range s.subs {
+			keys = append(keys, k)
+		}
+	}
+	s.mu.Unlock()
+	for _, k := range keys {
+		s.mu.Lock()
+		st := s.subs[k]
+		s.mu.Unlock()
+		if st == nil {
+			continue
+		}
+		if err := s.addSub(k, st); err != nil {
+			s.mu.Lock()
+			delete(s.subs, k)
+			s.saveLocked()
+			s.mu.Unlock()
+			s.srv.b.Logger().Info("mqtt: dropped a restored subscription the identity may not make", "client_id", s.id, "filter", k)
+		}
+	}
+	return nil
 }
 
 // detach is called when c's connection ends. The session lives on if it
@@ -343,7 +445,7 @@ func (s *session) deliverRetained(st *subState, m *broker.Message) {
 		s.conn.sendPublish(m, 0, 0, true, false, st.subID)
 		return
 	}
-	s.enqueue(&outMsg{m: *m, qos: qos, retain: true, subID: st.subID})
+	s.enqueue(&outMsg{m: *m, qos: qos, retain: true, subID: st.subID, queue: st.queue()})
 }
 
 // expire applies the Message Expiry Interval to a message that waited

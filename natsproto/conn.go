@@ -532,7 +532,7 @@ func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte, owned bool) err
 		c.sendErr(errInvalidPubSubject.text)
 		return nil
 	}
-	if !c.sess.CanPublish(subj) {
+	if c.verbose && !c.sess.CanPublish(subj) { // +OK must precede our own MSG, -ERR replace it
 		c.sendErr(fmt.Sprintf("Permissions Violation for Publish to %q", subj))
 		return nil
 	}
@@ -545,9 +545,14 @@ func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte, owned bool) err
 	if owned {
 		m.OwnPayload()
 	}
-	c.sess.CountIn(len(msg))
 	c.ok() // before deliveries, as nats-server: +OK precedes our own MSG
-	if c.sess.Publish(&c.batch, m) == 0 && len(reply) > 0 && c.noResp {
+	n, err := c.sess.Publish(&c.batch, m) // the gate: the publish permission
+	if err != nil {
+		c.sendErr(fmt.Sprintf("Permissions Violation for Publish to %q", subj))
+		return nil
+	}
+	c.sess.CountIn(len(msg))
+	if n == 0 && len(reply) > 0 && c.noResp {
 		c.noResponders(reply)
 	}
 	return nil

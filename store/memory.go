@@ -197,7 +197,7 @@ func (m *Memory) Load(ctx context.Context, fn func(Record) error) error {
 	}
 	sort.Strings(subjects)
 	for _, s := range subjects {
-		recs = append(recs, Record{Kind: KindRetained, Retained: m.retained[s]})
+		recs = append(recs, Record{Kind: KindRetained, Key: s, Retained: m.retained[s]})
 	}
 	m.mu.Unlock()
 	for _, r := range recs {

@@ -39,6 +39,9 @@ type Subscription struct {
 
 // Session is an MQTT session's lasting state.
 type Session struct {
+	// ClientID is the session's key: the MQTT client identifier, prefixed
+	// with the account name and a NUL byte outside the global account
+	// (sessions belong to an account). Every per-session call takes it.
 	ClientID  string
 	Owner     string // identity that created it
 	Expiry    int64  // seconds after disconnect; -1: never
@@ -77,6 +80,9 @@ type Record struct {
 	Inflight *Inflight
 	Inbound  uint16 // a QoS 2 packet id awaiting PUBREL
 	Retained *Message
+	// Key is the key a KindRetained record was stored under (SetRetained's
+	// subject argument).
+	Key string
 }
 
 // Store keeps broker state across restarts.
@@ -94,9 +100,11 @@ type Store interface {
 	AckInflight(ctx context.Context, clientID string, seq uint64) error
 	PutInbound(ctx context.Context, clientID string, packetID uint16) error
 	DeleteInbound(ctx context.Context, clientID string, packetID uint16) error
-	// SetRetained stores m for subject, or deletes it when m is nil or
-	// its payload is empty.
-	SetRetained(ctx context.Context, subject string, m *Message) error
+	// SetRetained stores m under key, or deletes it when m is nil or its
+	// payload is empty. The broker's key is the subject, prefixed with the
+	// account name and a NUL byte outside the global account
+	// (broker.RetainedKey); Load reports it in Record.Key.
+	SetRetained(ctx context.Context, key string, m *Message) error
 	// Load replays everything stored: sessions first, then each
 	// session's in-flight messages in the order they were put and its
 	// inbound ids, then retained messages.

@@ -262,7 +262,11 @@ func encodeRecord(e *enc, r store.Record) {
 		e.end(at)
 	case store.KindRetained:
 		at := e.begin(opSetRetained)
-		e.string(string(r.Retained.Subject))
+		key := r.Key
+		if key == "" {
+			key = string(r.Retained.Subject)
+		}
+		e.string(key)
 		e.bool(true)
 		e.message(r.Retained)
 		e.end(at)
