@@ -76,6 +76,9 @@ func (s ConnTypes) Add(t ConnType) ConnTypes { return s | 1<<t }
 // Allows reports whether t is in the set, or the set is empty.
 func (s ConnTypes) Allows(t ConnType) bool { return s == 0 || s&(1<<t) != 0 }
 
+// Has reports whether t is in the set (the empty set has none).
+func (s ConnTypes) Has(t ConnType) bool { return s&(1<<t) != 0 }
+
 // ErrNotAuthorized is what a transport reports to its peer when no
 // Authenticator accepted the credentials.
 var ErrNotAuthorized = errors.New("auth: not authorized")

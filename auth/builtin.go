@@ -45,7 +45,8 @@ type builtin struct {
 	defPerm  *Permissions
 	noAuth   string
 	noAuthBy map[ConnType]string
-	tlsMap   bool
+	tlsMap   bool      // every connection type maps certificates
+	tlsMapBy ConnTypes // or these only
 	op       *operatorMode
 	ext      *externalJWT
 }
@@ -62,6 +63,7 @@ func New(o Options) (Authenticator, error) {
 		log: o.Logger, users: map[string]*user{}, nkeys: map[string]*user{},
 		apiKeys: map[[32]byte]*user{}, token: o.Token, tokenBC: isBcrypt(o.Token),
 		defPerm: o.DefaultPerm, noAuth: o.NoAuthUser, noAuthBy: o.NoAuthUsers, tlsMap: o.TLSMap,
+		tlsMapBy: o.TLSMapConns,
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
@@ -93,7 +95,7 @@ func New(o Options) (Authenticator, error) {
 		b.log.Warn(w)
 	}
 	if len(b.ordered) == 0 && b.token == "" && b.op == nil && b.ext == nil {
-		if o.TLSMap {
+		if o.TLSMap || o.TLSMapConns != 0 {
 			return nil, fmt.Errorf("%w: verify_and_map needs users to map certificates to", ErrConfig)
 		}
 		return nil, nil
@@ -212,7 +214,7 @@ func (b *builtin) Authenticate(ctx context.Context, c *Credentials) (*Identity, 
 	if c.NKey != "" {
 		return b.nkey(c)
 	}
-	if b.tlsMap && c.TLS != nil && len(c.TLS.PeerCertificates) > 0 {
+	if b.mapsCerts(c.Conn) && c.TLS != nil && len(c.TLS.PeerCertificates) > 0 {
 		return b.mapCert(c)
 	}
 	if c.APIKey != "" {
@@ -226,7 +228,7 @@ func (b *builtin) Authenticate(ctx context.Context, c *Credentials) (*Identity, 
 			return id, true, nil
 		}
 	}
-	if c.Token != "" && b.token != "" && compare(b.token, b.tokenBC, c.Token) {
+	if tok := c.token(); tok != "" && b.token != "" && compare(b.token, b.tokenBC, tok) {
 		return &Identity{Name: "token", Perms: b.defPerm}, true, nil
 	}
 	if b.ext != nil {
@@ -237,6 +239,19 @@ func (b *builtin) Authenticate(ctx context.Context, c *Credentials) (*Identity, 
 }
 
 func (c ConnType) isMQTT() bool { return c == ConnMQTT || c == ConnMQTTWS }
+
+// mapsCerts reports whether a client certificate on a connection of type
+// t names its user.
+func (b *builtin) mapsCerts(t ConnType) bool { return b.tlsMap || b.tlsMapBy.Has(t) }
+
+// token is the token c presents. MQTT has no token field: its password
+// carries the token, with or without a user name (nats-server's rule).
+func (c *Credentials) token() string {
+	if c.Token == "" && c.Conn.isMQTT() {
+		return c.Password
+	}
+	return c.Token
+}
 
 // empty reports whether c carries no credential at all.
 func (c *Credentials) empty() bool {
@@ -268,8 +283,9 @@ func (b *builtin) password(c *Credentials) (*Identity, bool) {
 	}
 	if u.Password == "" {
 		// No password: a certificate, NKEY or API key identity, never
-		// one that a bare name logs in as.
-		if u.NKey != "" || u.APIKey != "" || b.tlsMap || c.Password != "" {
+		// one that a bare name logs in as (with certificate mapping on
+		// any listener, on none).
+		if u.NKey != "" || u.APIKey != "" || b.tlsMap || b.tlsMapBy != 0 || c.Password != "" {
 			return nil, false
 		}
 		return b.identity(u), true

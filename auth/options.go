@@ -59,7 +59,11 @@ type Options struct {
 	Resolver        string            // "MEMORY"
 	ResolverPreload map[string]string // account public key → account JWT
 
-	TLSMap      bool // tls { verify_and_map }: the client certificate names the user
+	// TLSMap (tls { verify_and_map }): the client certificate names the
+	// user on every connection type; TLSMapConns: on these types only
+	// (config: the listeners whose tls {} says verify_and_map).
+	TLSMap      bool
+	TLSMapConns ConnTypes
 	ExternalJWT *ExternalJWT
 
 	// NoAuthUsers overrides NoAuthUser per connection type (websocket {

@@ -15,11 +15,13 @@ func UserPassword(user, password string) Authenticator {
 }
 
 // Token accepts one token, plain or bcrypt (nats-server's
-// `authorization { token }` and `--auth`).
+// `authorization { token }` and `--auth`). An MQTT client presents it as
+// its password, with any user name or none.
 func Token(token string) Authenticator {
 	bc := isBcrypt(token)
 	return AuthenticatorFunc(func(_ context.Context, c *Credentials) (*Identity, bool, error) {
-		if c.Token == "" || !compare(token, bc, c.Token) {
+		tok := c.token()
+		if tok == "" || !compare(token, bc, tok) {
 			return nil, false, nil
 		}
 		return &Identity{Name: "token"}, true, nil

@@ -19,8 +19,8 @@ const (
 	defaultResponseExpires = 2 * time.Minute
 )
 
-// userPos remembers where each user was defined, for duplicate and
-// no_auth_user checks.
+// userPos remembers where a user was defined, for checks that need the
+// whole file (a user without a password).
 type userPos struct {
 	name string
 	pos  Pos
@@ -117,7 +117,7 @@ func (d *dec) users(e *Entry, account string) []auth.User {
 		case u.Name == "" && u.NKey == "" && u.APIKey == "":
 			d.errf(v.Pos, "user: needs user, nkey or api_key")
 		case u.Name != "" && u.NKey == "" && u.Password == "" && u.APIKey == "":
-			d.errf(v.Pos, "user %q: needs a password (or nkey, or api_key)", u.Name)
+			d.noPass = append(d.noPass, userPos{u.Name, v.Pos}) // checkAuth: a certificate may name it
 		}
 		out = append(out, u)
 	}
@@ -498,9 +498,33 @@ func hasNKeys(c *Config) bool {
 	return false
 }
 
-// checkAuth runs the checks that need the whole file: duplicate users,
-// and no_auth_user naming a user (top level, websocket, mqtt).
+// tlsMapConns is the connection types whose listener maps client
+// certificates to users (tls { verify_and_map }): NATS at the top level,
+// MQTT in mqtt {}, and both protocols over WebSocket in websocket {} (the
+// listener that verified a certificate decides whether it names a user).
+func tlsMapConns(c *Config) auth.ConnTypes {
+	var s auth.ConnTypes
+	if c.NATS.TLS != nil && c.NATS.TLS.VerifyAndMap {
+		s = s.Add(auth.ConnStandard)
+	}
+	if c.MQTT != nil && c.MQTT.TLS != nil && c.MQTT.TLS.VerifyAndMap {
+		s = s.Add(auth.ConnMQTT)
+	}
+	if w := c.WebSocket; w != nil && w.TLS != nil && !w.NoTLS && w.TLS.VerifyAndMap {
+		s = s.Add(auth.ConnWebSocket).Add(auth.ConnMQTTWS)
+	}
+	return s
+}
+
+// checkAuth runs the checks that need the whole file: users without a
+// password only when a certificate can name them, duplicate users, and
+// no_auth_user naming a user (top level, websocket, mqtt).
 func (d *dec) checkAuth(c *Config, noAuthAt Pos) {
+	if c.Auth.TLSMapConns == 0 {
+		for _, u := range d.noPass {
+			d.errf(u.pos, "user %q: needs a password (or nkey, or api_key, or a tls { verify_and_map } listener to map a certificate to it)", u.name)
+		}
+	}
 	names := make(map[string]bool, len(c.Auth.Users))
 	for _, u := range c.Auth.Users {
 		key := u.Name
@@ -552,7 +576,7 @@ func describeAuth(a *auth.Options) string {
 	if len(a.Operators) > 0 {
 		parts = append(parts, "operator")
 	}
-	if a.TLSMap {
+	if a.TLSMap || a.TLSMapConns != 0 {
 		parts = append(parts, "tls map")
 	}
 	if a.ExternalJWT != nil {

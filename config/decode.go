@@ -18,6 +18,7 @@ type dec struct {
 	pos      map[string]Pos // "websocket.port" → where the key is
 	dir      string         // the main file's directory
 	readFile func(string) ([]byte, error)
+	noPass   []userPos // users with a name and nothing else to log in with
 }
 
 func (d *dec) errf(at Pos, format string, args ...any) {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/busbar/busbar/auth"
 )
 
 var update = flag.Bool("update", false, "rewrite config/testdata/*.golden")
@@ -92,13 +94,27 @@ func render(cfg *Config, err error) string {
 	return strings.ReplaceAll(b.String(), os.TempDir(), "$TMPDIR")
 }
 
-var durationType = reflect.TypeOf(time.Duration(0))
+var (
+	durationType  = reflect.TypeOf(time.Duration(0))
+	connTypesType = reflect.TypeOf(auth.ConnTypes(0))
+)
 
 func dump(out *[]string, path string, v reflect.Value) {
 	switch {
 	case v.Type() == durationType:
 		if v.Int() != 0 {
 			*out = append(*out, path+": "+time.Duration(v.Int()).String())
+		}
+		return
+	case v.Type() == connTypesType:
+		var names []string
+		for t := auth.ConnStandard; t <= auth.ConnInProcess; t++ {
+			if auth.ConnTypes(v.Uint()).Has(t) {
+				names = append(names, t.String())
+			}
+		}
+		if len(names) > 0 {
+			*out = append(*out, path+": "+strings.Join(names, ","))
 		}
 		return
 	case v.Type().String() == "netip.Prefix":

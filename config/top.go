@@ -73,10 +73,7 @@ func (d *dec) config(root *Map) *Config {
 		"resolver":         func(e *Entry) { resolverSeen = true; d.resolver(e, c) },
 		"resolver_preload": func(e *Entry) { d.resolverPreload(e, c) },
 		"tls": func(e *Entry) {
-			c.NATS.TLS = d.tls(e, "tls")
-			if c.NATS.TLS != nil && c.NATS.TLS.VerifyAndMap {
-				c.Auth.TLSMap = true
-			}
+			c.NATS.TLS = d.tls(e, "tls") // verify_and_map: tlsMapConns
 		},
 		"http":       func(e *Entry) { d.hostPort(e, &monitorHost, &c.Monitor.Port) },
 		"http_port":  d.setPort(&c.Monitor.Port),
@@ -119,6 +116,7 @@ func (d *dec) config(root *Map) *Config {
 	if len(c.Auth.Operators) > 0 && !resolverSeen && len(c.Auth.ResolverPreload) > 0 {
 		c.Auth.Resolver = "MEMORY"
 	}
+	c.Auth.TLSMapConns = tlsMapConns(c)
 	d.checkAuth(c, noAuthUser)
 	if g := c.Broker.LameDuckGracePeriod; g > 0 && g >= c.LameDuckDuration {
 		d.errf(d.pos["lame_duck_grace_period"], "lame duck grace period (%s) should be strictly lower than lame duck duration (%s)", g, c.LameDuckDuration)
