@@ -132,7 +132,7 @@ func TestVerifyAndMapUserNeedsNoPassword(t *testing.T) {
 		b, addrs := serveConf(t, "listen: \"127.0.0.1:-1\"\nmqtt { listen: \"127.0.0.1:-1\"\n"+tlsBlock+" }\n"+mappedUsers)
 		got := watch(t, b, ">")
 		connect := func(cfg *tls.Config, user string) (mqtt3.Client, error) {
-			o := mqtt3.NewClientOptions().AddBroker("ssl://"+addrs["mqtt"]).SetClientID("alice-device").
+			o := mqtt3.NewClientOptions().AddBroker("ssl://" + addrs["mqtt"]).SetClientID("alice-device").
 				SetTLSConfig(cfg).SetUsername(user).SetAutoReconnect(false).SetConnectTimeout(3 * time.Second)
 			c := mqtt3.NewClient(o)
 			tok := c.Connect()
