@@ -180,7 +180,7 @@ func (s *Session) Reidentify(id *auth.Identity) error {
 			continue
 		}
 		s.Unsubscribe(sub)
-		s.Log().Info("removed a subscription the new permissions forbid", "subject", string(sub.Subject))
+		s.Log().Info("reload: removed a subscription the new permissions forbid", "subject", string(sub.Subject))
 		if r, ok := s.client.(SubscriptionRevoker); ok {
 			r.Revoked(sub)
 		}
