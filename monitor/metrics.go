@@ -35,6 +35,7 @@ const (
 	MetricMQTTInflight     = "busbar_mqtt_inflight_messages"
 	MetricMQTTQueued       = "busbar_mqtt_queued_messages"
 	MetricMQTTDropped      = "busbar_mqtt_dropped_messages_total"
+	MetricMQTTDenied       = "busbar_mqtt_denied_messages_total"
 	MetricRetained         = "busbar_retained_messages"
 	MetricStoreSize        = "busbar_store_size_bytes"
 	MetricStoreRecords     = "busbar_store_records_total"
@@ -142,6 +143,7 @@ func (s *Server) writeMQTT(p *promWriter, m MQTTStats) {
 		{MetricMQTTInflight, "gauge", "QoS 1 and 2 messages sent to MQTT clients and not yet acknowledged.", float64(m.Inflight)},
 		{MetricMQTTQueued, "gauge", "Messages queued in MQTT sessions behind the in-flight window or an offline client.", float64(m.Queued)},
 		{MetricMQTTDropped, "counter", "Messages dropped for offline or over-limit MQTT sessions.", float64(m.Dropped)},
+		{MetricMQTTDenied, "counter", "Queued or restored MQTT messages dropped because the session's identity may no longer receive them.", float64(m.Denied)},
 		{MetricRetained, "gauge", "Retained messages.", float64(m.Retained)},
 	}
 	for _, g := range gauges {

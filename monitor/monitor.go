@@ -73,6 +73,7 @@ type MQTTStats struct {
 	Inflight  int   `json:"inflight"`  // QoS 1/2 messages sent and not yet acknowledged
 	Queued    int   `json:"queued"`    // messages waiting for a session's in-flight window or its client
 	Dropped   int64 `json:"dropped"`   // messages dropped for offline or over-limit sessions
+	Denied    int64 `json:"denied"`    // queued or restored messages the session's identity may no longer receive
 	Retained  int   `json:"retained"`  // retained messages
 }
 
