@@ -472,6 +472,15 @@ func TestRetainedIsolatedPerAccount(t *testing.T) {
 			require.ElementsMatch(t, c.want, seen5(t, cl5, "zz/marker"), "5.0")
 		})
 	}
+
+	// B deleting its retained both/t (an empty retained payload) leaves A's.
+	pubB.pub(t, "both/t", 1, true, "")
+	require.Equal(t, 3, mqtt.Retained(e.b))
+	cl := dial3(t, opts3(t, e.wsURL(), "after-delete", "amy"))
+	cl.sub(t, "zz/marker", 1)
+	cl.sub(t, "both/t", 1)
+	cl.pub(t, "zz/marker", 1, false, "m")
+	require.Equal(t, []string{"both/t=A's (retained)"}, seen3(t, cl, "zz/marker"))
 }
 
 // TestGateSecretsNeverLogged runs the gate tests with a debug-level JSON

@@ -52,7 +52,7 @@ func newGatePorts(t *testing.T) gatePorts {
 
 // header is the start of a gate configuration: the listeners, debug logs.
 func (p gatePorts) header() string {
-	return fmt.Sprintf("listen: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\nmqtt { listen: 127.0.0.1:%d }\ndebug: true\n", p.nats, p.mon, p.mqtt)
+	return fmt.Sprintf("listen: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\nmqtt { listen: 127.0.0.1:%d }\ndebug: true\ntrace: true\n", p.nats, p.mon, p.mqtt)
 }
 
 func (p gatePorts) mqttURL() string { return "tcp://" + testpeer.Addr(p.mqtt) }
@@ -390,6 +390,61 @@ func TestReloadMovingUserEndsOfflineSession(t *testing.T) {
 	require.NoError(t, feedB.Publish("news.b", []byte("live in B")))
 	require.NoError(t, feedB.Flush())
 	require.Empty(t, again.before(t, "news/b"), "account A's live message reached dan in B")
+}
+
+// Finding 1 with a reload: a will accepted at CONNECT is checked again by
+// the broker's gate when it is sent. After a reload leaves its user
+// allowed to publish only ok.>, the will on a/b of a connection made
+// before is not published or retained when the connection drops; the
+// will on ok/w of another connection of the same user, dropped after it,
+// is.
+func TestReloadRechecksWillWhenSent(t *testing.T) {
+	const willaPW, noraPW = "willa-pw-Fe33", "nora-pw-Gu57"
+	p := newGatePorts(t)
+	path := filepath.Join(t.TempDir(), "will.conf")
+	conf := func(willaPerms string) string {
+		return p.header() + fmt.Sprintf("authorization {\n  users [\n    {user: willa, password: %q%s}\n    {user: nora, password: %q}\n  ]\n}\n",
+			willaPW, willaPerms, noraPW)
+	}
+	writeConf(t, path, conf(""))
+	r := runGate(t, path, willaPW, noraPW)
+	nora := gateNATS(t, p.natsURL(), nats.UserInfo("nora", noraPW))
+	all, err := nora.SubscribeSync(">")
+	require.NoError(t, err)
+	require.NoError(t, nora.Flush())
+
+	withWill := func(clientID, topic string) net.Conn {
+		nc, err := net.Dial("tcp", testpeer.Addr(p.mqtt))
+		require.NoError(t, err)
+		c := paho.NewClient(paho.ClientConfig{Conn: nc})
+		ctx, cancel := context.WithTimeout(context.Background(), gateTimeout)
+		defer cancel()
+		ack, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, CleanStart: true, KeepAlive: 30,
+			Username: "willa", UsernameFlag: true, Password: []byte(willaPW), PasswordFlag: true,
+			WillMessage: &paho.WillMessage{Topic: topic, Payload: []byte("will of " + clientID), QoS: 1, Retain: true}})
+		require.NoError(t, err)
+		require.Equal(t, byte(0), ack.ReasonCode)
+		return nc
+	}
+	forbidden, allowed := withWill("will-ab", "a/b"), withWill("will-ok", "ok/w")
+
+	writeConf(t, path, conf(`, permissions: {publish: "ok.>"}`))
+	r.reload(t)
+	require.NoError(t, forbidden.Close(), "the connection was still open after the reload")
+	// The will is sent before the session counts as disconnected.
+	waitMQTT(t, p, "the first connection ended", func(s monitor.MQTTStats) bool { return s.Connected == 1 })
+	require.NoError(t, allowed.Close())
+	var before []string
+	for {
+		m, err := all.NextMsg(gateTimeout)
+		require.NoError(t, err, "the allowed will did not arrive; before it: %q", before)
+		if m.Subject == "ok.w" {
+			break
+		}
+		before = append(before, m.Subject+"="+string(m.Data))
+	}
+	require.Empty(t, before, "the will the new permissions forbid was published")
+	waitMQTT(t, p, "only the allowed will is retained", func(s monitor.MQTTStats) bool { return s.Connected == 0 && s.Retained == 1 })
 }
 
 // Finding 5: a reload with the configuration unchanged disconnects no
