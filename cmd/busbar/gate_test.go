@@ -757,3 +757,41 @@ func TestRestoredSuspendedSessionResumesWithItsClient(t *testing.T) {
 	require.NoError(t, nc.Flush())
 	require.Equal(t, "s/x=after the client came back", cl.next(t), "the restored subscription is live again")
 }
+
+// Findings 4 and 6 together: a session restored at a restart (it has no
+// credentials, only its identity) follows a later reload too. After a
+// reload denies news.secret to its user, the restored offline session
+// does not get news/secret and gets news/ok.
+func TestReloadAfterRestartReachesRestoredSession(t *testing.T) {
+	secrets := map[string]string{"jane": "jane-pw-Ab36", "feeda": "feeda-pw-Qr48"}
+	p := newGatePorts(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "restart-reload.conf")
+	conf := func(janePerms string) string {
+		return p.header() + fmt.Sprintf("store_dir: %q\naccounts {\n  A: { users: [ {user: jane, password: %q%s}, {user: feeda, password: %q} ] }\n}\n",
+			filepath.Join(dir, "store"), secrets["jane"], janePerms, secrets["feeda"])
+	}
+	writeConf(t, path, conf(""))
+	all := []string{secrets["jane"], secrets["feeda"]}
+
+	first := runGate(t, path, all...)
+	jane := dialGate3(t, p.mqttURL(), "jane-device", "jane", secrets["jane"], false)
+	require.Equal(t, byte(1), jane.sub(t, "news/#", 1))
+	jane.leave()
+	waitMQTT(t, p, "the session is offline", func(s monitor.MQTTStats) bool { return s.Sessions == 1 && s.Connected == 0 })
+	first.shutdown(t)
+
+	r := runGate(t, path, all...)
+	waitMQTT(t, p, "the session came back from the store", func(s monitor.MQTTStats) bool { return s.Sessions == 1 })
+	writeConf(t, path, conf(`, permissions: {subscribe: {allow: ">", deny: "news.secret"}}`))
+	r.reload(t)
+	feedA := gateNATS(t, p.natsURL(), nats.UserInfo("feeda", secrets["feeda"]))
+	require.NoError(t, feedA.Publish("news.secret", []byte("after the reload")))
+	require.NoError(t, feedA.Publish("news.ok", []byte("after the reload")))
+	require.NoError(t, feedA.Flush())
+
+	jane = dialGate3(t, p.mqttURL(), "jane-device", "jane", secrets["jane"], false)
+	require.True(t, jane.present)
+	jane.pub(t, "news/marker", "m")
+	require.Equal(t, []string{"news/ok=after the reload"}, jane.before(t, "news/marker"))
+}
