@@ -42,14 +42,17 @@ func willPub(t *testing.T, e *env, x tp, prefix string) {
 	}
 }
 
-// willInvalid: a will topic with a wildcard is not a topic name: MQTT 5
-// refuses the CONNECT with 0x90, 3.1.1 closes the connection; nothing is
-// published on it.
+// willInvalid: a will topic that is no topic name (+ and # are MQTT
+// wildcards) or maps to no subject a message can be published on (NATS's
+// * and > tokens, whitespace: the live publish path refuses them too)
+// makes CONNECT fail: MQTT 5 CONNACK 0x90, 3.1.1 closes the connection.
+// Nothing is published on it.
 func willInvalid(t *testing.T, e *env, x tp, prefix string) {
 	s := e.s
 	obs := observe(t, s, transports, "all", prefix+".>")
 	var forbid []string
-	for _, topic := range []string{mqttTopic(prefix) + "/bad/+", mqttTopic(prefix) + "/bad/#"} {
+	base := mqttTopic(prefix) + "/bad/"
+	for _, topic := range []string{base + "+", base + "#", base + "*", base + ">", base + "a b"} {
 		forbid = append(forbid, topicSubject(topic), topicSubject(mqttTopicToNATS(topic)))
 		res, _ := connectWill(t, s, x, "all", topic, false)
 		switch {
