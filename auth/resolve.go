@@ -85,7 +85,7 @@ func (b *builtin) Resolve(_ context.Context, id *Identity, ct ConnType) (*Identi
 		}
 		return b.identity(u), true, nil
 	}
-	if id.Name == "token" && id.Account == "" && b.token != "" {
+	if id.Name == "token" && (id.Account == "" || id.Account == "$G") && b.token != "" {
 		return &Identity{Name: "token", Perms: b.defPerm}, true, nil
 	}
 	if b.op != nil || b.ext != nil {

@@ -190,6 +190,9 @@ func (srv *server) restoredIdentity(owner, acc string) (*auth.Identity, bool, er
 		return nil, false, errors.New("mqtt: the session was made without authentication")
 	}
 	old := &auth.Identity{Name: owner, Account: acc}
+	if acc == broker.GlobalAccount {
+		old.Account = "" // as the Authenticator names it
+	}
 	id, err := srv.b.Resolve(bg, old, auth.ConnMQTT)
 	if errors.Is(err, broker.ErrConnType) {
 		id, err = srv.b.Resolve(bg, old, auth.ConnMQTTWS)
