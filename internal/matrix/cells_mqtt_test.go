@@ -87,8 +87,11 @@ func mqttTopicToNATS(topic string) string {
 }
 
 // willSub: an allowed will is not delivered to a subscriber whose deny
-// list covers it. The first will (denied to sub) is seen by user all on
-// every transport before the second (allowed to sub) is triggered.
+// list covers it. A will has no publisher to flush, so the order comes
+// from its subscribers: the first will (denied to sub) is seen by user all
+// on every transport, so its one routing has run, before the second
+// (allowed to sub) is triggered; sub's copy of the first, had the broker
+// made one, would be queued ahead of the second.
 func willSub(t *testing.T, e *env, x tp, prefix string) {
 	s := e.s
 	subs := observe(t, s, transports, "sub", prefix+".>")
