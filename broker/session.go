@@ -331,13 +331,11 @@ func (s *Session) Close() {
 // Message); m.Subject must be a valid literal (Routable). It returns how
 // many deliveries were made. Publisher goroutine only.
 func (s *Session) Publish(batch *Batch, m *Message) (int, error) {
-	if s.perms() != nil && !s.CanPublish(m.Subject) { // no call without permissions
+	n := s.deliverAll(batch, nil, m) // inlined: one call, as before the gate
+	if n < 0 {
 		return 0, ErrPermPublish
 	}
-	if m.Retain {
-		s.retain(m)
-	}
-	return s.deliverAll(batch, nil, m), nil
+	return n, nil
 }
 
 // CanReceive is the check of the way out for messages that do not come
@@ -354,10 +352,18 @@ func (s *Session) CanReceive(subj, queue []byte) bool {
 // Account is the name of the account the session belongs to.
 func (s *Session) Account() string { return s.acc.Load().name }
 
-// deliverAll hands m to every subscription of r, or with r nil of the
-// session's own match: Publish, and forward into another account.
+// deliverAll hands m to every subscription of r (forward into another
+// account), or with r nil is the gate of Publish: -1 when the session may
+// not publish m, else it keeps m if retained and delivers to the
+// session's own match.
 func (s *Session) deliverAll(batch *Batch, r *Result, m *Message) int {
 	if r == nil {
+		if s.perms() != nil && !s.CanPublish(m.Subject) { // no call without permissions
+			return -1
+		}
+		if m.Retain {
+			s.retain(m)
+		}
 		r = s.match(m.Subject)
 	}
 	if r.fwd { // a leaf node link listens (interest.go)
