@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -241,12 +242,26 @@ func (b *Broker) Go(f func()) {
 	}()
 }
 
+// Binder is a Service with an address of its own to bind (every
+// transport, the monitoring listener). Start binds one that is not bound
+// yet.
+type Binder interface {
+	Listen() error
+	Addr() net.Addr // nil until Listen
+}
+
 // Start runs each service's accept loop on a tracked goroutine; Shutdown
-// closes them first. Services must already be listening (so their
-// address errors surfaced before Start).
+// closes them first. A Binder not yet listening is bound here; when one
+// cannot bind, Start closes those it bound, starts none and returns the
+// error naming it ("broker: start nats: nats: listen 127.0.0.1:4222:
+// address already in use"). Binding before Start reports address errors
+// before anything runs.
 func (b *Broker) Start(svcs ...Service) error {
 	if b.closed.Load() {
 		return ErrClosed
+	}
+	if err := bindAll(svcs); err != nil {
+		return err
 	}
 	b.mu.Lock()
 	b.services = append(b.services, svcs...)
@@ -258,6 +273,26 @@ func (b *Broker) Start(svcs ...Service) error {
 				b.log.Error("transport stopped", "transport", s.Name(), "err", err)
 			}
 		})
+	}
+	return nil
+}
+
+// bindAll binds every Binder of svcs that is not listening; on an error
+// it closes the ones it bound.
+func bindAll(svcs []Service) error {
+	var bound []Service
+	for _, s := range svcs {
+		l, ok := s.(Binder)
+		if !ok || l.Addr() != nil {
+			continue
+		}
+		if err := l.Listen(); err != nil {
+			for _, o := range bound {
+				_ = o.Close()
+			}
+			return fmt.Errorf("broker: start %s: %w", s.Name(), err)
+		}
+		bound = append(bound, s)
 	}
 	return nil
 }
