@@ -19,7 +19,9 @@ import (
 //     remote host of the connection (its logger's "remote" attribute, or
 //     one on the record) and the message text; lines with no remote are
 //     limited by message alone. Debug lines are never limited: they are
-//     asked for.
+//     asked for; and when the handler is enabled at Debug (-D), no line
+//     is: a developer retrying a bad password from 127.0.0.1 sees every
+//     failure.
 //   - every connection's lines carry its id, transport, remote address and
 //     user (Session.Log), so one grep follows one client.
 //
@@ -95,7 +97,7 @@ func (h *limitHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *limitHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level <= slog.LevelDebug {
+	if r.Level <= slog.LevelDebug || h.next.Enabled(ctx, slog.LevelDebug) {
 		return h.next.Handle(ctx, r)
 	}
 	src := h.remote
