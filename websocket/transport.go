@@ -13,7 +13,7 @@
 // read buffer and each outbound batch leaves as one frame (Conn).
 //
 //	t, _ := websocket.New(websocket.Options{Port: 8080})
-//	b.Start(t) // or: mux.Handle("/ws", t.Handler(b))
+//	b.Start(t) // or on the host's mux: mux.Handle("/ws", t.Handler(b)), and "/ws/mqtt" (Handler)
 package websocket
 
 import (
@@ -319,8 +319,15 @@ func (t *Transport) release(a *admitted) {
 
 // Handler returns the transport as an http.Handler serving broker b, for
 // a host application's own mux under any path (path ending in /mqtt:
-// MQTT; else the subprotocol decides). The host's http.Server owns the
-// read timeouts and header size limit there.
+// MQTT; else the subprotocol decides). Mount it on both paths a client
+// may use, since a mux pattern without a trailing slash is exact:
+//
+//	h := wt.Handler(b)
+//	mux.Handle("/ws", h)      // NATS (nats.ws, nats.go ws://); MQTT with the subprotocol mqtt
+//	mux.Handle("/ws/mqtt", h) // MQTT by path, as nats-server serves it
+//
+// The host's http.Server owns the read timeouts and header size limit
+// there.
 func (t *Transport) Handler(b *broker.Broker) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { t.serveHTTP(b, w, req) })
 }

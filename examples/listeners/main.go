@@ -9,6 +9,7 @@
 //	go run ./examples/listeners
 //	nats sub 'sensors.>'                                 # NATS, 127.0.0.1:4222
 //	nats sub -s ws://127.0.0.1:8000/ws 'sensors.>'       # NATS over the app's /ws
+//	                                                     # (MQTT over ws://127.0.0.1:8000/ws/mqtt)
 //	mosquitto_pub -p 1883 -t sensors/t1 -m 21.5 -q 1     # MQTT, 127.0.0.1:1883
 //	curl 127.0.0.1:8000/latest                           # the app's own route
 //	curl 127.0.0.1:8000/monitor/varz                     # monitoring, same mux
@@ -118,9 +119,13 @@ func start(b *broker.Broker, c Config) (*App, error) {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /latest", a.serveLatest)
-	// WebSocket on the app's own port: NATS (nats.ws, nats.go ws://), and
-	// MQTT when the client asks for the subprotocol mqtt.
-	mux.Handle("/ws", wt.Handler(b))
+	// WebSocket on the app's own port: NATS (nats.ws, nats.go ws://) at
+	// /ws, MQTT at /ws/mqtt (or at /ws with the subprotocol mqtt, as
+	// MQTT.js and paho ask). A mux pattern is exact: /ws alone would
+	// answer /ws/mqtt with 404.
+	ws := wt.Handler(b)
+	mux.Handle("/ws", ws)
+	mux.Handle("/ws/mqtt", ws)
 	mux.Handle("/monitor/", http.StripPrefix("/monitor", monitor.New(b, monitor.Options{})))
 
 	a.HTTPLn, err = net.Listen("tcp", net.JoinHostPort(c.Host, strconv.Itoa(c.HTTPPort)))

@@ -30,6 +30,10 @@ func Example() {
 	wsConn, ws := subscribe("ws://"+a.HTTPLn.Addr().String()+"/ws", "sensors.>") // through the app's mux
 	defer wsConn.Close()
 
+	// An MQTT client over WebSocket through the app's /ws/mqtt route.
+	wsDevice, wsMQTT := mqttSubscribe("ws://"+a.HTTPLn.Addr().String()+"/ws/mqtt", "sensors/#")
+	defer wsDevice.Disconnect(100)
+
 	device := paho.NewClient(paho.NewClientOptions().
 		AddBroker("tcp://" + a.MQTT.Addr().String()).SetClientID("thermometer-1"))
 	if t := device.Connect(); !t.WaitTimeout(3*time.Second) || t.Error() != nil {
@@ -51,6 +55,12 @@ func Example() {
 			fmt.Println(c.name, "received nothing")
 		}
 	}
+	select {
+	case m := <-wsMQTT:
+		fmt.Printf("mqtt ws   %s: %s\n", m.Topic(), m.Payload())
+	case <-time.After(3 * time.Second):
+		fmt.Println("mqtt ws received nothing")
+	}
 	fmt.Print("app /latest: ", get(httpURL+"/latest"))
 
 	var v monitor.Varz
@@ -69,8 +79,9 @@ func Example() {
 	// Output:
 	// nats tcp  sensors.t1: 21.5
 	// nats ws   sensors.t1: 21.5
+	// mqtt ws   sensors/t1: 21.5
 	// app /latest: sensors.t1 21.5
-	// varz: nats=1 mqtt=1 websocket=1
+	// varz: nats=1 mqtt=1 websocket=2
 	// shutdown: <nil>
 	// http after shutdown refused: true
 }
@@ -90,6 +101,20 @@ func subscribe(url, subj string) (*nats.Conn, chan *nats.Msg) {
 		panic(err)
 	}
 	return nc, ch
+}
+
+// mqttSubscribe connects paho to url (ws://host/path) and subscribes to
+// filter; the subscription is in place when it returns.
+func mqttSubscribe(url, filter string) (paho.Client, chan paho.Message) {
+	ch := make(chan paho.Message, 8)
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("dashboard-ws"))
+	if t := c.Connect(); !t.WaitTimeout(3*time.Second) || t.Error() != nil {
+		panic(fmt.Sprint("mqtt over websocket connect: ", t.Error()))
+	}
+	if t := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) { ch <- m }); !t.WaitTimeout(3*time.Second) || t.Error() != nil {
+		panic(fmt.Sprint("mqtt subscribe: ", t.Error()))
+	}
+	return c, ch
 }
 
 func get(url string) string {
