@@ -17,8 +17,9 @@ type Memory struct {
 }
 
 type memSession struct {
-	s        *Session
-	inflight []*Inflight // in put order
+	s        *Session                // its Subs are not read: subs holds them
+	subs     map[string]Subscription // by filter
+	inflight []*Inflight             // in put order
 	inbound  map[uint16]struct{}
 }
 
@@ -46,8 +47,56 @@ func (m *Memory) SaveSession(_ context.Context, s *Session) error {
 	if m.closed {
 		return ErrClosed
 	}
-	m.session(s.ClientID).s = s
+	ms := m.session(s.ClientID)
+	ms.s = s
+	if !s.KeepSubs {
+		ms.subs = make(map[string]Subscription, len(s.Subs))
+		for _, sub := range s.Subs {
+			ms.subs[sub.Filter] = sub
+		}
+	}
 	return nil
+}
+
+// PutSubscription adds or replaces (same Filter) one subscription.
+func (m *Memory) PutSubscription(_ context.Context, id string, sub *Subscription) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	ms := m.session(id)
+	if ms.subs == nil {
+		ms.subs = make(map[string]Subscription)
+	}
+	ms.subs[sub.Filter] = *sub
+	return nil
+}
+
+// DeleteSubscription removes one subscription.
+func (m *Memory) DeleteSubscription(_ context.Context, id, filter string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if ms := m.sessions[id]; ms != nil {
+		delete(ms.subs, filter)
+	}
+	return nil
+}
+
+// stored is the session as Load replays it: its record with the
+// subscriptions, by filter. m.mu held.
+func (ms *memSession) stored() *Session {
+	c := *ms.s
+	c.KeepSubs = false
+	c.Subs = make([]Subscription, 0, len(ms.subs))
+	for _, sub := range ms.subs {
+		c.Subs = append(c.Subs, sub)
+	}
+	sort.Slice(c.Subs, func(i, j int) bool { return c.Subs[i].Filter < c.Subs[j].Filter })
+	return &c
 }
 
 // DeleteSession removes a session with its in-flight and inbound state.
@@ -177,7 +226,7 @@ func (m *Memory) Load(ctx context.Context, fn func(Record) error) error {
 	for _, id := range m.order {
 		ms := m.sessions[id]
 		if ms.s != nil {
-			recs = append(recs, Record{Kind: KindSession, ClientID: id, Session: ms.s})
+			recs = append(recs, Record{Kind: KindSession, ClientID: id, Session: ms.stored()})
 		}
 		for _, f := range ms.inflight {
 			recs = append(recs, Record{Kind: KindInflight, ClientID: id, Inflight: f})

@@ -24,7 +24,14 @@ type Message struct {
 	Payload []byte
 	QoS     uint8
 	Retain  bool
-	Props   []byte // MQTT 5.0 properties as encoded on the wire; opaque here
+	// Props are the transport's extras: for MQTT the 5.0 properties a
+	// PUBLISH forwards, as encoded on the wire (property length first);
+	// opaque here.
+	Props []byte
+	// Expires is when the message expires, in Unix nanoseconds (MQTT 5.0
+	// Message Expiry); 0: never. Absolute, so the time left counts down
+	// across a restart.
+	Expires int64
 }
 
 // Subscription is one MQTT subscription of a session.
@@ -42,10 +49,15 @@ type Session struct {
 	// ClientID is the session's key: the MQTT client identifier, prefixed
 	// with the account name and a NUL byte outside the global account
 	// (sessions belong to an account). Every per-session call takes it.
-	ClientID  string
-	Owner     string // identity that created it
-	Expiry    int64  // seconds after disconnect; -1: never
-	Subs      []Subscription
+	ClientID string
+	Owner    string // identity that created it
+	Expiry   int64  // seconds after disconnect; -1: never
+	Subs     []Subscription
+	// KeepSubs makes SaveSession leave the stored subscriptions as they
+	// are (Subs is ignored): a transport that changes them one at a time
+	// (PutSubscription, DeleteSubscription) saves the rest of the session
+	// without rewriting them. Otherwise Subs replaces them.
+	KeepSubs  bool
 	Will      *Message
 	WillDelay int64 // seconds
 }
@@ -87,7 +99,15 @@ type Record struct {
 
 // Store keeps broker state across restarts.
 type Store interface {
+	// SaveSession stores or replaces the session s.ClientID (its
+	// subscriptions too unless s.KeepSubs).
 	SaveSession(ctx context.Context, s *Session) error
+	// PutSubscription adds one subscription to a stored session, or
+	// replaces the one with the same Filter; DeleteSubscription removes
+	// it. Their cost does not grow with the number of subscriptions the
+	// session has (a SUBSCRIBE writes one record, not the session).
+	PutSubscription(ctx context.Context, clientID string, sub *Subscription) error
+	DeleteSubscription(ctx context.Context, clientID, filter string) error
 	// DeleteSession removes the session and everything stored for it.
 	DeleteSession(ctx context.Context, clientID string) error
 	// PutInflight adds an outbound message, or replaces the one with the
@@ -105,9 +125,9 @@ type Store interface {
 	// account name and a NUL byte outside the global account
 	// (broker.RetainedKey); Load reports it in Record.Key.
 	SetRetained(ctx context.Context, key string, m *Message) error
-	// Load replays everything stored: sessions first, then each
-	// session's in-flight messages in the order they were put and its
-	// inbound ids, then retained messages.
+	// Load replays everything stored: sessions first (with their
+	// subscriptions, by filter), then each session's in-flight messages in
+	// the order they were put and its inbound ids, then retained messages.
 	Load(ctx context.Context, fn func(Record) error) error
 	Close() error
 }

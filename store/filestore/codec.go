@@ -15,21 +15,33 @@ import (
 // length counts op and body; the CRC (Castagnoli) covers them. Strings
 // and byte strings in a body are uvarint-length-prefixed; integers are
 // uvarints (signed ones zig-zag varints).
+//
+// Formats only grow: a record op is never given a new body. The first
+// log format's session, in-flight and retained records (ops 1, 3 and 8)
+// are still read; writes use their successors (10, 11, 12), whose message
+// carries its expiry and whose session says whether it replaces the
+// stored subscriptions.
 
 // Record operations.
 const (
-	opSaveSession byte = iota + 1
+	opSaveSessionV1 byte = iota + 1 // read only: opSaveSession replaced it
 	opDeleteSession
-	opPutInflight
+	opPutInflightV1 // read only: opPutInflight replaced it
 	opRelease
 	opAck
 	opPutInbound
 	opDeleteInbound
-	opSetRetained
+	opSetRetainedV1 // read only: opSetRetained replaced it
 	// opCommit ends a commit group: recovery applies a group's records
 	// only when its commit record is there, so a group is all or nothing
 	// even when a crash cuts a write short.
 	opCommit
+	opSaveSession // a session, KeepSubs, messages with Expires
+	opPutInflight // an in-flight message with Expires
+	opSetRetained // a retained message with Expires
+	opPutSub      // one subscription of a session
+	opDeleteSub   // a session's subscription, by filter
+	opLast        = opDeleteSub
 )
 
 const (
@@ -72,25 +84,37 @@ func (e *enc) bool(v bool) {
 	}
 }
 
+// message writes m (the current format: with Expires).
 func (e *enc) message(m *store.Message) {
 	e.bytes(m.Subject)
 	e.bytes(m.Payload)
 	e.b = append(e.b, m.QoS)
 	e.bool(m.Retain)
 	e.bytes(m.Props)
+	e.int(m.Expires)
 }
 
+func (e *enc) subscription(sub *store.Subscription) {
+	e.string(sub.Filter)
+	e.b = append(e.b, sub.QoS, sub.RetainHandling)
+	e.bool(sub.NoLocal)
+	e.bool(sub.RetainAsPublished)
+	e.uint(uint64(sub.SubID))
+}
+
+// session writes an opSaveSession body.
 func (e *enc) session(s *store.Session) {
 	e.string(s.ClientID)
 	e.string(s.Owner)
 	e.int(s.Expiry)
-	e.uint(uint64(len(s.Subs)))
-	for _, sub := range s.Subs {
-		e.string(sub.Filter)
-		e.b = append(e.b, sub.QoS, sub.RetainHandling)
-		e.bool(sub.NoLocal)
-		e.bool(sub.RetainAsPublished)
-		e.uint(uint64(sub.SubID))
+	e.bool(s.KeepSubs)
+	if s.KeepSubs {
+		e.uint(0)
+	} else {
+		e.uint(uint64(len(s.Subs)))
+		for i := range s.Subs {
+			e.subscription(&s.Subs[i])
+		}
 	}
 	e.bool(s.Will != nil)
 	if s.Will != nil {
@@ -173,33 +197,46 @@ func (d *dec) bytes() []byte {
 
 func (d *dec) string() string { return string(d.raw()) }
 
-func (d *dec) message() store.Message {
-	return store.Message{Subject: d.bytes(), Payload: d.bytes(), QoS: d.byte(), Retain: d.bool(), Props: d.bytes()}
+// message reads a message; v1 is the first format's (no Expires).
+func (d *dec) message(v1 bool) store.Message {
+	m := store.Message{Subject: d.bytes(), Payload: d.bytes(), QoS: d.byte(), Retain: d.bool(), Props: d.bytes()}
+	if !v1 {
+		m.Expires = d.int()
+	}
+	return m
 }
 
-func (d *dec) session() *store.Session {
+func (d *dec) subscription() store.Subscription {
+	sub := store.Subscription{Filter: d.string(), QoS: d.byte(), RetainHandling: d.byte()}
+	sub.NoLocal, sub.RetainAsPublished = d.bool(), d.bool()
+	sub.SubID = uint32(d.uint())
+	return sub
+}
+
+// session reads an opSaveSession body, or with v1 an opSaveSessionV1 one.
+func (d *dec) session(v1 bool) *store.Session {
 	s := &store.Session{ClientID: d.string(), Owner: d.string(), Expiry: d.int()}
+	if !v1 {
+		s.KeepSubs = d.bool()
+	}
 	n := d.uint()
 	if n > uint64(len(d.b)) {
 		d.fail()
 		return s
 	}
 	for range n {
-		sub := store.Subscription{Filter: d.string(), QoS: d.byte(), RetainHandling: d.byte()}
-		sub.NoLocal, sub.RetainAsPublished = d.bool(), d.bool()
-		sub.SubID = uint32(d.uint())
-		s.Subs = append(s.Subs, sub)
+		s.Subs = append(s.Subs, d.subscription())
 	}
 	if d.bool() {
-		w := d.message()
+		w := d.message(v1)
 		s.Will = &w
 	}
 	s.WillDelay = d.int()
 	return s
 }
 
-func (d *dec) inflight() *store.Inflight {
+func (d *dec) inflight(v1 bool) *store.Inflight {
 	f := &store.Inflight{Seq: d.uint(), PacketID: uint16(d.uint()), Released: d.bool()}
-	f.Msg = d.message()
+	f.Msg = d.message(v1)
 	return f
 }

@@ -37,6 +37,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/busbar/busbar/store"
@@ -83,11 +84,18 @@ type Store struct {
 	closed  bool
 	failed  error // a write or sync failed: the store refuses everything after
 
+	compactDone bool // the compactor finished (successfully or not)
+
 	// Committer goroutine only.
-	f        *os.File
-	size     int64 // bytes in the log
-	liveSize int64 // bytes of the last compacted snapshot
-	spare    []byte
+	f           *os.File
+	size        int64 // bytes in the log
+	liveSize    int64 // bytes of the last compacted snapshot
+	spare       []byte
+	wantCompact bool        // snapshot at the next group cut
+	comp        *compaction // running, or nil
+	compactHook func()      // tests: runs as the compactor starts
+
+	committed atomic.Int64 // the log's durable size, for the compactor
 
 	done  chan struct{}
 	stats Stats
@@ -184,6 +192,27 @@ func (s *Store) SaveSession(ctx context.Context, x *store.Session) error {
 		e.session(x)
 		e.end(at)
 	}, func() error { return s.mem.SaveSession(ctx, x) })
+}
+
+// PutSubscription adds or replaces (same Filter) one subscription of a
+// session: one record, whatever the session holds.
+func (s *Store) PutSubscription(ctx context.Context, id string, sub *store.Subscription) error {
+	return s.write(func(e *enc) {
+		at := e.begin(opPutSub)
+		e.string(id)
+		e.subscription(sub)
+		e.end(at)
+	}, func() error { return s.mem.PutSubscription(ctx, id, sub) })
+}
+
+// DeleteSubscription removes one subscription of a session.
+func (s *Store) DeleteSubscription(ctx context.Context, id, filter string) error {
+	return s.write(func(e *enc) {
+		at := e.begin(opDeleteSub)
+		e.string(id)
+		e.string(filter)
+		e.end(at)
+	}, func() error { return s.mem.DeleteSubscription(ctx, id, filter) })
 }
 
 // DeleteSession removes a session and everything stored for it.
@@ -335,15 +364,25 @@ func (s *Store) Close() error {
 	return err
 }
 
-// commitLoop writes and syncs pending records in groups.
+// commitLoop writes and syncs pending records in groups, and hands
+// compactions to a compactor goroutine (compact.go).
 func (s *Store) commitLoop() {
 	defer close(s.done)
 	for {
 		s.mu.Lock()
-		for len(s.pending.b) == 0 && len(s.waiters) == 0 && !s.closed {
+		for len(s.pending.b) == 0 && len(s.waiters) == 0 && !s.closed && !s.compactDone && !s.wantCompact {
 			s.cond.Wait()
 		}
+		if s.compactDone {
+			s.compactDone = false
+			s.mu.Unlock()
+			s.finishCompaction()
+			continue
+		}
 		if len(s.pending.b) == 0 && s.closed {
+			s.mu.Unlock()
+			s.abortCompaction()
+			s.mu.Lock()
 			fns := s.release(nil)
 			s.mu.Unlock()
 			for _, fn := range fns {
@@ -362,6 +401,10 @@ func (s *Store) commitLoop() {
 		s.mu.Lock()
 		buf, ticket := s.pending.b, s.written
 		s.pending.b = s.spare[:0]
+		var snap []store.Record
+		if s.wantCompact {
+			snap, s.wantCompact = s.snapshotLocked(), false
+		}
 		s.mu.Unlock()
 		s.atomic.Unlock()
 		if len(buf) > 0 {
@@ -387,18 +430,18 @@ func (s *Store) commitLoop() {
 		}
 		fns := s.release(s.failed)
 		s.stats.Bytes = s.size
-		compact := s.failed == nil && s.size > s.opts.CompactMin && s.size > 4*s.liveSize
+		failed := s.failed != nil
 		s.mu.Unlock()
+		s.committed.Store(s.size)
 		for _, fn := range fns {
 			fn()
 		}
-		if compact {
-			if err := s.compact(); err != nil {
-				s.log.Error("filestore: compaction failed; the log keeps growing", "err", err)
-				s.mu.Lock()
-				s.liveSize = s.size // do not retry at once
-				s.mu.Unlock()
-			}
+		switch {
+		case failed:
+		case snap != nil:
+			s.startCompaction(snap, ticket)
+		case s.comp == nil && s.size > s.opts.CompactMin && s.size > 4*s.liveSize:
+			s.wantCompact = true // the snapshot is taken at the next cut
 		}
 	}
 }

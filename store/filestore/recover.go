@@ -8,15 +8,22 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/busbar/busbar/store"
 )
 
 // recover replays the log into s.mem, cutting a torn tail (or, with
 // Repair, a corrupt rest). Open only.
+//
+// A torn tail is what a crash leaves: the end of the last write, cut
+// short or never completed, with nothing valid after it. So at the first
+// bad spot (a header cut short, an impossible length, a length past the
+// end of the file, a failed checksum) the rest of the file is searched
+// for a whole record with a good checksum: if there is one, the damage
+// is in the middle of the log and Open refuses it (ErrCorrupt) rather
+// than cut away what follows; if not, the tail is torn and is cut back
+// to the last complete commit group.
 func (s *Store) recover() error {
 	st, err := s.f.Stat()
 	if err != nil {
@@ -30,32 +37,30 @@ func (s *Store) recover() error {
 		hdr            [headerSize]byte
 		group          [][]byte // a group's records, applied at its commit record
 		badWhy         string
-		torn           bool
 	)
 	for off < total {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			torn, badWhy = true, "a record header is cut short"
+			badWhy = "a record header is cut short"
 			break
 		}
 		length := binary.BigEndian.Uint32(hdr[:4])
 		sum := binary.BigEndian.Uint32(hdr[4:])
 		end := off + headerSize + int64(length)
 		if length == 0 || length > maxRecord {
-			badWhy, torn = fmt.Sprintf("a record length of %d is impossible", length), false
+			badWhy = fmt.Sprintf("a record length of %d is impossible", length)
 			break
 		}
 		if end > total {
-			torn, badWhy = true, "the last record is cut short"
+			badWhy = fmt.Sprintf("a record length of %d runs past the end of the log", length)
 			break
 		}
 		body := make([]byte, length)
 		if _, err := io.ReadFull(r, body); err != nil {
-			torn, badWhy = true, "the last record is cut short"
+			badWhy = "a record is cut short"
 			break
 		}
 		if crc32.Checksum(body, crcTable) != sum {
-			// A bad last record is a write no fsync completed: a torn tail.
-			torn, badWhy = end == total, "a record fails its checksum"
+			badWhy = "a record fails its checksum"
 			break
 		}
 		off = end
@@ -73,9 +78,21 @@ func (s *Store) recover() error {
 		group = group[:0]
 		committed = off
 	}
-	if badWhy == "" && len(group) > 0 {
-		torn, badWhy = true, "the last commit group has no commit record"
+	torn := true
+	switch {
+	case badWhy != "":
+		valid, err := s.validAfter(off+1, total)
+		if err != nil {
+			return fmt.Errorf("filestore: %w", err)
+		}
+		if valid {
+			torn = false
+			badWhy += ", with valid records after it"
+		}
+	case len(group) > 0:
+		badWhy = "the last commit group has no commit record"
 	}
+	bad := off
 	off = committed
 	s.size = off
 	if off == total {
@@ -83,8 +100,8 @@ func (s *Store) recover() error {
 	}
 	dropped := total - off
 	if !torn && !s.opts.Repair {
-		return fmt.Errorf("%w: %s: at byte %d of %d, after %d good records (%s); open it with repair (busbar --store_repair) to cut it there, dropping %d bytes",
-			ErrCorrupt, filepath.Join(s.dir, LogName), off, total, n, badWhy, dropped)
+		return fmt.Errorf("%w: %s: at byte %d of %d, after %d good records (%s); open it with repair (busbar --store_repair) to cut it at byte %d, dropping %d bytes",
+			ErrCorrupt, filepath.Join(s.dir, LogName), bad, total, n, badWhy, off, dropped)
 	}
 	if err := s.f.Truncate(off); err != nil {
 		return fmt.Errorf("filestore: cutting the log at byte %d: %w", off, err)
@@ -101,6 +118,50 @@ func (s *Store) recover() error {
 	return nil
 }
 
+// scanBudget bounds the bytes validAfter checksums: past it, the rest of
+// the log is taken for valid data (refused, never cut).
+const scanBudget = 4 << 30
+
+// validAfter reports whether a whole record with a known op and a good
+// checksum starts anywhere in [from, total). Open only.
+func (s *Store) validAfter(from, total int64) (bool, error) {
+	const window = 64 << 10
+	buf := make([]byte, window+headerSize+1)
+	budget := int64(scanBudget)
+	for base := from; base+headerSize+1 <= total; base += window {
+		n, err := s.f.ReadAt(buf[:min(int64(len(buf)), total-base)], base)
+		if err != nil && err != io.EOF {
+			return false, err
+		}
+		b := buf[:n]
+		for i := 0; i < window && i+headerSize+1 <= len(b); i++ {
+			length := binary.BigEndian.Uint32(b[i:])
+			op := b[i+headerSize]
+			at := base + int64(i)
+			if length == 0 || length > maxRecord || at+headerSize+int64(length) > total || op == 0 || op > opLast {
+				continue
+			}
+			if budget -= int64(length); budget < 0 {
+				return true, nil
+			}
+			ok, err := s.checksumAt(at+headerSize, int64(length), binary.BigEndian.Uint32(b[i+4:]))
+			if err != nil || ok {
+				return ok, err
+			}
+		}
+	}
+	return false, nil
+}
+
+// checksumAt reports whether the n bytes at off have the CRC sum.
+func (s *Store) checksumAt(off, n int64, sum uint32) (bool, error) {
+	h := crc32.New(crcTable)
+	if _, err := io.Copy(h, io.NewSectionReader(s.f, off, n)); err != nil {
+		return false, err
+	}
+	return h.Sum32() == sum, nil
+}
+
 // seekEnd positions the log for appending. Open only.
 func (s *Store) seekEnd() error {
 	_, err := s.f.Seek(s.size, io.SeekStart)
@@ -112,19 +173,29 @@ func (s *Store) apply(body []byte) error {
 	ctx := context.Background()
 	d := &dec{b: body[1:]}
 	var err error
-	switch body[0] {
-	case opSaveSession:
-		x := d.session()
+	switch op := body[0]; op {
+	case opSaveSession, opSaveSessionV1:
+		x := d.session(op == opSaveSessionV1)
 		if d.err == nil {
 			err = s.mem.SaveSession(ctx, x)
+		}
+	case opPutSub:
+		id, sub := d.string(), d.subscription()
+		if d.err == nil {
+			err = s.mem.PutSubscription(ctx, id, &sub)
+		}
+	case opDeleteSub:
+		id, filter := d.string(), d.string()
+		if d.err == nil {
+			err = s.mem.DeleteSubscription(ctx, id, filter)
 		}
 	case opDeleteSession:
 		id := d.string()
 		if d.err == nil {
 			err = s.mem.DeleteSession(ctx, id)
 		}
-	case opPutInflight:
-		id, f := d.string(), d.inflight()
+	case opPutInflight, opPutInflightV1:
+		id, f := d.string(), d.inflight(op == opPutInflightV1)
 		if d.err == nil {
 			err = s.mem.PutInflight(ctx, id, f)
 		}
@@ -148,11 +219,11 @@ func (s *Store) apply(body []byte) error {
 		if d.err == nil {
 			err = s.mem.DeleteInbound(ctx, id, uint16(pid))
 		}
-	case opSetRetained:
+	case opSetRetained, opSetRetainedV1:
 		subject := d.string()
 		var m *store.Message
 		if d.bool() {
-			x := d.message()
+			x := d.message(op == opSetRetainedV1)
 			m = &x
 		}
 		if d.err == nil {
@@ -168,107 +239,4 @@ func (s *Store) apply(body []byte) error {
 		return errors.New("trailing bytes")
 	}
 	return err
-}
-
-// compact rewrites the log as the live state: snapshot the index under
-// s.mu (the writes it covers are dropped from the pending batch, the
-// snapshot has them), write it to a temporary file, sync, rename over the
-// log, sync the directory. Committer only.
-func (s *Store) compact() error {
-	start := time.Now()
-	var e enc
-	s.mu.Lock()
-	err := s.mem.Load(context.Background(), func(r store.Record) error {
-		encodeRecord(&e, r)
-		return nil
-	})
-	ticket := s.written
-	at := e.begin(opCommit)
-	e.uint(ticket)
-	e.end(at)
-	dropped := s.pending.b
-	s.pending.b = nil
-	s.mu.Unlock()
-	if err != nil {
-		s.restorePending(dropped)
-		return err
-	}
-	path := filepath.Join(s.dir, LogName)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err == nil {
-		if _, err = f.Write(e.b); err == nil {
-			err = fdatasync(f)
-		}
-		if err == nil {
-			err = os.Rename(tmp, path)
-		}
-		if err == nil {
-			err = syncDir(s.dir)
-		}
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}
-	if err != nil {
-		s.restorePending(dropped)
-		return err
-	}
-	old := s.f
-	s.f = f
-	// Closing the replaced log frees its blocks (tens of milliseconds for
-	// a large file on ext4): not on the commit path.
-	go func() { _ = old.Close() }()
-	before := s.size
-	s.size = int64(len(e.b))
-	s.mu.Lock()
-	s.liveSize = s.size
-	s.durable = max(s.durable, ticket)
-	s.stats.Compacted++
-	s.stats.Bytes = s.size
-	fns := s.release(nil)
-	s.mu.Unlock()
-	for _, fn := range fns {
-		fn()
-	}
-	s.log.Info("filestore: compacted the log", "before_bytes", before, "after_bytes", s.size, "took", time.Since(start))
-	return nil
-}
-
-// restorePending puts back records a failed compaction took out.
-func (s *Store) restorePending(b []byte) {
-	s.mu.Lock()
-	s.pending.b = append(b, s.pending.b...)
-	s.mu.Unlock()
-}
-
-// encodeRecord writes the record that recreates r.
-func encodeRecord(e *enc, r store.Record) {
-	switch r.Kind {
-	case store.KindSession:
-		at := e.begin(opSaveSession)
-		e.session(r.Session)
-		e.end(at)
-	case store.KindInflight:
-		at := e.begin(opPutInflight)
-		e.string(r.ClientID)
-		e.inflight(r.Inflight)
-		e.end(at)
-	case store.KindInbound:
-		at := e.begin(opPutInbound)
-		e.string(r.ClientID)
-		e.uint(uint64(r.Inbound))
-		e.end(at)
-	case store.KindRetained:
-		at := e.begin(opSetRetained)
-		key := r.Key
-		if key == "" {
-			key = string(r.Retained.Subject)
-		}
-		e.string(key)
-		e.bool(true)
-		e.message(r.Retained)
-		e.end(at)
-	}
 }

@@ -34,6 +34,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, o Options) {
 		{"inbound qos2 ids", inbound},
 		{"retained set replace delete", retained},
 		{"delete session drops its state", deleteSession},
+		{"subscriptions one at a time", subscriptions},
+		{"message properties and expiry", extras},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
@@ -74,17 +76,29 @@ func dump(t *testing.T, s store.Store) string {
 	must(t, s.Load(ctx, func(r store.Record) error {
 		switch r.Kind {
 		case store.KindSession:
-			out += fmt.Sprintf("S(%s %s %d %v)", r.ClientID, r.Session.Owner, r.Session.Expiry, r.Session.Subs)
+			out += fmt.Sprintf("S(%s %s %d %v", r.ClientID, r.Session.Owner, r.Session.Expiry, r.Session.Subs)
+			if w := r.Session.Will; w != nil {
+				out += fmt.Sprintf(" will %s %q%s delay %d", w.Subject, w.Payload, extra(w), r.Session.WillDelay)
+			}
+			out += ")"
 		case store.KindInflight:
-			out += fmt.Sprintf("F(%s #%d %d %v %s %q)", r.ClientID, r.Inflight.Seq, r.Inflight.PacketID, r.Inflight.Released, r.Inflight.Msg.Subject, r.Inflight.Msg.Payload)
+			out += fmt.Sprintf("F(%s #%d %d %v %s %q%s)", r.ClientID, r.Inflight.Seq, r.Inflight.PacketID, r.Inflight.Released, r.Inflight.Msg.Subject, r.Inflight.Msg.Payload, extra(&r.Inflight.Msg))
 		case store.KindInbound:
 			out += fmt.Sprintf("I(%s %d)", r.ClientID, r.Inbound)
 		case store.KindRetained:
-			out += fmt.Sprintf("R(%s %q)", r.Retained.Subject, r.Retained.Payload)
+			out += fmt.Sprintf("R(%s %q%s)", r.Retained.Subject, r.Retained.Payload, extra(r.Retained))
 		}
 		return nil
 	}))
 	return out
+}
+
+// extra renders a message's properties and expiry, when it has them.
+func extra(m *store.Message) string {
+	if len(m.Props) == 0 && m.Expires == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" props %x expires %d", m.Props, m.Expires)
 }
 
 func expect(t *testing.T, s store.Store, want string) {
@@ -146,5 +160,52 @@ func deleteSession(t *testing.T, s store.Store) store.Store {
 	must(t, s.SaveSession(ctx, &store.Session{ClientID: "f"}))
 	must(t, s.DeleteSession(ctx, "e"))
 	expect(t, s, "S(f  0 [])")
+	return s
+}
+
+func subscriptions(t *testing.T, s store.Store) store.Store {
+	must(t, s.SaveSession(ctx, &store.Session{ClientID: "g", Owner: "gina", Expiry: -1,
+		Subs: []store.Subscription{{Filter: "a", QoS: 1}, {Filter: "b"}}}))
+	must(t, s.PutSubscription(ctx, "g", &store.Subscription{Filter: "c", QoS: 2, SubID: 4}))
+	must(t, s.PutSubscription(ctx, "g", &store.Subscription{Filter: "a", QoS: 0, NoLocal: true})) // replaces
+	must(t, s.DeleteSubscription(ctx, "g", "b"))
+	must(t, s.DeleteSubscription(ctx, "g", "never")) // unknown: no error
+	// KeepSubs: the rest of the session changes, its subscriptions stay.
+	must(t, s.SaveSession(ctx, &store.Session{ClientID: "g", Owner: "gina", Expiry: 60, KeepSubs: true}))
+	expect(t, s, "S(g gina 60 [{a 0 true false 0 0} {c 2 false false 0 4}])")
+	// Without it, Subs replaces them.
+	must(t, s.SaveSession(ctx, &store.Session{ClientID: "h", Owner: "hal", Subs: []store.Subscription{{Filter: "x"}}}))
+	must(t, s.PutSubscription(ctx, "h", &store.Subscription{Filter: "y"}))
+	must(t, s.SaveSession(ctx, &store.Session{ClientID: "h", Owner: "hal", Subs: []store.Subscription{{Filter: "z"}}}))
+	expect(t, s, "S(g gina 60 [{a 0 true false 0 0} {c 2 false false 0 4}])S(h hal 0 [{z 0 false false 0 0}])")
+	return s
+}
+
+// extras: a message's properties and expiry come back with it, in
+// flight, retained and as a will.
+func extras(t *testing.T, s store.Store) store.Store {
+	props := []byte{3, 0x01, 0x01, 0x02} // wire form, opaque to the store
+	must(t, s.SaveSession(ctx, &store.Session{ClientID: "p", Will: &store.Message{Subject: []byte("w"), Payload: []byte("bye"), Props: props, Expires: 7}}))
+	must(t, s.PutInflight(ctx, "p", &store.Inflight{Seq: 1, Msg: store.Message{Subject: []byte("t"), Payload: []byte("x"), Props: props, Expires: 1700000000123456789}}))
+	must(t, s.SetRetained(ctx, "r", &store.Message{Subject: []byte("r"), Payload: []byte("y"), Retain: true, Props: props, Expires: 42}))
+	var got string
+	must(t, s.Load(ctx, func(r store.Record) error {
+		var m *store.Message
+		switch r.Kind {
+		case store.KindSession:
+			m = r.Session.Will
+		case store.KindInflight:
+			m = &r.Inflight.Msg
+		case store.KindRetained:
+			m = r.Retained
+		}
+		if m != nil {
+			got += fmt.Sprintf("%s:%x:%d ", m.Subject, m.Props, m.Expires)
+		}
+		return nil
+	}))
+	if want := "w:03010102:7 t:03010102:1700000000123456789 r:03010102:42 "; got != want {
+		t.Fatalf("properties and expiry:\n got %s\nwant %s", got, want)
+	}
 	return s
 }
