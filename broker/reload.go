@@ -20,6 +20,14 @@ type SubscriptionRevoker interface {
 // at a reload (nats-server closes it so it reconnects into the new one).
 var ErrAccountChanged = errors.New("broker: account changed by reload")
 
+// Vouch marks the session's identity as given by busbar itself (an
+// in-process client of its own services): a reload leaves it alone.
+func (s *Session) Vouch() {
+	s.mu.Lock()
+	s.vouched = true
+	s.mu.Unlock()
+}
+
 // Remember records the credentials the client presented, so Reload can
 // check them again against a new Authenticator. Read loop, at connect.
 func (s *Session) Remember(cr *auth.Credentials) {
@@ -72,9 +80,9 @@ func (b *Broker) Reload(opts Options) error {
 func (b *Broker) reauthorize(s *Session) {
 	s.mu.Lock()
 	cr, old, closed := s.creds, s.info.Identity, s.closed
-	tr, ct := s.info.Transport, s.info.ConnType
+	tr, ct, vouched := s.info.Transport, s.info.ConnType, s.vouched
 	s.mu.Unlock()
-	if closed || tr == "inprocess" || ct == auth.ConnLeafnode || ct == auth.ConnLeafnodeWS {
+	if closed || vouched || tr == "inprocess" || ct == auth.ConnLeafnode || ct == auth.ConnLeafnodeWS {
 		return // the host's own clients; leaf links are not users of this broker
 	}
 	var id *auth.Identity

@@ -122,6 +122,19 @@ func (b *Broker) NumRetained() int {
 	return n
 }
 
+// applyRetained sets the retained message stored under key in the index
+// without writing the Store: a Store shared by several brokers reports
+// what any of them retained (store.Shared.OnRetained). m nil or empty
+// deletes.
+func (b *Broker) applyRetained(key string, m *store.Message) {
+	acc, subj := SplitStoreKey(key)
+	msg := &Message{Subject: []byte(subj), Retain: true, MQTT: true}
+	if m != nil {
+		msg.Payload, msg.QoS = m.Payload, m.QoS
+	}
+	b.account(acc).ret.set(msg)
+}
+
 // loadRetained fills the accounts' retained messages from the Store. New.
 func (b *Broker) loadRetained() {
 	st := b.Store()
@@ -143,5 +156,8 @@ func (b *Broker) loadRetained() {
 	})
 	if err != nil {
 		b.log.Error("loading retained messages", "err", err)
+	}
+	if sh, ok := st.(store.Shared); ok {
+		sh.OnRetained(b.applyRetained)
 	}
 }

@@ -41,8 +41,9 @@ type Session struct {
 
 	inMsgs, inBytes atomic.Int64 // written by the publisher, read by Stats
 
-	ident atomic.Pointer[auth.Identity] // info.Identity, readable without mu
-	creds *auth.Credentials             // what the client presented (Remember); guarded by mu
+	ident   atomic.Pointer[auth.Identity] // info.Identity, readable without mu
+	creds   *auth.Credentials             // what the client presented (Remember); guarded by mu
+	vouched bool                          // Vouch: busbar's own client; guarded by mu
 }
 
 // sessionCacheMax bounds a session's own match cache.

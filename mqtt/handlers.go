@@ -9,6 +9,7 @@ import (
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/mqtt/packet"
+	"github.com/busbar/busbar/store"
 	"github.com/busbar/busbar/subject"
 	"github.com/busbar/busbar/transport"
 )
@@ -116,9 +117,16 @@ func (c *conn) onConnect(raw []byte) error {
 		}
 	}
 
+	if err := c.srv.sharedReady(); err != nil {
+		return c.refuse(c.connackCode(packet.ServerUnavailable), err) // 3.1.1: 0x03
+	}
 	s, present, err := c.srv.attach(c, clientID, owner, cp, cr, willSubj)
 	if err != nil {
-		return c.refuse(c.connackCode(packet.NotAuthorized), err)
+		code := packet.NotAuthorized
+		if errors.Is(err, store.ErrUnavailable) {
+			code = packet.ServerUnavailable
+		}
+		return c.refuse(c.connackCode(code), err)
 	}
 	c.sess = s
 
@@ -177,6 +185,9 @@ func (c *conn) authenticate(cp *packet.ConnectPacket, clientID string) (*auth.Id
 func (srv *server) attach(c *conn, clientID, owner string, cp *packet.ConnectPacket, cr *auth.Credentials, willSubj []byte) (*session, bool, error) {
 	key := sessionKey(c.bs.Account(), clientID)
 	id := c.bs.Snapshot().Identity
+	if err := srv.claim(key, owner); err != nil { // shared by several brokers (shared.go)
+		return nil, false, err
+	}
 	srv.mu.Lock()
 	old := srv.sessions[key]
 	if old != nil && old.owner != owner {

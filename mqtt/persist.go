@@ -86,6 +86,27 @@ func (s *session) storeInbound(id uint16, add bool) {
 func (srv *server) restore() {
 	byID := map[string]*session{}
 	err := srv.b.Store().Load(bg, func(r store.Record) error {
+		srv.replay(r, byID)
+		return nil
+	})
+	if err != nil {
+		srv.b.Logger().Error("mqtt: restoring sessions", "err", err)
+	}
+	for _, s := range byID {
+		srv.armExpiry(s)
+	}
+}
+
+// armExpiry starts the expiry timer of a restored (offline) session.
+func (srv *server) armExpiry(s *session) {
+	if s.expiry > 0 {
+		s.timer = time.AfterFunc(s.expiry, func() { srv.endSessionIfIdle(s) })
+	}
+}
+
+// replay applies one stored record to the sessions being restored.
+func (srv *server) replay(r store.Record, byID map[string]*session) {
+	{
 		switch r.Kind {
 		case store.KindSession:
 			if s := srv.restoreSession(r.Session); s != nil {
@@ -111,15 +132,6 @@ func (srv *server) restore() {
 				}
 				s.inQoS2[r.Inbound] = struct{}{}
 			}
-		}
-		return nil
-	})
-	if err != nil {
-		srv.b.Logger().Error("mqtt: restoring sessions", "err", err)
-	}
-	for _, s := range byID {
-		if s.expiry > 0 {
-			s.timer = time.AfterFunc(s.expiry, func() { srv.endSessionIfIdle(s) })
 		}
 	}
 }

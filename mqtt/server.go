@@ -135,7 +135,12 @@ func serverFor(b *broker.Broker, o Options) *server {
 		return srv
 	}).(*server)
 	// Outside Extension's lock: restoring connects sessions to the broker.
-	srv.loaded.Do(srv.restore)
+	srv.loaded.Do(func() {
+		if sh := srv.shared(); sh != nil {
+			sh.OnTakeover(srv.takenOver)
+		}
+		srv.restore()
+	})
 	return srv
 }
 
@@ -157,6 +162,7 @@ func (srv *server) endSession(s *session) {
 	}
 	s.ended = true
 	s.check(srv.b.Store().DeleteSession(bg, s.key))
+	srv.unclaim(s.key)
 	w := s.will
 	s.will = nil
 	s.inflight, s.queue = nil, nil

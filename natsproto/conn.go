@@ -442,7 +442,12 @@ func (c *conn) onConnect(arg []byte) error {
 		return errNoRespNeedsHeaders
 	}
 	if !c.connected {
-		if c.b.AuthRequired() {
+		if c.pre != nil && c.pre.vouched { // busbar's own in-process client (InProcessAs)
+			if err := c.sess.Admit(c.pre.id); err != nil {
+				return errMaxConns
+			}
+			c.sess.Vouch()
+		} else if c.b.AuthRequired() {
 			if err := c.authenticate(&o); err != nil {
 				return err
 			}

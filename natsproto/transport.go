@@ -103,6 +103,7 @@ type preAuth struct {
 	cr      *auth.Credentials // ... from these (checked again at a reload)
 	timeout time.Duration     // websocket { authorization { timeout } }
 	urls    []string          // INFO ws_connect_urls
+	vouched bool              // InProcessAs: id is busbar's own, never checked again
 }
 
 // start serves c. Without c.handoff it returns when the connection ends.
@@ -208,8 +209,17 @@ func InProcess(b *broker.Broker) interface{ InProcessConn() (net.Conn, error) } 
 }
 
 type inProcess struct {
-	b *broker.Broker
-	t *Transport
+	b  *broker.Broker
+	t  *Transport
+	id *auth.Identity // InProcessAs
+}
+
+// InProcessAs is InProcess for a client of busbar's own services (the hub
+// state, say): it is id without presenting credentials, and a reload
+// leaves it alone (broker.Session.Vouch). A host's own clients use
+// InProcess and authenticate.
+func InProcessAs(b *broker.Broker, id *auth.Identity) interface{ InProcessConn() (net.Conn, error) } {
+	return inProcess{b: b, t: &Transport{opts: Options{Host: "in-process"}, inProcess: true}, id: id}
 }
 
 // InProcessConn returns the client end of a pipe whose server end runs
@@ -219,6 +229,12 @@ func (p inProcess) InProcessConn() (net.Conn, error) {
 		return nil, broker.ErrClosed
 	}
 	client, server := net.Pipe()
+	if p.id != nil {
+		p.b.Go(func() {
+			_ = p.t.start(p.b.Context(), &conn{b: p.b, t: p.t, nc: server, pre: &preAuth{id: p.id, vouched: true}})
+		})
+		return client, nil
+	}
 	p.b.Go(func() { _ = p.t.serveConn(p.b.Context(), p.b, server, false) })
 	return client, nil
 }

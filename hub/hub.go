@@ -1,0 +1,902 @@
+// Package hub keeps a broker's MQTT state in the JetStream of the NATS hub
+// it is a leaf node of (`mqtt { js_domain: "hub" }`), so several busbar
+// instances behind a load balancer act as one MQTT broker: retained
+// messages set on one are seen on all, a client id is held by one instance
+// at a time (a CONNECT on another takes the session over), and a
+// persistent session resumes on any instance with its subscriptions,
+// will, expiry and the QoS 1/2 messages queued for it.
+//
+// Store is a store.Store (and store.Grouped, store.Shared) for
+// broker.Options.Store, and a broker.Service to Start after the leaf node
+// service: it reaches the hub through an in-process nats.go client of the
+// broker, in the account the leaf link binds, so its requests cross the
+// link like any client's. Until the hub answers, Ready reports
+// store.ErrUnavailable and MQTT refuses new connections (CONNACK 0x88 /
+// 3.1.1 0x03). State lives in two key-value buckets in the hub (created
+// with Options.Replicas):
+//
+//	BUSBAR_MQTT           own.<k> holder and owner of session k; rel.<k> its release
+//	                      s.<k> the session; o.<k>.<seq> its outbound messages;
+//	                      i.<k>.<id> its inbound QoS 2 ids
+//	BUSBAR_MQTT_RETAINED  <k> the retained message of one account and subject
+//
+// where <k> is the store key (broker.RetainedKey form) in unpadded
+// base64url. Writes are asynchronous JetStream publishes; Durable runs its
+// callback once the hub acknowledged every write issued before it, so an
+// MQTT acknowledgement leaves only after the hub stored what it
+// acknowledges.
+package hub
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/busbar/busbar/auth"
+	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/natsproto"
+	"github.com/busbar/busbar/store"
+)
+
+// Bucket names in the hub.
+const (
+	StateBucket    = "BUSBAR_MQTT"
+	RetainedBucket = "BUSBAR_MQTT_RETAINED"
+)
+
+// Options configure the hub state.
+type Options struct {
+	// Domain is the hub's JetStream domain (js_domain); "" uses the
+	// JetStream of the account the link binds without a domain prefix.
+	Domain string
+	// Account is the local account the leaf link binds ("" the global
+	// one): the in-process client runs there.
+	Account string
+	// Replicas of the buckets busbar creates; 0: nats-server's rule, up to
+	// 3 and not more than the cluster has.
+	Replicas int
+	// ReleaseWait bounds how long a claim waits for the previous holder to
+	// let go of a session (it may be gone); default 1s.
+	ReleaseWait time.Duration
+	// Timeout bounds one hub request; default 5s.
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// Store is MQTT state in the hub's JetStream.
+type Store struct {
+	opts Options
+	log  *slog.Logger
+	b    *broker.Broker
+
+	mu      sync.Mutex
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	kv, ret jetstream.KeyValue
+	ready   error
+	closed  bool
+	cancel  context.CancelFunc
+	held    map[string]uint64 // session keys this broker holds: revision of its own.<k> record
+	// What this broker wrote or loaded of the sessions it holds: the last
+	// full session record, the subscriptions put one by one, the outbound
+	// messages (Release rewrites one, DeleteSession removes them).
+	sess     map[string]*store.Session
+	subs     map[string]map[string]bool
+	out      map[string]map[uint64]*store.Inflight
+	futs     []jetstream.PubAckFuture // writes since the last Durable
+	takeover []func(string)
+	retained []func(string, *store.Message)
+	// Durable callbacks, in order, served by one goroutine.
+	dq     []durable
+	dqCond *sync.Cond
+	stats  Stats
+}
+
+type durable struct {
+	futs []jetstream.PubAckFuture
+	fn   func(error)
+}
+
+// Stats are the hub state's figures for monitoring.
+type Stats struct {
+	Domain     string        `json:"domain"`
+	Ready      bool          `json:"ready"`
+	LastError  string        `json:"last_error,omitempty"`
+	Writes     int64         `json:"writes"`
+	WriteFails int64         `json:"write_errors"`
+	Claims     int64         `json:"claims"`
+	Takeovers  int64         `json:"takeovers"`
+	RTT        time.Duration `json:"rtt"` // last hub round trip
+}
+
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Grouped  = (*Store)(nil)
+	_ store.Shared   = (*Store)(nil)
+	_ broker.Service = (*Store)(nil)
+)
+
+// New makes the hub state; it connects when the broker starts it.
+func New(o Options) *Store {
+	if o.ReleaseWait <= 0 {
+		o.ReleaseWait = time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	s := &Store{opts: o, log: o.Logger, held: map[string]uint64{}, out: map[string]map[uint64]*store.Inflight{},
+		sess: map[string]*store.Session{}, subs: map[string]map[string]bool{},
+		ready: fmt.Errorf("%w: not connected to the hub yet", store.ErrUnavailable)}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.dqCond = sync.NewCond(&s.mu)
+	go s.serveDurable()
+	return s
+}
+
+// Name is "hub".
+func (s *Store) Name() string { return "hub" }
+
+// KeepInLameDuck: the state stays reachable until Shutdown.
+func (s *Store) KeepInLameDuck() bool { return true }
+
+// Serve connects to the hub through the broker and keeps the state
+// followed until Close or the broker's end.
+func (s *Store) Serve(ctx context.Context, b *broker.Broker) error {
+	s.mu.Lock()
+	s.b = b
+	if s.opts.Logger == nil {
+		s.log = b.Logger()
+	}
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.mu.Unlock()
+	id := &auth.Identity{Name: "$busbar-hub-state", Account: s.opts.Account}
+	nc, err := nats.Connect("", nats.InProcessServer(natsproto.InProcessAs(b, id)), nats.Name("busbar hub state"),
+		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("hub: connect in-process: %w", err)
+	}
+	defer nc.Close()
+	var js jetstream.JetStream
+	if s.opts.Domain != "" {
+		js, err = jetstream.NewWithDomain(nc, s.opts.Domain)
+	} else {
+		js, err = jetstream.New(nc)
+	}
+	if err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	s.mu.Lock()
+	s.nc, s.js = nc, js
+	s.mu.Unlock()
+	for ctx.Err() == nil {
+		err := s.session(ctx)
+		s.setReady(fmt.Errorf("%w: %w", store.ErrUnavailable, err))
+		if ctx.Err() != nil {
+			break
+		}
+		s.log.Warn("hub: MQTT state unavailable, retrying", "domain", s.opts.Domain, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// session binds the buckets and follows them until an error.
+func (s *Store) session(ctx context.Context) error {
+	kv, err := s.bucket(ctx, StateBucket)
+	if err != nil {
+		return err
+	}
+	ret, err := s.bucket(ctx, RetainedBucket)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.kv, s.ret = kv, ret
+	s.mu.Unlock()
+	owners, err := kv.Watch(ctx, "own.>", jetstream.UpdatesOnly())
+	if err != nil {
+		return fmt.Errorf("watch owners: %w", err)
+	}
+	defer func() { _ = owners.Stop() }()
+	rets, err := ret.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch retained: %w", err)
+	}
+	defer func() { _ = rets.Stop() }()
+	// The retained set is loaded (the watcher's initial values end with a
+	// nil entry) before MQTT clients are let in.
+	loaded := false
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-rets.Updates():
+			if !ok {
+				return errors.New("retained watch ended")
+			}
+			if e == nil {
+				if !loaded {
+					loaded = true
+					s.setReady(nil)
+					s.log.Info("hub: MQTT state in the hub's JetStream", "domain", s.opts.Domain)
+				}
+				continue
+			}
+			s.applyRetained(e)
+		case e, ok := <-owners.Updates():
+			if !ok {
+				return errors.New("owner watch ended")
+			}
+			if e != nil {
+				s.ownerChanged(e)
+			}
+		case <-tick.C:
+			if loaded {
+				if err := s.ping(ctx); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// ping measures a hub round trip (AccountInfo).
+func (s *Store) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	t := time.Now()
+	if _, err := s.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("hub JetStream: %w", err)
+	}
+	s.mu.Lock()
+	s.stats.RTT = time.Since(t)
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Store) bucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	kv, err := s.js.KeyValue(ctx, name)
+	if err == nil {
+		return kv, nil
+	}
+	// nats-server's rule for the streams of its MQTT: up to 3 replicas, not
+	// more than the cluster has (a larger count is refused: try fewer).
+	counts := []int{3, 2, 1}
+	if s.opts.Replicas > 0 {
+		counts = []int{s.opts.Replicas}
+	}
+	for _, r := range counts {
+		cfg := jetstream.KeyValueConfig{Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: r}
+		kv, err = s.js.CreateKeyValue(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			return s.js.KeyValue(ctx, name)
+		}
+		if err == nil {
+			s.log.Info("hub: created bucket", "bucket", name, "replicas", r)
+			return kv, nil
+		}
+	}
+	return nil, fmt.Errorf("bucket %s: %w", name, err)
+}
+
+func (s *Store) apiPrefix() string {
+	if s.opts.Domain != "" {
+		return "$JS." + s.opts.Domain + ".API."
+	}
+	return "$JS.API."
+}
+
+func (s *Store) setReady(err error) {
+	s.mu.Lock()
+	s.ready = err
+	s.stats.Ready = err == nil
+	if err != nil {
+		s.stats.LastError = err.Error()
+	}
+	s.mu.Unlock()
+}
+
+// Ready is nil once the buckets are bound and the retained messages loaded.
+func (s *Store) Ready() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
+}
+
+// Healthy is Ready (broker.HealthChecker: /healthz).
+func (s *Store) Healthy() error { return s.Ready() }
+
+// Stats snapshots the figures.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Domain = s.opts.Domain
+	return st
+}
+
+// Close stops following the hub (Shutdown).
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.dqCond.Broadcast()
+	return nil
+}
+
+// enc is a store key as a KV key token.
+func enc(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
+
+func dec(tok string) (string, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	return string(b), err == nil
+}
+
+// put writes key=value (nil value: delete) to bucket asynchronously;
+// Durable waits for it.
+func (s *Store) put(bucket, key string, value []byte, del bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ready != nil && s.js == nil {
+		return s.ready
+	}
+	if s.closed {
+		return store.ErrClosed
+	}
+	// The subject nats.go's KeyValue puts to: across a domain, behind the
+	// domain's API prefix (the hub maps it to the bucket's stream).
+	subj := "$KV." + bucket + "." + key
+	if s.opts.Domain != "" {
+		subj = s.apiPrefix() + subj
+	}
+	m := &nats.Msg{Subject: subj, Data: value, Header: nats.Header{}}
+	if del {
+		m.Header.Set("KV-Operation", "DEL")
+	}
+	f, err := s.js.PublishMsgAsync(m)
+	if err != nil {
+		s.stats.WriteFails++
+		return fmt.Errorf("hub: %w", err)
+	}
+	s.stats.Writes++
+	s.futs = append(s.futs, f)
+	return nil
+}
+
+// Durable runs fn once the hub acknowledged every write issued before.
+func (s *Store) Durable(fn func(err error)) {
+	s.mu.Lock()
+	s.dq = append(s.dq, durable{futs: s.futs, fn: fn})
+	s.futs = nil
+	s.dqCond.Signal()
+	s.mu.Unlock()
+}
+
+func (s *Store) serveDurable() {
+	for {
+		s.mu.Lock()
+		for len(s.dq) == 0 && !s.closed {
+			s.dqCond.Wait()
+		}
+		if len(s.dq) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		d := s.dq[0]
+		s.dq = s.dq[1:]
+		timeout := s.opts.Timeout
+		s.mu.Unlock()
+		var err error
+		for _, f := range d.futs {
+			select {
+			case <-f.Ok():
+			case e := <-f.Err():
+				err = fmt.Errorf("hub: %w", e)
+			case <-time.After(timeout):
+				err = fmt.Errorf("%w: no acknowledgement from the hub within %v", store.ErrUnavailable, timeout)
+			}
+			if err != nil {
+				break
+			}
+		}
+		if err != nil {
+			s.mu.Lock()
+			s.stats.WriteFails++
+			s.stats.LastError = err.Error()
+			s.mu.Unlock()
+			s.log.Warn("hub: a write was not stored", "err", err)
+		}
+		d.fn(err)
+	}
+}
+
+// Sync waits until every write issued so far is durable.
+func (s *Store) Sync(ctx context.Context) error {
+	done := make(chan error, 1)
+	s.Durable(func(err error) { done <- err })
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Begin and End: every write of a read is acknowledged before its
+// Durable callback anyway.
+func (s *Store) Begin() {}
+func (s *Store) End()   {}
+
+// --- store.Store ---
+
+// SaveSession writes the session record; with KeepSubs its subscriptions
+// stay as stored (the last full record's and the ones put one by one).
+func (s *Store) SaveSession(_ context.Context, rec *store.Session) error {
+	c := *rec
+	s.mu.Lock()
+	last := s.sess[rec.ClientID]
+	if c.KeepSubs {
+		if last != nil {
+			c.Subs = last.Subs
+		} else {
+			c.Subs = nil
+		}
+	}
+	var gone map[string]bool // subscriptions put one by one, replaced by Subs
+	if !rec.KeepSubs {
+		gone = s.subs[rec.ClientID]
+		delete(s.subs, rec.ClientID)
+	}
+	c.KeepSubs = false
+	s.sess[rec.ClientID] = &c
+	s.mu.Unlock()
+	for f := range gone {
+		if err := s.put(StateBucket, "u."+enc(rec.ClientID)+"."+enc(f), nil, true); err != nil {
+			return err
+		}
+	}
+	v, err := json.Marshal(&c)
+	if err != nil {
+		return err
+	}
+	return s.put(StateBucket, "s."+enc(rec.ClientID), v, false)
+}
+
+// PutSubscription writes one subscription of a session as its own record.
+func (s *Store) PutSubscription(_ context.Context, key string, sub *store.Subscription) error {
+	v, err := json.Marshal(sub)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.subs[key] == nil {
+		s.subs[key] = map[string]bool{}
+	}
+	s.subs[key][sub.Filter] = true
+	s.mu.Unlock()
+	return s.put(StateBucket, "u."+enc(key)+"."+enc(sub.Filter), v, false)
+}
+
+// DeleteSubscription removes one subscription of a session.
+func (s *Store) DeleteSubscription(ctx context.Context, key, filter string) error {
+	s.mu.Lock()
+	delete(s.subs[key], filter)
+	var rewrite *store.Session
+	if last := s.sess[key]; last != nil {
+		for i, sub := range last.Subs {
+			if sub.Filter == filter {
+				c := *last
+				c.Subs = append(append([]store.Subscription(nil), last.Subs[:i]...), last.Subs[i+1:]...)
+				rewrite = &c
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+	if rewrite != nil {
+		if err := s.SaveSession(ctx, rewrite); err != nil {
+			return err
+		}
+	}
+	return s.put(StateBucket, "u."+enc(key)+"."+enc(filter), nil, true)
+}
+
+// DeleteSession removes the session's records (not its ownership: Release).
+func (s *Store) DeleteSession(_ context.Context, key string) error {
+	k := enc(key)
+	s.mu.Lock()
+	outs := s.out[key]
+	subs := s.subs[key]
+	delete(s.out, key)
+	delete(s.subs, key)
+	delete(s.sess, key)
+	s.mu.Unlock()
+	for f := range subs {
+		if err := s.put(StateBucket, "u."+k+"."+enc(f), nil, true); err != nil {
+			return err
+		}
+	}
+	for seq := range outs {
+		if err := s.put(StateBucket, "o."+k+"."+strconv.FormatUint(seq, 10), nil, true); err != nil {
+			return err
+		}
+	}
+	return s.put(StateBucket, "s."+k, nil, true)
+}
+
+// PutInflight adds or replaces an outbound message.
+func (s *Store) PutInflight(_ context.Context, key string, f *store.Inflight) error {
+	v, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	m := s.out[key]
+	if m == nil {
+		m = map[uint64]*store.Inflight{}
+		s.out[key] = m
+	}
+	m[f.Seq] = f
+	s.mu.Unlock()
+	return s.put(StateBucket, "o."+enc(key)+"."+strconv.FormatUint(f.Seq, 10), v, false)
+}
+
+// Release marks an outbound QoS 2 message as past PUBREC.
+func (s *Store) Release(ctx context.Context, key string, seq uint64) error {
+	s.mu.Lock()
+	f := s.out[key][seq]
+	s.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	c := *f
+	c.Released = true
+	return s.PutInflight(ctx, key, &c)
+}
+
+// AckInflight removes an outbound message.
+func (s *Store) AckInflight(_ context.Context, key string, seq uint64) error {
+	s.mu.Lock()
+	delete(s.out[key], seq)
+	s.mu.Unlock()
+	return s.put(StateBucket, "o."+enc(key)+"."+strconv.FormatUint(seq, 10), nil, true)
+}
+
+// PutInbound records a QoS 2 id awaiting PUBREL.
+func (s *Store) PutInbound(_ context.Context, key string, id uint16) error {
+	return s.put(StateBucket, "i."+enc(key)+"."+strconv.Itoa(int(id)), []byte{1}, false)
+}
+
+// DeleteInbound forgets a QoS 2 id.
+func (s *Store) DeleteInbound(_ context.Context, key string, id uint16) error {
+	return s.put(StateBucket, "i."+enc(key)+"."+strconv.Itoa(int(id)), nil, true)
+}
+
+// SetRetained stores (or deletes) the retained message under key.
+func (s *Store) SetRetained(_ context.Context, key string, m *store.Message) error {
+	if m == nil || len(m.Payload) == 0 {
+		return s.put(RetainedBucket, enc(key), nil, true)
+	}
+	v := make([]byte, 0, 1+len(m.Payload))
+	v = append(v, m.QoS)
+	v = append(v, m.Payload...)
+	return s.put(RetainedBucket, enc(key), v, false)
+}
+
+// Load replays nothing: retained messages arrive through OnRetained once
+// the hub is reached, sessions through Claim when their clients connect.
+func (s *Store) Load(context.Context, func(store.Record) error) error { return nil }
+
+// --- retained follow ---
+
+// OnRetained registers fn for the retained messages the hub holds.
+func (s *Store) OnRetained(fn func(key string, m *store.Message)) {
+	s.mu.Lock()
+	s.retained = append(s.retained, fn)
+	s.mu.Unlock()
+}
+
+func (s *Store) applyRetained(e jetstream.KeyValueEntry) {
+	key, ok := dec(e.Key())
+	if !ok {
+		return
+	}
+	var m *store.Message
+	if e.Operation() == jetstream.KeyValuePut && len(e.Value()) > 1 {
+		v := e.Value()
+		_, subj := broker.SplitStoreKey(key)
+		m = &store.Message{Subject: []byte(subj), QoS: v[0], Payload: append([]byte(nil), v[1:]...), Retain: true}
+	}
+	s.mu.Lock()
+	fns := s.retained
+	s.mu.Unlock()
+	for _, fn := range fns {
+		fn(key, m)
+	}
+}
+
+// --- ownership ---
+
+// owner is the record of own.<k>.
+type owner struct {
+	Server string `json:"server"`
+	Owner  string `json:"owner"`
+	Epoch  uint64 `json:"epoch"`
+}
+
+// OnTakeover registers fn for sessions another broker claims.
+func (s *Store) OnTakeover(fn func(key string)) {
+	s.mu.Lock()
+	s.takeover = append(s.takeover, fn)
+	s.mu.Unlock()
+}
+
+func (s *Store) server() string { return s.b.ID() }
+
+// Claim makes this broker the holder of the session under key.
+func (s *Store) Claim(ctx context.Context, key, who string) (*store.SessionState, error) {
+	if err := s.Ready(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout+s.opts.ReleaseWait)
+	defer cancel()
+	s.mu.Lock()
+	kv := s.kv
+	s.stats.Claims++
+	s.mu.Unlock()
+	k := enc(key)
+	ownKey := "own." + k
+	for {
+		e, err := kv.Get(ctx, ownKey)
+		var prev owner
+		var rev uint64
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return nil, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		default:
+			if jerr := json.Unmarshal(e.Value(), &prev); jerr != nil {
+				return nil, fmt.Errorf("hub: owner record of %q: %w", key, jerr)
+			}
+			rev = e.Revision()
+			if prev.Owner != who {
+				return nil, store.ErrOwned
+			}
+		}
+		next := owner{Server: s.server(), Owner: who, Epoch: prev.Epoch + 1}
+		v, _ := json.Marshal(next)
+		// Watch the release marker before taking the record, so the old
+		// holder's answer cannot be missed.
+		var rel jetstream.KeyWatcher
+		if rev != 0 && prev.Server != s.server() {
+			if rel, err = kv.Watch(ctx, "rel."+k, jetstream.UpdatesOnly()); err != nil {
+				return nil, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+			}
+		}
+		var nrev uint64
+		if rev == 0 {
+			nrev, err = kv.Create(ctx, ownKey, v)
+		} else {
+			nrev, err = kv.Update(ctx, ownKey, v, rev)
+		}
+		if err != nil {
+			if rel != nil {
+				_ = rel.Stop()
+			}
+			if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				continue // another claim came first: look again
+			}
+			return nil, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		}
+		s.mu.Lock()
+		s.held[key] = nrev
+		s.mu.Unlock()
+		if rel != nil {
+			s.awaitRelease(ctx, rel, next.Epoch, key)
+			_ = rel.Stop()
+		}
+		if rev != 0 && prev.Server == s.server() {
+			return nil, nil // held here already: the local state is it
+		}
+		return s.load(ctx, k)
+	}
+}
+
+// awaitRelease waits for the previous holder's rel.<k> = epoch, at most
+// ReleaseWait (a holder killed never answers).
+func (s *Store) awaitRelease(ctx context.Context, w jetstream.KeyWatcher, epoch uint64, key string) {
+	t := time.NewTimer(s.opts.ReleaseWait)
+	defer t.Stop()
+	want := strconv.FormatUint(epoch, 10)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.log.Info("hub: previous holder did not release the session in time; taking it", "key", redactKey(key))
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e != nil && string(e.Value()) == want {
+				return
+			}
+		}
+	}
+}
+
+// load reads the stored state of session k.
+func (s *Store) load(ctx context.Context, k string) (*store.SessionState, error) {
+	s.mu.Lock()
+	kv := s.kv
+	s.mu.Unlock()
+	st := &store.SessionState{}
+	e, err := kv.Get(ctx, "s."+k)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	st.Session = new(store.Session)
+	if err := json.Unmarshal(e.Value(), st.Session); err != nil {
+		return nil, fmt.Errorf("hub: session record: %w", err)
+	}
+	keys, err := kv.ListKeysFiltered(ctx, "o."+k+".>", "i."+k+".>", "u."+k+".>")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	var names []string
+	for name := range keys.Keys() {
+		names = append(names, name)
+	}
+	key, _ := dec(k)
+	subs := map[string]bool{}
+	for _, name := range names {
+		if strings.HasPrefix(name, "u.") {
+			e, err := kv.Get(ctx, name)
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+			}
+			var sub store.Subscription
+			if json.Unmarshal(e.Value(), &sub) != nil {
+				continue
+			}
+			subs[sub.Filter] = true
+			st.Session.Subs = slices.DeleteFunc(st.Session.Subs, func(x store.Subscription) bool { return x.Filter == sub.Filter })
+			st.Session.Subs = append(st.Session.Subs, sub)
+			continue
+		}
+		if strings.HasPrefix(name, "i.") {
+			id, err := strconv.Atoi(name[strings.LastIndexByte(name, '.')+1:])
+			if err == nil {
+				st.Inbound = append(st.Inbound, uint16(id))
+			}
+			continue
+		}
+		e, err := kv.Get(ctx, name)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		}
+		f := new(store.Inflight)
+		if err := json.Unmarshal(e.Value(), f); err != nil {
+			continue
+		}
+		st.Inflight = append(st.Inflight, f)
+	}
+	sort.Slice(st.Inflight, func(i, j int) bool { return st.Inflight[i].Seq < st.Inflight[j].Seq })
+	s.mu.Lock()
+	m := map[uint64]*store.Inflight{}
+	for _, f := range st.Inflight {
+		m[f.Seq] = f
+	}
+	s.out[key] = m
+	s.subs[key] = subs
+	rec := *st.Session
+	rec.Subs = slices.DeleteFunc(slices.Clone(rec.Subs), func(x store.Subscription) bool { return subs[x.Filter] })
+	s.sess[key] = &rec
+	s.mu.Unlock()
+	return st, nil
+}
+
+// Unclaim gives up the session under key: its owner record is removed if
+// it is still this broker's.
+func (s *Store) Unclaim(key string) {
+	s.mu.Lock()
+	rev, ok := s.held[key]
+	delete(s.held, key)
+	kv := s.kv
+	s.mu.Unlock()
+	if !ok || kv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+	defer cancel()
+	if err := kv.Delete(ctx, "own."+enc(key), jetstream.LastRevision(rev)); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+		s.log.Debug("hub: releasing a session", "err", err)
+	}
+}
+
+// ownerChanged: another broker claimed a session held here: drop it
+// locally, then say so once what was written for it is durable.
+func (s *Store) ownerChanged(e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		return
+	}
+	var o owner
+	if json.Unmarshal(e.Value(), &o) != nil || o.Server == s.server() {
+		return
+	}
+	key, ok := dec(strings.TrimPrefix(e.Key(), "own."))
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	_, held := s.held[key]
+	delete(s.held, key)
+	delete(s.out, key)
+	delete(s.subs, key)
+	delete(s.sess, key)
+	fns := s.takeover
+	if held {
+		s.stats.Takeovers++
+	}
+	s.mu.Unlock()
+	if !held {
+		return
+	}
+	for _, fn := range fns {
+		fn(key)
+	}
+	k := enc(key)
+	s.Durable(func(error) {
+		s.mu.Lock()
+		kv := s.kv
+		s.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+		defer cancel()
+		if _, err := kv.Put(ctx, "rel."+k, []byte(strconv.FormatUint(o.Epoch, 10))); err != nil {
+			s.log.Warn("hub: could not confirm a session takeover", "err", err)
+		}
+	})
+}
+
+// redactKey names a session key in a log without its NUL byte.
+func redactKey(key string) string {
+	acc, id := broker.SplitStoreKey(key)
+	return acc + "/" + id
+}

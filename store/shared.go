@@ -1,0 +1,46 @@
+package store
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrOwned is Claim's answer when the session belongs to another identity.
+var ErrOwned = errors.New("store: the session belongs to another identity")
+
+// ErrUnavailable is what a Shared store answers while the place it keeps
+// state in cannot be reached (transports refuse new sessions then).
+var ErrUnavailable = errors.New("store: shared state unavailable")
+
+// Shared is a Store several brokers use at once (hub.Store keeps MQTT
+// state in a NATS hub's JetStream): one session is held by one broker at a
+// time, and each broker follows the retained messages the others set.
+type Shared interface {
+	Store
+	// Ready is nil while the shared state can be used; else why not
+	// (ErrUnavailable wrapped).
+	Ready() error
+	// Claim makes this broker the holder of the session stored under key,
+	// for the identity owner: ErrOwned when another identity owns it. When
+	// another broker held it, Claim returns once that broker let go (or a
+	// bound passed: it is gone) and gives the session's stored state (nil
+	// when there is none), which the caller loads.
+	Claim(ctx context.Context, key, owner string) (*SessionState, error)
+	// Unclaim gives up the session under key (it ended here).
+	Unclaim(key string)
+	// OnTakeover registers fn, called when another broker claims a session
+	// this broker holds: fn drops it here without deleting its state. Any
+	// writes fn made are durable before the claimer loads the state.
+	OnTakeover(fn func(key string))
+	// OnRetained registers fn, called with the retained messages the
+	// shared state holds (at start and whenever any broker changes one):
+	// key as SetRetained's, m nil or empty for a deletion.
+	OnRetained(fn func(key string, m *Message))
+}
+
+// SessionState is one session's stored state, as Load would replay it.
+type SessionState struct {
+	Session  *Session
+	Inflight []*Inflight // in Seq order
+	Inbound  []uint16
+}
