@@ -80,16 +80,29 @@ func (s ConnTypes) Allows(t ConnType) bool { return s == 0 || s&(1<<t) != 0 }
 func (s ConnTypes) Has(t ConnType) bool { return s&(1<<t) != 0 }
 
 // ErrNotAuthorized is what a transport reports to its peer when no
-// Authenticator accepted the credentials.
+// Authenticator accepted the credentials. An Authenticator returns it (or
+// an error wrapping it) to refuse outright: the Chain stops there, and a
+// WebSocket upgrade is answered 401 even when it carried nothing busbar
+// itself reads.
 var ErrNotAuthorized = errors.New("auth: not authorized")
 
 // Authenticator decides who a connection is.
+//
+// For a WebSocket connection it is asked twice: at the handshake, with
+// the upgrade request (Credentials.Header, Cookies, Query, RemoteAddr,
+// TLS), before anything is upgraded; and at the protocol's CONNECT, with
+// what CONNECT carried plus the same request, unless the handshake
+// already accepted the connection and CONNECT adds no credential.
+// At the handshake, ok=false with no error is not a refusal when the
+// request held no credential busbar reads (the client may still send
+// one in CONNECT); a refusal there is an error wrapping ErrNotAuthorized.
 type Authenticator interface {
 	// Authenticate returns the identity for c with ok=true when c is
 	// accepted. ok=false with a nil error means "not accepted here": a
-	// Chain asks the next Authenticator. A non-nil error means the
-	// Authenticator could not decide (a backend is down); it is logged,
-	// never shown to the peer, and the connection is refused.
+	// Chain asks the next Authenticator. A non-nil error wrapping
+	// ErrNotAuthorized refuses; any other error means the Authenticator
+	// could not decide (a backend is down). Either is logged, never shown
+	// to the peer, and the connection is refused.
 	Authenticate(ctx context.Context, c *Credentials) (id *Identity, ok bool, err error)
 }
 
@@ -152,10 +165,30 @@ type Credentials struct {
 	Nonce    []byte // the nonce the server sent in INFO
 	Sig      []byte // the client's signature over Nonce (raw, decoded)
 
-	// WebSocket upgrade request, when the connection arrived that way.
+	// The WebSocket upgrade request, for every connection that arrived
+	// that way, at the handshake and again at CONNECT: all its headers,
+	// its cookies and its query parameters (RemoteAddr and TLS are the
+	// connection's). Nil for other connections. Read only.
 	Header  http.Header
 	Cookies []*http.Cookie
 	Query   url.Values
+}
+
+// AddRequest copies the upgrade request of req (Header, Cookies, Query)
+// into c, and its RemoteAddr and TLS where c has none: a protocol's
+// CONNECT credentials gain what the WebSocket handshake saw. req may be
+// nil.
+func (c *Credentials) AddRequest(req *Credentials) {
+	if req == nil {
+		return
+	}
+	c.Header, c.Cookies, c.Query = req.Header, req.Cookies, req.Query
+	if c.RemoteAddr == nil {
+		c.RemoteAddr = req.RemoteAddr
+	}
+	if c.TLS == nil {
+		c.TLS = req.TLS
+	}
 }
 
 func redact(s string) string {

@@ -19,9 +19,10 @@ import (
 //     remote host of the connection (its logger's "remote" attribute, or
 //     one on the record) and the message text; lines with no remote are
 //     limited by message alone. Debug lines are never limited: they are
-//     asked for; and when the handler is enabled at Debug (-D), no line
-//     is: a developer retrying a bad password from 127.0.0.1 sees every
-//     failure.
+//     asked for; and when the handler is enabled at Debug (-D), neither
+//     are authentication failures (logged with the unlimitedAtDebug
+//     context), so a developer retrying a bad password from 127.0.0.1
+//     sees every one.
 //   - every connection's lines carry its id, transport, remote address and
 //     user (Session.Log), so one grep follows one client.
 //
@@ -81,6 +82,13 @@ func (l *limiter) prune(now time.Time) {
 	}
 }
 
+// unlimitedAtDebug is the context key of records the limiter lets
+// through whenever the handler is enabled at Debug; logUnlimitedAtDebug
+// is a context carrying it.
+type unlimitedAtDebug struct{}
+
+var logUnlimitedAtDebug = context.WithValue(context.Background(), unlimitedAtDebug{}, true)
+
 // limitHandler is a slog.Handler that rate-limits repeated lines.
 type limitHandler struct {
 	next   slog.Handler
@@ -97,7 +105,7 @@ func (h *limitHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *limitHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level <= slog.LevelDebug || h.next.Enabled(ctx, slog.LevelDebug) {
+	if r.Level <= slog.LevelDebug || ctx.Value(unlimitedAtDebug{}) != nil && h.next.Enabled(ctx, slog.LevelDebug) {
 		return h.next.Handle(ctx, r)
 	}
 	src := h.remote

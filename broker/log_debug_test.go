@@ -9,14 +9,18 @@ import (
 )
 
 // TestLimitHandlerOffAtDebug: with the handler enabled at Debug (-D), a
-// repeated line from one host is written every time (issue 18: a
-// developer retrying from 127.0.0.1 saw one auth failure per 10 s).
+// repeated authentication failure from one host is written every time
+// (issue 18: a developer retrying from 127.0.0.1 saw one per 10 s);
+// other repeated lines stay limited.
 func TestLimitHandlerOffAtDebug(t *testing.T) {
 	level := new(slog.LevelVar)
 	var buf bytes.Buffer
 	h := newLimitHandler(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: level}), time.Minute)
 	log := slog.New(h)
-	fail := func() { log.Warn("authentication failed", "remote", "127.0.0.1:5000") }
+	fail := func() {
+		log.Log(logUnlimitedAtDebug, slog.LevelWarn, "authentication failed", "remote", "127.0.0.1:5000")
+		log.Warn("protocol error", "remote", "127.0.0.1:5000")
+	}
 
 	level.Set(slog.LevelInfo)
 	for range 3 {
@@ -32,5 +36,8 @@ func TestLimitHandlerOffAtDebug(t *testing.T) {
 	}
 	if n := strings.Count(buf.String(), "authentication failed"); n != 3 {
 		t.Fatalf("at Debug: %d lines, want 3 (every one):\n%s", n, buf.String())
+	}
+	if n := strings.Count(buf.String(), "protocol error"); n != 0 {
+		t.Fatalf("at Debug: %d protocol error lines, want 0 (still limited):\n%s", n, buf.String())
 	}
 }

@@ -17,8 +17,7 @@ import (
 // window are dropped, and the next line after it says how many were.
 func TestLimitHandlerCountsWhatItDrops(t *testing.T) {
 	var buf bytes.Buffer
-	// An Info handler: at Debug nothing is limited (TestLimitHandlerOffAtDebug).
-	h := newLimitHandler(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}), time.Minute)
+	h := newLimitHandler(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}), time.Minute)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	emit := func(h slog.Handler, at time.Duration, level slog.Level, msg string, attrs ...slog.Attr) {
 		r := slog.NewRecord(t0.Add(at), level, msg, 0)

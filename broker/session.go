@@ -1,12 +1,9 @@
 package broker
 
 import (
-	"context"
-	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/subject"
@@ -102,31 +99,6 @@ type ConnectOptions struct {
 	// session kept across connections): not counted against
 	// max_connections or in NumConnections.
 	Detached bool
-}
-
-// Authenticate runs the broker's Authenticator on cr. With no
-// Authenticator every connection is accepted anonymously.
-func (b *Broker) authenticate(ctx context.Context, cr *auth.Credentials) (*auth.Identity, error) {
-	a := b.opts.Load().Authenticator
-	if a == nil {
-		return nil, nil
-	}
-	id, ok, err := a.Authenticate(ctx, cr)
-	if err != nil {
-		b.log.Warn("authentication could not decide", "creds", cr, "remote", remoteOf(cr), "err", err)
-		return nil, fmt.Errorf("%w: %w", auth.ErrNotAuthorized, err)
-	}
-	if !ok || id == nil {
-		b.log.Warn("authentication failed", "creds", cr, "remote", remoteOf(cr))
-		return nil, auth.ErrNotAuthorized
-	}
-	if !id.ConnTypes.Allows(cr.Conn) {
-		return nil, fmt.Errorf("%w: %s", ErrConnType, cr.Conn)
-	}
-	if !id.Expires.IsZero() && time.Now().After(id.Expires) {
-		return nil, ErrAuthExpired
-	}
-	return id, nil
 }
 
 // AuthRequired reports whether clients must present credentials.

@@ -231,16 +231,21 @@ type AuthFailureKey struct {
 func (b *Broker) Authenticate(ctx context.Context, cr *auth.Credentials) (*auth.Identity, error) {
 	id, err := b.authenticate(ctx, cr)
 	if err != nil {
-		k := AuthFailureKey{Reason: authReason(err)}
-		if cr != nil {
-			k.ConnType = cr.Conn
-		}
-		st := b.snap()
-		st.authMu.Lock()
-		st.auth[k]++
-		st.authMu.Unlock()
+		b.countAuthFailure(cr, err)
 	}
 	return id, err
+}
+
+// countAuthFailure counts a refused authentication for monitoring.
+func (b *Broker) countAuthFailure(cr *auth.Credentials, err error) {
+	k := AuthFailureKey{Reason: authReason(err)}
+	if cr != nil {
+		k.ConnType = cr.Conn
+	}
+	st := b.snap()
+	st.authMu.Lock()
+	st.auth[k]++
+	st.authMu.Unlock()
 }
 
 func authReason(err error) string {

@@ -50,7 +50,7 @@ type conn struct {
 	takenOver  atomic.Bool                // another connection took the session: no will from this one
 	ackTimer   atomic.Pointer[time.Timer] // 3.1.1 ack_wait redelivery
 	reason     atomic.Pointer[error]
-	pre        *transport.ConnOptions // authenticated at the WebSocket handshake
+	pre        *transport.ConnOptions // a WebSocket connection: its upgrade request, and the identity its handshake established
 	accepted   atomic.Bool            // a CONNACK accepting the connection was queued
 	onEnd      func()                 // ConnOptions.OnEnd, run by end
 	grouped    store.Grouped          // the broker's Store when it group-commits
@@ -64,11 +64,8 @@ var _ broker.Client = (*conn)(nil)
 func (srv *server) serveConn(nc net.Conn, ct auth.ConnType, handoff bool, pre *transport.ConnOptions) {
 	c := &conn{srv: srv, nc: nc, ct: ct, aliasMax: 65535}
 	c.grouped, _ = srv.b.Store().(store.Grouped)
-	if pre != nil && pre.Identity != nil {
-		c.pre = pre
-	}
 	if pre != nil {
-		c.onEnd = pre.OnEnd
+		c.pre, c.onEnd = pre, pre.OnEnd
 	}
 	c.st.begin()
 	c.out = transport.NewOutbound(srv.b.Options().MaxPending)

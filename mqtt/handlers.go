@@ -156,7 +156,7 @@ func (c *conn) onConnect(raw []byte) error {
 // MQTT rule). It also returns the credentials, which the sessions remember
 // so that a reload can check them again.
 func (c *conn) authenticate(cp *packet.ConnectPacket, clientID string) (*auth.Identity, *auth.Credentials, error) {
-	if c.pre != nil && cp.Username == nil && cp.Password == nil {
+	if c.pre != nil && c.pre.Identity != nil && cp.Username == nil && cp.Password == nil {
 		// Authenticated at the WebSocket handshake.
 		return c.pre.Identity, c.pre.Credentials, nil
 	}
@@ -168,6 +168,9 @@ func (c *conn) authenticate(cp *packet.ConnectPacket, clientID string) (*auth.Id
 		cr.JWT, cr.Token = cr.Password, cr.Password
 	}
 	cr.TLS = transport.TLSState(c.nc)
+	if c.pre != nil {
+		cr.AddRequest(c.pre.Credentials) // the WebSocket upgrade request, for the Authenticator
+	}
 	if !c.srv.b.AuthRequired() {
 		return nil, cr, nil
 	}

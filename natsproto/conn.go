@@ -507,6 +507,9 @@ func (c *conn) credentials(o *connectOpts) *auth.Credentials {
 		}
 	}
 	cr.TLS = transport.TLSState(c.nc)
+	if c.pre != nil {
+		cr.AddRequest(c.pre.cr) // the WebSocket upgrade request, for the Authenticator
+	}
 	return cr
 }
 

@@ -20,8 +20,9 @@ import (
 
 // jsonLog collects a logger's lines as decoded JSON objects.
 type jsonLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	info bool // the handler at Info (the default run); else at Debug (-D)
 }
 
 func (l *jsonLog) Write(p []byte) (int, error) {
@@ -31,7 +32,11 @@ func (l *jsonLog) Write(p []byte) (int, error) {
 }
 
 func (l *jsonLog) logger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	level := slog.LevelDebug
+	if l.info {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: level}))
 }
 
 func (l *jsonLog) text() string {
@@ -64,9 +69,10 @@ func logUsers(t testing.TB, perms *auth.Permissions) auth.Authenticator {
 
 // TestLogRepeatedAuthFailuresAreRateLimited: twenty nats.go connections
 // from one host with a wrong password write one "authentication failed"
-// line, with the remote address and the user but never the password.
+// line at Info, with the remote address and the user but never the
+// password.
 func TestLogRepeatedAuthFailuresAreRateLimited(t *testing.T) {
-	var l jsonLog
+	l := jsonLog{info: true} // at Debug every one is written (TestLogEveryAuthFailureAtDebug)
 	s := startServer(t, broker.Options{Logger: l.logger(), Authenticator: logUsers(t, nil)})
 	for i := 0; i < 20; i++ {
 		nc, err := nats.Connect(s.url(), nats.UserInfo("alice", "wrong-s3cret"), nats.MaxReconnects(0), nats.NoReconnect())
@@ -83,6 +89,23 @@ func TestLogRepeatedAuthFailuresAreRateLimited(t *testing.T) {
 	require.Equal(t, "alice", lines[0]["creds"].(map[string]any)["user"])
 	require.NotContains(t, l.text(), "wrong-s3cret")
 	require.Equal(t, "WARN", lines[0]["level"])
+}
+
+// TestLogEveryAuthFailureAtDebug: at Debug (-D) the same twenty
+// failures are each written (issue 18: a developer retrying from
+// 127.0.0.1 saw one line per 10 s).
+func TestLogEveryAuthFailureAtDebug(t *testing.T) {
+	var l jsonLog
+	s := startServer(t, broker.Options{Logger: l.logger(), Authenticator: logUsers(t, nil)})
+	for i := 0; i < 20; i++ {
+		nc, err := nats.Connect(s.url(), nats.UserInfo("alice", "wrong-s3cret"), nats.MaxReconnects(0), nats.NoReconnect())
+		require.Error(t, err, "attempt %d", i)
+		if nc != nil {
+			nc.Close()
+		}
+	}
+	require.Len(t, l.lines(t, "authentication failed"), 20)
+	require.NotContains(t, l.text(), "wrong-s3cret")
 }
 
 // TestLogConnectionLinesCarryIdentity: a line about one connection names

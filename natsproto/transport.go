@@ -87,7 +87,7 @@ func (t *Transport) Serve(ctx context.Context, b *broker.Broker) error {
 func (t *Transport) ServeConn(ctx context.Context, b *broker.Broker, nc net.Conn, o transport.ConnOptions) error {
 	c := &conn{b: b, t: t, nc: nc, ws: o.WebSocket, onEnd: o.OnEnd, handoff: o.OnEnd != nil}
 	c.cs, _ = nc.(transport.CloseStatuser)
-	if o.Identity != nil || o.AuthTimeout > 0 || len(o.ConnectURLs) > 0 {
+	if o.Identity != nil || o.Credentials != nil || o.AuthTimeout > 0 || len(o.ConnectURLs) > 0 {
 		c.pre = &preAuth{id: o.Identity, cr: o.Credentials, timeout: o.AuthTimeout, urls: o.ConnectURLs}
 	}
 	return t.start(ctx, c)

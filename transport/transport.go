@@ -49,10 +49,15 @@ type ConnServer interface {
 type ConnOptions struct {
 	WebSocket bool // framed by the websocket transport
 	TLS       bool
-	// Identity and Credentials were established before the protocol
-	// started (WebSocket handshake authentication): a CONNECT without
-	// credentials acts as Identity. Nil when none were presented.
-	Identity    *auth.Identity
+	// Identity was established before the protocol started (WebSocket
+	// handshake authentication): a CONNECT without credentials acts as
+	// it. Nil when the handshake accepted nothing.
+	Identity *auth.Identity
+	// Credentials are the WebSocket upgrade request's (its Header,
+	// Cookies, Query, RemoteAddr and TLS, and any credential read from
+	// it): CONNECT credentials carry the request too
+	// (auth.Credentials.AddRequest), and with Identity they are what
+	// established it. Nil for a connection without a handshake.
 	Credentials *auth.Credentials
 	// AuthTimeout overrides the broker's authentication timeout (the
 	// websocket { authorization { timeout } }); 0: the broker's.

@@ -2,6 +2,7 @@ package websocket
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"net"
@@ -28,7 +29,8 @@ type request struct {
 	protocols      []string // Sec-WebSocket-Protocol tokens
 	remote         net.Addr
 	tls            bool
-	header         http.Header // all headers (handler path only)
+	tlsState       *tls.ConnectionState // wss: the connection's TLS state
+	header         http.Header          // every header, for the Authenticator (auth.Credentials.Header)
 }
 
 // mqtt reports whether the request asks for MQTT: a path ending in
@@ -96,20 +98,22 @@ func (t *Transport) admit(ctx context.Context, b *broker.Broker, r *request) (*a
 	if bad != "" {
 		return nil, t.unauthorized(bad)
 	}
-	if b.AuthRequired() && present {
-		id, err := b.Authenticate(ctx, cr)
-		switch {
-		case errors.Is(err, broker.ErrConnType):
-			return nil, &rejection{status: http.StatusForbidden, code: CloseForbidden, reason: "connection type not allowed for this user"}
-		case err != nil:
-			t.authFailures.Add(1)
-			return nil, t.unauthorized("invalid credentials")
-		}
+	a.cr = cr // the request, for the CONNECT-time credentials too
+	// Every upgrade is shown to the Authenticator, so a host's own one
+	// decides by what it reads (a header, a cookie) before the upgrade.
+	id, err := b.AuthenticateRequest(ctx, cr, present)
+	switch {
+	case errors.Is(err, broker.ErrConnType):
+		return nil, &rejection{status: http.StatusForbidden, code: CloseForbidden, reason: "connection type not allowed for this user"}
+	case err != nil:
+		t.authFailures.Add(1)
+		return nil, t.unauthorized("invalid credentials")
+	case id != nil:
 		if !b.CanAdmit(id) {
 			return nil, &rejection{status: http.StatusServiceUnavailable, code: CloseTryAgainLater, reason: "maximum connections exceeded for this user"}
 		}
-		a.id, a.cr = id, cr
-	} else if o.Handshake.Required && b.AuthRequired() {
+		a.id = id
+	case o.Handshake.Required && b.AuthRequired():
 		return nil, t.unauthorized("credentials required")
 	}
 	if !t.limits.acquire(a.ip, o.MaxConnections, o.MaxConnectionsPerIP) {
@@ -132,30 +136,26 @@ func (t *Transport) unauthorized(reason string) *rejection {
 func (t *Transport) credentials(r *request, ct auth.ConnType) (cr *auth.Credentials, present bool, bad string) {
 	o := &t.opts
 	h := &o.Handshake
-	cr = &auth.Credentials{Conn: ct, RemoteAddr: r.remote, Header: r.header}
-	var q url.Values
+	cr = &auth.Credentials{Conn: ct, RemoteAddr: r.remote, TLS: r.tlsState, Header: r.header}
+	cr.Query, _ = url.ParseQuery(r.rawQuery) // what parses, as net/http keeps it
+	for _, line := range r.cookies {
+		if cs, err := http.ParseCookie(line); err == nil {
+			cr.Cookies = append(cr.Cookies, cs...)
+		}
+	}
 	query := func(k string) string {
 		if k == "" {
 			return ""
 		}
-		if q == nil {
-			q, _ = url.ParseQuery(r.rawQuery)
-		}
-		return q.Get(k)
+		return cr.Query.Get(k)
 	}
 	cookie := func(name string) string {
 		if name == "" {
 			return ""
 		}
-		for _, line := range r.cookies {
-			cs, err := http.ParseCookie(line)
-			if err != nil {
-				continue
-			}
-			for _, c := range cs {
-				if c.Name == name {
-					return c.Value
-				}
+		for _, c := range cr.Cookies {
+			if c.Name == name {
+				return c.Value
 			}
 		}
 		return ""

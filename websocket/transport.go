@@ -146,7 +146,7 @@ func (t *Transport) serveRaw(ctx context.Context, b *broker.Broker, nc net.Conn)
 		}
 		nc = tc
 	}
-	r := &request{remote: nc.RemoteAddr(), tls: t.tlsCfg != nil}
+	r := &request{remote: nc.RemoteAddr(), tls: t.tlsCfg != nil, tlsState: transport.TLSState(nc)}
 	var (
 		acc  *admitted
 		rej  *rejection
@@ -188,6 +188,9 @@ func (t *Transport) serveRaw(ctx context.Context, b *broker.Broker, nc net.Conn)
 // parses it (the callbacks' arguments are only valid during the call).
 func (t *Transport) upgrader(r *request) ws.Upgrader {
 	h := &t.opts.Handshake
+	if r.header == nil {
+		r.header = http.Header{}
+	}
 	return ws.Upgrader{
 		ReadBufferSize: 1024,
 		OnRequest: func(uri []byte) error {
@@ -198,6 +201,7 @@ func (t *Transport) upgrader(r *request) ws.Upgrader {
 		OnHost: func(host []byte) error { r.host = string(host); return nil },
 		OnHeader: func(key, value []byte) error {
 			k := string(key)
+			r.header.Add(k, string(value)) // bounded by max_handshake_bytes
 			switch {
 			case equalFold(k, "Origin"):
 				r.origin = string(value)
@@ -355,7 +359,7 @@ func (t *Transport) serveHTTP(b *broker.Broker, w http.ResponseWriter, hr *http.
 		path: hr.URL.Path, rawQuery: hr.URL.RawQuery, host: hr.Host,
 		origin: hr.Header.Get("Origin"), authorization: hr.Header.Get("Authorization"),
 		forwardedFor: hr.Header.Values("X-Forwarded-For"), cookies: hr.Header.Values("Cookie"),
-		tls: hr.TLS != nil, header: hr.Header,
+		tls: hr.TLS != nil, tlsState: hr.TLS, header: hr.Header,
 	}
 	if o.Handshake.KeyAuth.Header != "" {
 		r.keyHeader = hr.Header.Get(o.Handshake.KeyAuth.Header)
