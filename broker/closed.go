@@ -1,9 +1,12 @@
 package broker
 
 import (
+	"bytes"
+	"cmp"
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/busbar/busbar/auth"
@@ -17,6 +20,16 @@ import (
 // DefaultMaxClosedClients is how many closed connections are kept when
 // Options.MaxClosedClients is 0 (nats-server's max_closed_clients).
 const DefaultMaxClosedClients = 10000
+
+// Bounds of the closed-connection history by memory (issue 16): a record
+// keeps its first ClosedSubsKept subscriptions by subject (NumSubs counts
+// them all, and OutMsgs every delivery), and the records together hold at
+// most MaxClosedBytes (subjects, names and the records themselves); past
+// either bound, or MaxClosedClients, the oldest records go.
+const (
+	ClosedSubsKept = 32
+	MaxClosedBytes = 16 << 20
+)
 
 // Why a connection closed, in nats-server's words (its ClosedState
 // strings), for ConnStats.Reason and ClosedConn.Reason.
@@ -93,6 +106,25 @@ type ClosedConn struct {
 	ConnSnapshot // Client is nil: the record keeps no connection alive
 	Stop         time.Time
 	Reason       string
+	size         int // what the record holds, for MaxClosedBytes
+}
+
+// closedConnOverhead is what a record costs besides its strings.
+const closedConnOverhead = 512
+
+// subSnapshotOverhead is what a kept subscription costs besides its strings.
+const subSnapshotOverhead = 64
+
+// measure sets cc.size. Once, before the record is shared.
+func (cc *ClosedConn) measure() {
+	n := closedConnOverhead + len(cc.Info.Name) + len(cc.Info.Remote) + len(cc.Info.Transport) + len(cc.Account) + len(cc.Reason)
+	if st := cc.Stats; st != nil {
+		n += len(st.Lang) + len(st.Version) + len(st.Reason)
+	}
+	for _, sub := range cc.Subs {
+		n += subSnapshotOverhead + len(sub.Subject) + len(sub.Queue)
+	}
+	cc.size = n
 }
 
 // closedKey counts closed connections by kind and reason.
@@ -121,14 +153,19 @@ func (s *Session) closedConn(subs map[*Subscription]struct{}) *ClosedConn {
 	c.InMsgs, c.InBytes = s.inMsgs.Load(), s.inBytes.Load()
 	c.NumSubs = len(subs)
 	kept := !s.detached && s.b.opts.Load().MaxClosedClients > 0 // else only the totals are wanted
+	var list []*Subscription
 	for sub := range subs {
-		n := sub.delivered.Load()
+		c.OutMsgs += sub.delivered.Load()
 		if kept {
-			c.Subs = append(c.Subs, SubSnapshot{Subject: string(sub.Subject), Queue: string(sub.Queue), Delivered: n, Max: sub.max.Load()})
+			list = append(list, sub)
 		}
-		c.OutMsgs += n
 	}
-	sortSubs(c.Subs)
+	slices.SortFunc(list, func(x, y *Subscription) int {
+		return cmp.Or(bytes.Compare(x.Subject, y.Subject), bytes.Compare(x.Queue, y.Queue))
+	})
+	for _, sub := range list[:min(len(list), ClosedSubsKept)] {
+		c.Subs = append(c.Subs, SubSnapshot{Subject: string(sub.Subject), Queue: string(sub.Queue), Delivered: sub.delivered.Load(), Max: sub.max.Load()})
+	}
 	if cs, ok := s.client.(ConnStatser); ok {
 		st := cs.ConnStats()
 		c.Stats = &st
@@ -141,6 +178,7 @@ func (s *Session) closedConn(subs map[*Subscription]struct{}) *ClosedConn {
 			cc.Reason = ReasonServerShutdown
 		}
 	}
+	cc.measure()
 	return cc
 }
 
@@ -153,6 +191,14 @@ func (b *Broker) recordClosedLocked(st *snapState, cc *ClosedConn) {
 	k := closedKey{ConnKey{Transport: cc.Info.Transport, ConnType: cc.Info.ConnType}, cc.Reason}
 	st.reasons[k]++
 	st.history.add(cc, b.opts.Load().MaxClosedClients)
+}
+
+// ClosedBytes is what the closed-connection history holds (bounded by
+// MaxClosedBytes).
+func (b *Broker) ClosedBytes() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.snapLocked().history.bytes
 }
 
 // ClosedConns returns the closed connections kept, oldest first. The
@@ -176,37 +222,35 @@ func (b *Broker) ClosedCounts() []ClosedCount {
 	return out
 }
 
-// closedRing keeps the newest max records. Guarded by b.mu.
+// closedRing keeps the newest records, at most max of them and
+// MaxClosedBytes in all. Guarded by b.mu.
 type closedRing struct {
-	buf  []*ClosedConn // in order while not full; then next is the oldest
-	next int
-	max  int
+	buf   []*ClosedConn // oldest first, from head
+	head  int
+	bytes int
 }
 
-// add records cc, keeping at most max (≤ 0: none).
+// add records cc, keeping at most max (≤ 0: none) and MaxClosedBytes.
 func (r *closedRing) add(cc *ClosedConn, max int) {
 	if max <= 0 {
-		r.buf, r.next, r.max = nil, 0, max
+		*r = closedRing{}
 		return
 	}
-	if max != r.max { // first use, or a reload changed the bound
-		l := r.list()
-		if len(l) > max {
-			l = l[len(l)-max:]
-		}
-		r.buf, r.next, r.max = l, 0, max
+	r.buf = append(r.buf, cc)
+	r.bytes += cc.size
+	for n := len(r.buf) - r.head; n > max || r.bytes > MaxClosedBytes && n > 0; n-- {
+		r.bytes -= r.buf[r.head].size
+		r.buf[r.head] = nil
+		r.head++
 	}
-	if len(r.buf) < max {
-		r.buf = append(r.buf, cc)
-		return
+	if r.head >= 64 && r.head >= len(r.buf)/2 { // reuse the dropped half
+		n := copy(r.buf, r.buf[r.head:])
+		clear(r.buf[n:])
+		r.buf, r.head = r.buf[:n], 0
 	}
-	r.buf[r.next] = cc
-	r.next = (r.next + 1) % max
 }
 
 // list copies the records, oldest first.
 func (r *closedRing) list() []*ClosedConn {
-	out := make([]*ClosedConn, 0, len(r.buf))
-	out = append(out, r.buf[r.next:]...)
-	return append(out, r.buf[:r.next]...)
+	return append([]*ClosedConn(nil), r.buf[r.head:]...)
 }
