@@ -46,7 +46,7 @@ func (s *Server) handleLeafz(w http.ResponseWriter) {
 
 // writeLeafs writes one sample per remote of each leaf family, labelled
 // with the remote's index in the configuration and its account.
-func writeLeafs(p *promWriter, rs []LeafRemote) {
+func writeLeafs(p *metricSet, rs []LeafRemote) {
 	fams := []struct {
 		name, typ, help string
 		v               func(r *LeafRemote) float64

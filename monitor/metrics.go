@@ -11,11 +11,13 @@ import (
 	"github.com/busbar/busbar/broker"
 )
 
-// /metrics is written in the Prometheus text exposition format (0.0.4)
-// by the few lines below rather than with a Prometheus client library: a
-// library would put its module and its dependencies (protobuf among them)
-// into every embedder's build for what is a dozen families of plain text.
-// The tests read the output with prometheus/common's own parser.
+// The figures are gathered once, as Families (Metrics), and either
+// written in the Prometheus text exposition format (0.0.4) by the few
+// lines below, or handed to a Prometheus registry by the collector in
+// monitor/prom. This package does not import a Prometheus client
+// library: it would put its module and its dependencies (protobuf among
+// them) into every embedder's build. The tests read the text with
+// prometheus/common's own parser.
 
 // Metric names. Counters end in _total; every one is prefixed busbar_.
 const (
@@ -44,10 +46,34 @@ const (
 	MetricStoreCompactions = "busbar_store_compactions_total"
 )
 
+// Family is one metric family: a name, its type ("gauge" or "counter"),
+// its help text, and its samples, all with the same label names.
+type Family struct {
+	Name, Type, Help string
+	Labels           []string // label names, in order; none for a single sample
+	Samples          []Sample
+}
+
+// Sample is one value of a Family, with the values of its labels (in
+// the order of Family.Labels).
+type Sample struct {
+	LabelValues []string
+	Value       float64
+}
+
 // WriteMetrics appends the Prometheus text exposition of the broker's
-// figures to buf.
+// figures (Metrics) to buf.
 func (s *Server) WriteMetrics(buf []byte) []byte {
-	p := promWriter{buf: buf}
+	for _, f := range s.Metrics() {
+		buf = f.appendText(buf)
+	}
+	return buf
+}
+
+// Metrics gathers the broker's figures: every family /metrics shows, in
+// order. Any goroutine.
+func (s *Server) Metrics() []Family {
+	p := &metricSet{}
 	o := s.b.Options()
 	f := s.gather(false)
 	p.family(MetricInfo, "gauge", "Build and identity of the server (value 1).")
@@ -73,21 +99,21 @@ func (s *Server) WriteMetrics(buf []byte) []byte {
 	p.sample(MetricSubscriptions, float64(st.Subscriptions))
 	p.family(MetricSlowConsumers, "counter", "Clients closed for falling behind (over max_pending or the write deadline).")
 	p.sample(MetricSlowConsumers, float64(st.SlowConsumers))
-	s.writeAuthFailures(&p)
-	s.writeClosed(&p)
+	s.writeAuthFailures(p)
+	s.writeClosed(p)
 	if s.opts.Leafs != nil {
-		writeLeafs(&p, s.opts.Leafs())
+		writeLeafs(p, s.opts.Leafs())
 	}
 	if s.opts.MQTT != nil {
-		s.writeMQTT(&p, s.opts.MQTT())
+		s.writeMQTT(p, s.opts.MQTT())
 	}
 	if s.opts.Store != nil {
-		writeStore(&p, s.opts.Store())
+		writeStore(p, s.opts.Store())
 	}
-	return p.buf
+	return p.fams
 }
 
-func (s *Server) writeAuthFailures(p *promWriter) {
+func (s *Server) writeAuthFailures(p *metricSet) {
 	type row struct {
 		transport, reason string
 		n                 int64
@@ -111,7 +137,7 @@ func (s *Server) writeAuthFailures(p *promWriter) {
 
 // writeClosed writes the connections closed so far by transport and
 // reason (nats-server's closed-state words, broker.Reason*).
-func (s *Server) writeClosed(p *promWriter) {
+func (s *Server) writeClosed(p *metricSet) {
 	type row struct {
 		transport, reason string
 		n                 int64
@@ -133,7 +159,7 @@ func (s *Server) writeClosed(p *promWriter) {
 	}
 }
 
-func (s *Server) writeMQTT(p *promWriter, m MQTTStats) {
+func (s *Server) writeMQTT(p *metricSet, m MQTTStats) {
 	gauges := []struct {
 		name, typ, help string
 		v               float64
@@ -152,7 +178,7 @@ func (s *Server) writeMQTT(p *promWriter, m MQTTStats) {
 	}
 }
 
-func writeStore(p *promWriter, st StoreStats) {
+func writeStore(p *metricSet, st StoreStats) {
 	rows := []struct {
 		name, typ, help string
 		v               float64
@@ -172,47 +198,74 @@ func writeStore(p *promWriter, st StoreStats) {
 // ContentType is the Prometheus text format's media type.
 const ContentType = "text/plain; version=0.0.4; charset=utf-8"
 
-func (s *Server) handleMetrics(w http.ResponseWriter) {
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.metrics != nil {
+		s.metrics.ServeHTTP(w, r)
+		return
+	}
 	w.Header().Set("Content-Type", ContentType)
 	_, _ = w.Write(s.WriteMetrics(make([]byte, 0, 4096)))
 }
 
-// promWriter appends the text exposition format.
-type promWriter struct{ buf []byte }
+// metricSet collects families as the figures are read.
+type metricSet struct{ fams []Family }
 
-// family starts a metric family: its HELP and TYPE lines.
-func (p *promWriter) family(name, typ, help string) {
-	p.buf = append(p.buf, "# HELP "...)
-	p.buf = append(p.buf, name...)
-	p.buf = append(p.buf, ' ')
-	p.buf = append(p.buf, helpEscaper.Replace(help)...)
-	p.buf = append(p.buf, "\n# TYPE "...)
-	p.buf = append(p.buf, name...)
-	p.buf = append(p.buf, ' ')
-	p.buf = append(p.buf, typ...)
-	p.buf = append(p.buf, '\n')
+// family starts a metric family.
+func (p *metricSet) family(name, typ, help string) {
+	p.fams = append(p.fams, Family{Name: name, Type: typ, Help: help})
 }
 
-// sample writes one line: name{k="v",...} value. labels are name, value
-// pairs.
-func (p *promWriter) sample(name string, v float64, labels ...string) {
-	p.buf = append(p.buf, name...)
-	if len(labels) > 0 {
-		p.buf = append(p.buf, '{')
-		for i := 0; i+1 < len(labels); i += 2 {
-			if i > 0 {
-				p.buf = append(p.buf, ',')
-			}
-			p.buf = append(p.buf, labels[i]...)
-			p.buf = append(p.buf, `="`...)
-			p.buf = append(p.buf, labelEscaper.Replace(labels[i+1])...)
-			p.buf = append(p.buf, '"')
-		}
-		p.buf = append(p.buf, '}')
+// sample adds a value to the family just started; labels are name,
+// value pairs, the same names for every sample of a family.
+func (p *metricSet) sample(name string, v float64, labels ...string) {
+	f := &p.fams[len(p.fams)-1]
+	if f.Name != name {
+		panic("monitor: sample " + name + " outside its family") // a bug in this file
 	}
-	p.buf = append(p.buf, ' ')
-	p.buf = appendValue(p.buf, v)
-	p.buf = append(p.buf, '\n')
+	sm := Sample{Value: v}
+	if len(f.Samples) == 0 {
+		for i := 0; i+1 < len(labels); i += 2 {
+			f.Labels = append(f.Labels, labels[i])
+		}
+	}
+	for i := 1; i < len(labels); i += 2 {
+		sm.LabelValues = append(sm.LabelValues, labels[i])
+	}
+	f.Samples = append(f.Samples, sm)
+}
+
+// appendText writes f in the text exposition format: its HELP and TYPE
+// lines, then one line per sample, name{k="v",...} value.
+func (f *Family) appendText(b []byte) []byte {
+	b = append(b, "# HELP "...)
+	b = append(b, f.Name...)
+	b = append(b, ' ')
+	b = append(b, helpEscaper.Replace(f.Help)...)
+	b = append(b, "\n# TYPE "...)
+	b = append(b, f.Name...)
+	b = append(b, ' ')
+	b = append(b, f.Type...)
+	b = append(b, '\n')
+	for _, sm := range f.Samples {
+		b = append(b, f.Name...)
+		if len(f.Labels) > 0 {
+			b = append(b, '{')
+			for i, l := range f.Labels {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, l...)
+				b = append(b, `="`...)
+				b = append(b, labelEscaper.Replace(sm.LabelValues[i])...)
+				b = append(b, '"')
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ' ')
+		b = appendValue(b, sm.Value)
+		b = append(b, '\n')
+	}
+	return b
 }
 
 var (

@@ -60,6 +60,11 @@ type Options struct {
 	// Checks are further conditions /healthz requires (each err != nil
 	// makes it 503 with the check's name).
 	Checks []Check
+	// Metrics, when set, builds the handler that answers /metrics instead
+	// of the built-in text exposition: monitor/prom.Handler serves the
+	// same figures through a Prometheus registry, with the Go and process
+	// collectors.
+	Metrics func(*Server) http.Handler
 
 	// ReadHeaderTimeout bounds a request's header on the listener;
 	// default 5s.
@@ -111,7 +116,8 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	reqs map[string]*atomic.Uint64 // requests by path; the map is fixed after New
+	reqs    map[string]*atomic.Uint64 // requests by path; the map is fixed after New
+	metrics http.Handler              // Options.Metrics's handler; nil: the built-in text
 
 	mu   sync.Mutex // guards the fields below
 	high map[string]broker.Totals
@@ -136,6 +142,9 @@ func New(b *broker.Broker, o Options) *Server {
 	s := &Server{b: b, opts: o, log: o.Logger, reqs: make(map[string]*atomic.Uint64), high: make(map[string]broker.Totals)}
 	for _, p := range paths {
 		s.reqs[p] = new(atomic.Uint64)
+	}
+	if o.Metrics != nil {
+		s.metrics = o.Metrics(s)
 	}
 	return s
 }
@@ -171,7 +180,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case LeafzPath:
 		s.handleLeafz(w)
 	case MetricsPath:
-		s.handleMetrics(w)
+		s.handleMetrics(w, r)
 	}
 }
 

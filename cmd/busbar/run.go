@@ -20,6 +20,7 @@ import (
 	"github.com/busbar/busbar/config"
 	"github.com/busbar/busbar/leafnode"
 	"github.com/busbar/busbar/monitor"
+	"github.com/busbar/busbar/monitor/prom"
 	"github.com/busbar/busbar/mqtt"
 	"github.com/busbar/busbar/store/filestore"
 	"github.com/busbar/busbar/transport"
@@ -452,7 +453,7 @@ func (s *server) monitor(st *filestore.Store, svcs []transport.Transport, leaf *
 	if hp.Port == 0 {
 		return nil, nil
 	}
-	o := monitor.Options{Host: hp.Host, Port: max(hp.Port, 0), Logger: s.log}
+	o := monitor.Options{Host: hp.Host, Port: max(hp.Port, 0), Logger: s.log, Metrics: prom.Handler}
 	for _, t := range svcs {
 		if t.Name() == "mqtt" {
 			// Only with an MQTT listener: SessionStats would otherwise set
