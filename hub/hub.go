@@ -89,6 +89,7 @@ type Store struct {
 	closed  bool
 	cancel  context.CancelFunc
 	held    map[string]uint64 // session keys this broker holds: revision of its own.<k> record
+	retRev  map[string]uint64 // revision of each retained message applied (by encoded key)
 	// What this broker wrote or loaded of the sessions it holds: the last
 	// full session record, the subscriptions put one by one, the outbound
 	// messages (Release rewrites one, DeleteSession removes them).
@@ -137,7 +138,7 @@ func New(o Options) *Store {
 		o.Timeout = 5 * time.Second
 	}
 	s := &Store{opts: o, log: o.Logger, held: map[string]uint64{}, out: map[string]map[uint64]*store.Inflight{},
-		sess: map[string]*store.Session{}, subs: map[string]map[string]bool{},
+		sess: map[string]*store.Session{}, subs: map[string]map[string]bool{}, retRev: map[string]uint64{},
 		ready: fmt.Errorf("%w: not connected to the hub yet", store.ErrUnavailable)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -197,7 +198,10 @@ func (s *Store) Serve(ctx context.Context, b *broker.Broker) error {
 	return nil
 }
 
-// session binds the buckets and follows them until an error.
+// session binds the buckets, loads the retained messages and serves the
+// other brokers' notices until an error. Changes travel as core NATS
+// messages across the link (a notice per retained change, a request per
+// takeover), which reach every instance as soon as the hub has them.
 func (s *Store) session(ctx context.Context) error {
 	kv, err := s.bucket(ctx, StateBucket)
 	if err != nil {
@@ -210,53 +214,69 @@ func (s *Store) session(ctx context.Context) error {
 	s.mu.Lock()
 	s.kv, s.ret = kv, ret
 	s.mu.Unlock()
-	owners, err := kv.Watch(ctx, "own.>", jetstream.UpdatesOnly())
+	notices, err := s.nc.Subscribe(retainedNotice, s.onRetainedNotice)
 	if err != nil {
-		return fmt.Errorf("watch owners: %w", err)
+		return err
 	}
-	defer func() { _ = owners.Stop() }()
-	rets, err := ret.WatchAll(ctx)
+	defer func() { _ = notices.Unsubscribe() }()
+	takeovers, err := s.nc.Subscribe(takeoverSubject(s.server()), s.onTakeoverRequest)
 	if err != nil {
-		return fmt.Errorf("watch retained: %w", err)
+		return err
 	}
-	defer func() { _ = rets.Stop() }()
-	// The retained set is loaded (the watcher's initial values end with a
-	// nil entry) before MQTT clients are let in.
-	loaded := false
+	defer func() { _ = takeovers.Unsubscribe() }()
+	if err := s.nc.FlushTimeout(s.opts.Timeout); err != nil {
+		return err
+	}
+	if err := s.loadRetained(ctx); err != nil {
+		return err
+	}
+	s.setReady(nil)
+	s.log.Info("hub: MQTT state in the hub's JetStream", "domain", s.opts.Domain)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case e, ok := <-rets.Updates():
-			if !ok {
-				return errors.New("retained watch ended")
-			}
-			if e == nil {
-				if !loaded {
-					loaded = true
-					s.setReady(nil)
-					s.log.Info("hub: MQTT state in the hub's JetStream", "domain", s.opts.Domain)
-				}
-				continue
-			}
-			s.applyRetained(e)
-		case e, ok := <-owners.Updates():
-			if !ok {
-				return errors.New("owner watch ended")
-			}
-			if e != nil {
-				s.ownerChanged(e)
-			}
 		case <-tick.C:
-			if loaded {
-				if err := s.ping(ctx); err != nil {
-					return err
-				}
+			if err := s.ping(ctx); err != nil {
+				return err
 			}
 		}
 	}
+}
+
+// Subjects of the notices instances exchange (in the link's account).
+const retainedNotice = "$BUSBAR.mqtt.retained"
+
+func takeoverSubject(server string) string { return "$BUSBAR.mqtt.takeover." + server }
+
+// loadRetained reads every retained message of the bucket.
+func (s *Store) loadRetained(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*s.opts.Timeout)
+	defer cancel()
+	keys, err := s.ret.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil
+		}
+		return fmt.Errorf("retained keys: %w", err)
+	}
+	var names []string
+	for k := range keys.Keys() {
+		names = append(names, k)
+	}
+	for _, k := range names {
+		e, err := s.ret.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("retained %s: %w", k, err)
+		}
+		s.applyRetained(k, e.Revision(), e.Value())
+	}
+	return nil
 }
 
 // ping measures a hub round trip (AccountInfo).
@@ -362,13 +382,18 @@ func dec(tok string) (string, bool) {
 // put writes key=value (nil value: delete) to bucket asynchronously;
 // Durable waits for it.
 func (s *Store) put(bucket, key string, value []byte, del bool) error {
+	_, err := s.putF(bucket, key, value, del)
+	return err
+}
+
+func (s *Store) putF(bucket, key string, value []byte, del bool) (jetstream.PubAckFuture, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ready != nil && s.js == nil {
-		return s.ready
+		return nil, s.ready
 	}
 	if s.closed {
-		return store.ErrClosed
+		return nil, store.ErrClosed
 	}
 	// The subject nats.go's KeyValue puts to: across a domain, behind the
 	// domain's API prefix (the hub maps it to the bucket's stream).
@@ -383,11 +408,11 @@ func (s *Store) put(bucket, key string, value []byte, del bool) error {
 	f, err := s.js.PublishMsgAsync(m)
 	if err != nil {
 		s.stats.WriteFails++
-		return fmt.Errorf("hub: %w", err)
+		return nil, fmt.Errorf("hub: %w", err)
 	}
 	s.stats.Writes++
 	s.futs = append(s.futs, f)
-	return nil
+	return f, nil
 }
 
 // Durable runs fn once the hub acknowledged every write issued before.
@@ -599,15 +624,42 @@ func (s *Store) DeleteInbound(_ context.Context, key string, id uint16) error {
 	return s.put(StateBucket, "i."+enc(key)+"."+strconv.Itoa(int(id)), nil, true)
 }
 
-// SetRetained stores (or deletes) the retained message under key.
+// SetRetained stores (or deletes) the retained message under key; once
+// the hub stored it, every other broker is told.
 func (s *Store) SetRetained(_ context.Context, key string, m *store.Message) error {
-	if m == nil || len(m.Payload) == 0 {
-		return s.put(RetainedBucket, enc(key), nil, true)
+	var v []byte
+	if m != nil && len(m.Payload) > 0 {
+		v = make([]byte, 0, 1+len(m.Payload))
+		v = append(v, m.QoS)
+		v = append(v, m.Payload...)
 	}
-	v := make([]byte, 0, 1+len(m.Payload))
-	v = append(v, m.QoS)
-	v = append(v, m.Payload...)
-	return s.put(RetainedBucket, enc(key), v, false)
+	k := enc(key)
+	f, err := s.putF(RetainedBucket, k, v, v == nil)
+	if err != nil {
+		return err
+	}
+	s.Durable(func(err error) {
+		if err != nil {
+			return
+		}
+		var rev uint64
+		select {
+		case a := <-f.Ok():
+			rev = a.Sequence
+		default:
+		}
+		s.mu.Lock()
+		if rev > s.retRev[k] {
+			s.retRev[k] = rev
+		}
+		nc := s.nc
+		s.mu.Unlock()
+		n := &nats.Msg{Subject: retainedNotice, Data: v, Header: nats.Header{}}
+		n.Header.Set("Busbar-Key", k)
+		n.Header.Set("Busbar-Rev", strconv.FormatUint(rev, 10))
+		_ = nc.PublishMsg(n)
+	})
+	return nil
 }
 
 // Load replays nothing: retained messages arrive through OnRetained once
@@ -623,23 +675,36 @@ func (s *Store) OnRetained(fn func(key string, m *store.Message)) {
 	s.mu.Unlock()
 }
 
-func (s *Store) applyRetained(e jetstream.KeyValueEntry) {
-	key, ok := dec(e.Key())
+// applyRetained hands one retained message (value: QoS byte and
+// payload; empty: deleted) at revision rev to the broker, unless a newer
+// one was applied already.
+func (s *Store) applyRetained(k string, rev uint64, v []byte) {
+	key, ok := dec(k)
 	if !ok {
 		return
 	}
+	s.mu.Lock()
+	if rev != 0 && s.retRev[k] >= rev {
+		s.mu.Unlock()
+		return
+	}
+	s.retRev[k] = rev
+	fns := s.retained
+	s.mu.Unlock()
 	var m *store.Message
-	if e.Operation() == jetstream.KeyValuePut && len(e.Value()) > 1 {
-		v := e.Value()
+	if len(v) > 1 {
 		_, subj := broker.SplitStoreKey(key)
 		m = &store.Message{Subject: []byte(subj), QoS: v[0], Payload: append([]byte(nil), v[1:]...), Retain: true}
 	}
-	s.mu.Lock()
-	fns := s.retained
-	s.mu.Unlock()
 	for _, fn := range fns {
 		fn(key, m)
 	}
+}
+
+// onRetainedNotice applies another broker's retained change.
+func (s *Store) onRetainedNotice(m *nats.Msg) {
+	rev, _ := strconv.ParseUint(m.Header.Get("Busbar-Rev"), 10, 64)
+	s.applyRetained(m.Header.Get("Busbar-Key"), rev, m.Data)
 }
 
 // --- ownership ---
@@ -692,14 +757,6 @@ func (s *Store) Claim(ctx context.Context, key, who string) (*store.SessionState
 		}
 		next := owner{Server: s.server(), Owner: who, Epoch: prev.Epoch + 1}
 		v, _ := json.Marshal(next)
-		// Watch the release marker before taking the record, so the old
-		// holder's answer cannot be missed.
-		var rel jetstream.KeyWatcher
-		if rev != 0 && prev.Server != s.server() {
-			if rel, err = kv.Watch(ctx, "rel."+k, jetstream.UpdatesOnly()); err != nil {
-				return nil, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
-			}
-		}
 		var nrev uint64
 		if rev == 0 {
 			nrev, err = kv.Create(ctx, ownKey, v)
@@ -707,9 +764,6 @@ func (s *Store) Claim(ctx context.Context, key, who string) (*store.SessionState
 			nrev, err = kv.Update(ctx, ownKey, v, rev)
 		}
 		if err != nil {
-			if rel != nil {
-				_ = rel.Stop()
-			}
 			if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 				continue // another claim came first: look again
 			}
@@ -718,9 +772,9 @@ func (s *Store) Claim(ctx context.Context, key, who string) (*store.SessionState
 		s.mu.Lock()
 		s.held[key] = nrev
 		s.mu.Unlock()
-		if rel != nil {
-			s.awaitRelease(ctx, rel, next.Epoch, key)
-			_ = rel.Stop()
+		s.log.Debug("hub: claimed a session", "key", redactKey(key), "from", prev.Server, "epoch", next.Epoch)
+		if rev != 0 && prev.Server != s.server() {
+			s.askRelease(ctx, prev.Server, key)
 		}
 		if rev != 0 && prev.Server == s.server() {
 			return nil, nil // held here already: the local state is it
@@ -729,28 +783,40 @@ func (s *Store) Claim(ctx context.Context, key, who string) (*store.SessionState
 	}
 }
 
-// awaitRelease waits for the previous holder's rel.<k> = epoch, at most
-// ReleaseWait (a holder killed never answers).
-func (s *Store) awaitRelease(ctx context.Context, w jetstream.KeyWatcher, epoch uint64, key string) {
-	t := time.NewTimer(s.opts.ReleaseWait)
-	defer t.Stop()
-	want := strconv.FormatUint(epoch, 10)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.log.Info("hub: previous holder did not release the session in time; taking it", "key", redactKey(key))
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e != nil && string(e.Value()) == want {
-				return
-			}
+// askRelease asks the previous holder to let go of the session and waits
+// for its answer, at most ReleaseWait; a holder that is gone answers at
+// once with no responders.
+func (s *Store) askRelease(ctx context.Context, server, key string) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ReleaseWait)
+	defer cancel()
+	_, err := s.nc.RequestWithContext(ctx, takeoverSubject(server), []byte(key))
+	if err != nil && !errors.Is(err, nats.ErrNoResponders) {
+		s.log.Info("hub: previous holder did not release the session in time; taking it", "key", redactKey(key), "err", err)
+	}
+}
+
+// onTakeoverRequest: another broker claimed a session held here: drop it
+// locally, then answer once what was written for it is durable.
+func (s *Store) onTakeoverRequest(m *nats.Msg) {
+	key := string(m.Data)
+	s.mu.Lock()
+	_, held := s.held[key]
+	delete(s.held, key)
+	delete(s.out, key)
+	delete(s.subs, key)
+	delete(s.sess, key)
+	fns := s.takeover
+	if held {
+		s.stats.Takeovers++
+	}
+	s.mu.Unlock()
+	s.log.Debug("hub: another instance takes a session over", "key", redactKey(key), "held", held)
+	if held {
+		for _, fn := range fns {
+			fn(key)
 		}
 	}
+	s.Durable(func(error) { _ = m.Respond([]byte("released")) })
 }
 
 // load reads the stored state of session k.
@@ -819,6 +885,7 @@ func (s *Store) load(ctx context.Context, k string) (*store.SessionState, error)
 		st.Inflight = append(st.Inflight, f)
 	}
 	sort.Slice(st.Inflight, func(i, j int) bool { return st.Inflight[i].Seq < st.Inflight[j].Seq })
+	s.log.Debug("hub: loaded a session", "key", redactKey(key), "subscriptions", len(st.Session.Subs), "outbound", len(st.Inflight), "inbound", len(st.Inbound))
 	s.mu.Lock()
 	m := map[uint64]*store.Inflight{}
 	for _, f := range st.Inflight {
@@ -849,50 +916,6 @@ func (s *Store) Unclaim(key string) {
 	if err := kv.Delete(ctx, "own."+enc(key), jetstream.LastRevision(rev)); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
 		s.log.Debug("hub: releasing a session", "err", err)
 	}
-}
-
-// ownerChanged: another broker claimed a session held here: drop it
-// locally, then say so once what was written for it is durable.
-func (s *Store) ownerChanged(e jetstream.KeyValueEntry) {
-	if e.Operation() != jetstream.KeyValuePut {
-		return
-	}
-	var o owner
-	if json.Unmarshal(e.Value(), &o) != nil || o.Server == s.server() {
-		return
-	}
-	key, ok := dec(strings.TrimPrefix(e.Key(), "own."))
-	if !ok {
-		return
-	}
-	s.mu.Lock()
-	_, held := s.held[key]
-	delete(s.held, key)
-	delete(s.out, key)
-	delete(s.subs, key)
-	delete(s.sess, key)
-	fns := s.takeover
-	if held {
-		s.stats.Takeovers++
-	}
-	s.mu.Unlock()
-	if !held {
-		return
-	}
-	for _, fn := range fns {
-		fn(key)
-	}
-	k := enc(key)
-	s.Durable(func(error) {
-		s.mu.Lock()
-		kv := s.kv
-		s.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
-		defer cancel()
-		if _, err := kv.Put(ctx, "rel."+k, []byte(strconv.FormatUint(o.Epoch, 10))); err != nil {
-			s.log.Warn("hub: could not confirm a session takeover", "err", err)
-		}
-	})
 }
 
 // redactKey names a session key in a log without its NUL byte.

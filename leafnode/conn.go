@@ -634,6 +634,27 @@ func (c *conn) onUnsub(subject, queue []byte) error {
 	return nil
 }
 
+// jsAckDeliver is the index of the '@' in a "$JS.ACK.<stream>.<consumer>.
+// <delivered>.<sseq>.<cseq>.<tm>.<pending>@<subject>" reply (the first '@'
+// after the eighth dot: stream and consumer names may hold '@'), or -1.
+func jsAckDeliver(reply []byte) int {
+	if !bytes.HasPrefix(reply, []byte("$JS.ACK.")) {
+		return -1
+	}
+	dots := 0
+	for i, b := range reply {
+		switch b {
+		case '.':
+			dots++
+		case '@':
+			if dots >= 8 && i < len(reply)-1 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
 func isLiteral(s []byte) bool {
 	for i, ch := range s {
 		if (ch == '*' || ch == '>') && (i == 0 || s[i-1] == '.') && (i == len(s)-1 || s[i+1] == '.') {
@@ -651,6 +672,12 @@ func (c *conn) onMsg(subject, reply []byte, queues [][]byte, hdrLen int, msg []b
 	c.l.stats.inBytes.Add(int64(len(msg)))
 	m := &c.msg
 	*m = broker.Message{Subject: subject, Reply: reply, Payload: msg}
+	if i := jsAckDeliver(reply); i >= 0 {
+		// A JetStream push delivery: routed on subject (the consumer's
+		// deliver subject), seen by the client on the stream subject the
+		// hub put after the '@' of the ack reply.
+		m.Reply, m.DeliverAs = reply[:i], reply[i+1:]
+	}
 	if hdrLen >= 0 {
 		m.Header, m.Payload = msg[:hdrLen:hdrLen], msg[hdrLen:]
 		if q, only, ok := mqttQoS(m.Header); ok {

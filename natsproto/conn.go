@@ -1,6 +1,7 @@
 package natsproto
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -110,13 +111,17 @@ func (c *conn) Deliver(s *broker.Subscription, m *broker.Message) bool {
 		return true
 	}
 	// The MSG line: op, subject, sid, reply, two sizes, separators.
-	buf := o.HeadroomLocked(len(m.Subject) + len(sd.sid) + len(m.Reply) + 48)
+	subj := m.Subject
+	if m.DeliverAs != nil {
+		subj = m.DeliverAs
+	}
+	buf := o.HeadroomLocked(len(subj) + len(sd.sid) + len(m.Reply) + 48)
 	if hdr {
 		buf = append(buf, "HMSG "...)
 	} else {
 		buf = append(buf, "MSG "...)
 	}
-	buf = append(buf, m.Subject...)
+	buf = append(buf, subj...)
 	buf = append(buf, ' ')
 	buf = append(buf, sd.sid...)
 	buf = append(buf, ' ')
@@ -536,7 +541,7 @@ func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte, owned bool) err
 	if hdrLen >= 0 && !c.headers {
 		return errHeadersUnsupported
 	}
-	if !c.sess.Routable(subj) || (reply != nil && !subject.ValidLiteral(reply)) {
+	if !(c.sess.Routable(subj) || jsAPIRequest(subj)) || (reply != nil && !subject.ValidLiteral(reply)) {
 		c.sendErr(errInvalidPubSubject.text)
 		return nil
 	}
@@ -553,7 +558,7 @@ func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte, owned bool) err
 	if owned {
 		m.OwnPayload()
 	}
-	c.ok() // before deliveries, as nats-server: +OK precedes our own MSG
+	c.ok()                                // before deliveries, as nats-server: +OK precedes our own MSG
 	n, err := c.sess.Publish(&c.batch, m) // the gate: the publish permission
 	if err != nil {
 		c.sendErr(fmt.Sprintf("Permissions Violation for Publish to %q", subj))
@@ -564,6 +569,16 @@ func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte, owned bool) err
 		c.noResponders(reply)
 	}
 	return nil
+}
+
+// jsAPIRequest: a JetStream API request whose subject carries a filter
+// with wildcards (nats.go's CONSUMER.CREATE.<stream>.<name>.<filter>, which
+// its key-value watchers and ordered consumers send). nats-server routes
+// such a subject as it is outside pedantic mode; busbar refuses other
+// non-literal publish subjects, and routes these tokens literally (they
+// reach the subscriptions of the JetStream API, a leaf link's among them).
+func jsAPIRequest(subj []byte) bool {
+	return bytes.HasPrefix(subj, []byte("$JS.")) && subject.ValidFilter(subj)
 }
 
 var noRespHeader = []byte("NATS/1.0 503\r\n\r\n")
