@@ -75,6 +75,13 @@ type MQTTOptions struct {
 	MaxPacketSize  int
 	SessionExpiry  time.Duration // upper bound
 	MaxKeepAlive   time.Duration // whole seconds, at most 65535s
+
+	// JSDomain keeps the MQTT state in the JetStream domain of the hub
+	// the leafnodes remote links to (package hub); StreamReplicas sets the
+	// replicas of the buckets busbar creates there (0: up to 3).
+	JSDomain       string
+	StreamReplicas int
+	jsDomainAt     Pos
 }
 
 // LeafnodeOptions is the `leafnodes {}` block: busbar connects out only.
@@ -296,6 +303,12 @@ func (d *dec) mqtt(e *Entry, c *Config) *MQTTOptions {
 			}
 		},
 		"max_connections": d.setInt(&q.MaxConnections, 0, math.MaxInt32),
+		"js_domain": func(e *Entry) {
+			if v, ok := d.str(e); ok {
+				q.JSDomain, q.jsDomainAt = v, e.Value.Pos
+			}
+		},
+		"stream_replicas": d.setInt(&q.StreamReplicas, 0, 5),
 		"max_packet_size": d.setInt(&q.MaxPacketSize, 0, 268435455), // MQTT's largest remaining length
 		"session_expiry":  d.setDur(&q.SessionExpiry),
 		"max_keep_alive": func(e *Entry) {
@@ -313,7 +326,7 @@ func (d *dec) mqtt(e *Entry, c *Config) *MQTTOptions {
 	alias(f, "ack_wait", "ackwait")
 	alias(f, "max_ack_pending", "max_pending", "max_inflight")
 	d.walk(m, block{name: "mqtt", fields: f, ignored: []string{
-		"js_api_timeout", "api_timeout", "js_domain", "stream_replicas", "consumer_replicas",
+		"js_api_timeout", "api_timeout", "consumer_replicas",
 		"consumer_memory_storage", "consumer_inactive_threshold", "consumer_auto_cleanup",
 		"reject_qos2_publish", "downgrade_qos2_subscribe",
 	}})
