@@ -30,6 +30,7 @@ package hub
 import (
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -629,9 +630,7 @@ func (s *Store) DeleteInbound(_ context.Context, key string, id uint16) error {
 func (s *Store) SetRetained(_ context.Context, key string, m *store.Message) error {
 	var v []byte
 	if m != nil && len(m.Payload) > 0 {
-		v = make([]byte, 0, 1+len(m.Payload))
-		v = append(v, m.QoS)
-		v = append(v, m.Payload...)
+		v = encodeRetained(m)
 	}
 	k := enc(key)
 	f, err := s.putF(RetainedBucket, k, v, v == nil)
@@ -694,11 +693,51 @@ func (s *Store) applyRetained(k string, rev uint64, v []byte) {
 	var m *store.Message
 	if len(v) > 1 {
 		_, subj := broker.SplitStoreKey(key)
-		m = &store.Message{Subject: []byte(subj), QoS: v[0], Payload: append([]byte(nil), v[1:]...), Retain: true}
+		if m = decodeRetained(v); m != nil {
+			m.Subject = []byte(subj)
+		}
 	}
 	for _, fn := range fns {
 		fn(key, m)
 	}
+}
+
+// A retained value: one byte, the QoS in the low bits and retainedExt when
+// MQTT 5.0 properties or an expiry follow (uvarint length and the
+// properties, varint expiry in Unix nanoseconds), then the payload.
+const retainedExt = 0x80
+
+func encodeRetained(m *store.Message) []byte {
+	v := make([]byte, 0, 1+len(m.Payload)+len(m.Props)+12)
+	if len(m.Props) == 0 && m.Expires == 0 {
+		v = append(v, m.QoS&3)
+	} else {
+		v = append(v, m.QoS&3|retainedExt)
+		v = binary.AppendUvarint(v, uint64(len(m.Props)))
+		v = append(v, m.Props...)
+		v = binary.AppendVarint(v, m.Expires)
+	}
+	return append(v, m.Payload...)
+}
+
+func decodeRetained(v []byte) *store.Message {
+	m := &store.Message{QoS: v[0] & 3, Retain: true}
+	rest := v[1:]
+	if v[0]&retainedExt != 0 {
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || n > uint64(len(rest)-k) {
+			return nil
+		}
+		m.Props = append([]byte(nil), rest[k:k+int(n)]...)
+		rest = rest[k+int(n):]
+		e, k2 := binary.Varint(rest)
+		if k2 <= 0 {
+			return nil
+		}
+		m.Expires, rest = e, rest[k2:]
+	}
+	m.Payload = append([]byte(nil), rest...)
+	return m
 }
 
 // onRetainedNotice applies another broker's retained change.
