@@ -17,6 +17,19 @@ import (
 // subscriber never gets one its permissions forbid. The broker's Store keeps
 // them across restarts under RetainedKey.
 
+// ExtStorer is a Message.Ext the Store can keep with a retained message
+// (MQTT 5.0 properties and expiry): StoreExt gives store.Message's Props
+// and Expires.
+type ExtStorer interface{ StoreExt() (props []byte, expires int64) }
+
+// StoredExt is the Ext of a retained message loaded from the Store, as
+// the Store kept it (store.Message's Props and Expires): the transport
+// that made it reads it back.
+type StoredExt struct {
+	Props   []byte
+	Expires int64
+}
+
 // retainedSet is one account's retained messages by subject.
 type retainedSet struct {
 	mu   sync.RWMutex
@@ -74,6 +87,9 @@ func (s *Session) retain(m *Message) {
 	a := s.acc.Load()
 	if st := s.b.Store(); st != nil {
 		rec := &store.Message{Subject: sm.Subject, Payload: sm.Payload, QoS: sm.QoS, Retain: true}
+		if x, ok := sm.Ext.(ExtStorer); ok {
+			rec.Props, rec.Expires = x.StoreExt()
+		}
 		if err := st.SetRetained(context.Background(), RetainedKey(a.name, string(sm.Subject)), rec); err != nil {
 			s.b.log.Error("storing a retained message", "account", a.name, "subject", string(sm.Subject), "err", err)
 		}
@@ -151,7 +167,11 @@ func (b *Broker) loadRetained() {
 		}
 		acc, _ := SplitStoreKey(key)
 		m := rec.Retained
-		b.account(acc).ret.set(&Message{Subject: m.Subject, Payload: m.Payload, QoS: m.QoS, Retain: true, MQTT: true})
+		msg := &Message{Subject: m.Subject, Payload: m.Payload, QoS: m.QoS, Retain: true, MQTT: true}
+		if len(m.Props) > 0 || m.Expires != 0 {
+			msg.Ext = StoredExt{Props: m.Props, Expires: m.Expires}
+		}
+		b.account(acc).ret.set(msg)
 		return nil
 	})
 	if err != nil {

@@ -38,6 +38,8 @@ const (
 	MetricMQTTQueued       = "busbar_mqtt_queued_messages"
 	MetricMQTTDropped      = "busbar_mqtt_dropped_messages_total"
 	MetricMQTTDenied       = "busbar_mqtt_denied_messages_total"
+	MetricMQTTQueuedBytes  = "busbar_mqtt_queued_bytes"
+	MetricMQTTOffline      = "busbar_mqtt_offline_queued_bytes"
 	MetricRetained         = "busbar_retained_messages"
 	MetricStoreSize        = "busbar_store_size_bytes"
 	MetricStoreRecords     = "busbar_store_records_total"
@@ -168,13 +170,28 @@ func (s *Server) writeMQTT(p *metricSet, m MQTTStats) {
 		{MetricMQTTConnected, "gauge", "MQTT sessions with a live connection.", float64(m.Connected)},
 		{MetricMQTTInflight, "gauge", "QoS 1 and 2 messages sent to MQTT clients and not yet acknowledged.", float64(m.Inflight)},
 		{MetricMQTTQueued, "gauge", "Messages queued in MQTT sessions behind the in-flight window or an offline client.", float64(m.Queued)},
-		{MetricMQTTDropped, "counter", "Messages dropped for offline or over-limit MQTT sessions.", float64(m.Dropped)},
 		{MetricMQTTDenied, "counter", "Queued or restored MQTT messages dropped because the session's identity may no longer receive them.", float64(m.Denied)},
+		{MetricMQTTQueuedBytes, "gauge", "Bytes MQTT sessions hold in QoS 1 and 2 messages, queued or in flight (bounded per session by max_queued_bytes).", float64(m.QueuedBytes)},
+		{MetricMQTTOffline, "gauge", "Of those, bytes held by sessions without a connection (bounded by max_offline_bytes).", float64(m.OfflineBytes)},
 		{MetricRetained, "gauge", "Retained messages.", float64(m.Retained)},
 	}
 	for _, g := range gauges {
 		p.family(g.name, g.typ, g.help)
 		p.sample(g.name, g.v)
+	}
+	const help = "Messages for MQTT sessions dropped, by reason (offline: QoS 0 without a connection; queue_messages, queue_bytes, offline_bytes: past max_queued_messages, max_queued_bytes, max_offline_bytes; expired; too_large: over the client's Maximum Packet Size)."
+	p.family(MetricMQTTDropped, "counter", help)
+	if len(m.DroppedBy) == 0 {
+		p.sample(MetricMQTTDropped, float64(m.Dropped))
+		return
+	}
+	reasons := make([]string, 0, len(m.DroppedBy))
+	for r := range m.DroppedBy {
+		reasons = append(reasons, r)
+	}
+	slices.Sort(reasons)
+	for _, r := range reasons {
+		p.sample(MetricMQTTDropped, float64(m.DroppedBy[r]), "reason", r)
 	}
 }
 

@@ -80,6 +80,11 @@ type MQTTStats struct {
 	Dropped   int64 `json:"dropped"`   // messages dropped for offline or over-limit sessions
 	Denied    int64 `json:"denied"`    // queued or restored messages the session's identity may no longer receive
 	Retained  int   `json:"retained"`  // retained messages
+	// DroppedBy splits Dropped by reason (mqtt.Drop*: offline,
+	// queue_messages, queue_bytes, offline_bytes, expired, too_large).
+	DroppedBy    map[string]int64 `json:"dropped_by,omitempty"`
+	QueuedBytes  int64            `json:"queued_bytes"`  // what sessions hold in QoS 1/2 messages
+	OfflineBytes int64            `json:"offline_bytes"` // of which sessions without a connection
 }
 
 // StoreStats are the durable store's figures.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -30,39 +31,50 @@ type conn struct {
 	bs   *broker.Session // this connection as a publisher (permissions, counters)
 
 	// Read loop state.
-	v          packet.Version
-	dec        *packet.Decoder // from decoders, held for one read's packets
-	batch      broker.Batch
-	msg        broker.Message
-	subj       []byte
-	keepAlive  time.Duration
-	aliases    map[uint16][]byte // topic aliases the client set (5.0), this connection only [MQTT-3.3.2-7]
-	aliasMax   uint16            // the server's Topic Alias Maximum
-	inRecv     int               // QoS 2 receptions awaiting PUBREL (server receive maximum)
-	normal     bool              // DISCONNECT received: no will (unless 5.0 0x04)
-	sendWill   bool
-	clientMax  int    // the client's Maximum Packet Size (5.0); 0: none
-	clientRecv int    // the client's Receive Maximum (5.0)
-	topic, hdr []byte // PUBLISH scratch; the session's lock held
-	rbuf       []byte // unconsumed input, kept across a read-loop handoff
-	connected  bool
-	closing    atomic.Bool
-	takenOver  atomic.Bool                // another connection took the session: no will from this one
-	ackTimer   atomic.Pointer[time.Timer] // 3.1.1 ack_wait redelivery
-	reason     atomic.Pointer[error]
-	pre        *transport.ConnOptions // a WebSocket connection: its upgrade request, and the identity its handshake established
-	accepted   atomic.Bool            // a CONNACK accepting the connection was queued
-	onEnd      func()                 // ConnOptions.OnEnd, run by end
-	grouped    store.Grouped          // the broker's Store when it group-commits
-	acks       []byte                 // acknowledgements waiting for this read's commit
-	st         connStats              // monitoring (stats.go)
+	v           packet.Version
+	dec         *packet.Decoder // from decoders, held for one read's packets
+	batch       broker.Batch
+	msg         broker.Message
+	subj        []byte
+	keepAlive   time.Duration
+	aliases     map[uint16][]byte // topic aliases the client set (5.0), this connection only [MQTT-3.3.2-7]
+	aliasMax    int               // the server's Topic Alias Maximum
+	aliasBytes  atomic.Int64      // what aliases hold (MaxAliasBytes; Stats, from any goroutine)
+	maxPacket   int               // PacketLimit when the connection started
+	maxConnect  int               // ConnectLimit when the connection started
+	maxPayload  int               // the broker's max_payload when the connection started
+	want        int               // length of the packet at the front of the read buffer, once known
+	preBytes    int64             // read buffer counted in srv.preBytes (before CONNECT)
+	counted     bool              // counted in srv.conns (MaxConnections)
+	endedStored bool              // CONNECT ended a stored session (clean start): CONNACK waits for its deletion
+	inRecv      int               // QoS 2 receptions awaiting PUBREL (server receive maximum)
+	normal      bool              // DISCONNECT received: no will (unless 5.0 0x04)
+	sendWill    bool
+	clientMax   int    // the client's Maximum Packet Size (5.0); 0: none
+	clientRecv  int    // the client's Receive Maximum (5.0)
+	topic, hdr  []byte // PUBLISH scratch; the session's lock held
+	rbuf        []byte // unconsumed input, kept across a read-loop handoff
+	connected   bool
+	closing     atomic.Bool
+	takenOver   atomic.Bool                // another connection took the session: no will from this one
+	linger      atomic.Bool                // close gently (lingerAfter)
+	ackTimer    atomic.Pointer[time.Timer] // 3.1.1 ack_wait redelivery
+	reason      atomic.Pointer[error]
+	pre         *transport.ConnOptions // a WebSocket connection: its upgrade request, and the identity its handshake established
+	accepted    atomic.Bool            // a CONNACK accepting the connection was queued
+	onEnd       func()                 // ConnOptions.OnEnd, run by end
+	grouped     store.Grouped          // the broker's Store when it group-commits
+	acks        []byte                 // acknowledgements waiting for this read's commit
+	st          connStats              // monitoring (stats.go)
 }
 
 var _ broker.Client = (*conn)(nil)
 
 // serveConn runs one MQTT connection until it ends.
 func (srv *server) serveConn(nc net.Conn, ct auth.ConnType, handoff bool, pre *transport.ConnOptions) {
-	c := &conn{srv: srv, nc: nc, ct: ct, aliasMax: 65535}
+	mp := srv.b.Options().MaxPayload
+	c := &conn{srv: srv, nc: nc, ct: ct, aliasMax: max(srv.opts.MaxTopicAlias, 0),
+		maxPacket: PacketLimit(srv.opts, mp), maxConnect: ConnectLimit(srv.opts, mp), maxPayload: mp}
 	c.grouped, _ = srv.b.Store().(store.Grouped)
 	if pre != nil {
 		c.pre, c.onEnd = pre, pre.OnEnd
@@ -71,6 +83,7 @@ func (srv *server) serveConn(nc net.Conn, ct auth.ConnType, handoff bool, pre *t
 	c.out = transport.NewOutbound(srv.b.Options().MaxPending)
 	c.out.Start(transport.ConnSink(nc), nc.SetWriteDeadline, srv.b.Options().WriteDeadline, srv.b.Go, c.writerEnded)
 	c.rbuf = make([]byte, 0, minReadBuf)
+	_ = c.countPre(minReadBuf)
 	_ = nc.SetReadDeadline(time.Now().Add(srv.b.Options().AuthTimeout * 5))
 	err := c.readLoop(handoff)
 	if err == errHandoff {
@@ -100,6 +113,7 @@ var (
 	errFirstNotConnect = fmt.Errorf("%w: first packet is not CONNECT [MQTT-3.1.0-1]", packet.ProtocolError)
 	errSecondConnect   = fmt.Errorf("%w: second CONNECT [MQTT-3.1.0-2]", packet.ProtocolError)
 	errKeepAlive       = fmt.Errorf("%w: no packet within 1.5 times the keep alive [MQTT-3.1.2-24]", packet.KeepAliveTimeout)
+	errPreConnectFull  = fmt.Errorf("%w: connections that have not completed CONNECT hold the broker's budget for them", packet.ServerBusy)
 )
 
 // decoders lends a Decoder (a few KiB of reusable packet structs) to a
@@ -119,10 +133,8 @@ func (c *conn) readLoop(handoff bool) error {
 	buf, connected := c.rbuf, c.connected
 	defer func() { c.rbuf, c.connected = buf, connected }()
 	for {
-		if cap(buf)-len(buf) < minReadBuf/2 {
-			nb := make([]byte, len(buf), 2*cap(buf))
-			copy(nb, buf)
-			buf = nb
+		if err := c.grow(&buf, connected); err != nil {
+			return err
 		}
 		n, err := c.nc.Read(buf[len(buf):cap(buf)])
 		if n > 0 {
@@ -141,6 +153,9 @@ func (c *conn) readLoop(handoff bool) error {
 			}
 			if len(buf) == 0 && cap(buf) > idleReadBuf {
 				buf = make([]byte, 0, minReadBuf) // a burst has passed
+				if !connected {
+					_ = c.countPre(minReadBuf)
+				}
 			}
 			if c.keepAlive > 0 {
 				_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
@@ -161,28 +176,75 @@ func (c *conn) readLoop(handoff bool) error {
 	}
 }
 
+// grow makes room in buf for the rest of the packet at its front, whose
+// length its fixed header gave (c.want). Before CONNECT the buffer grows
+// only as bytes arrive (doubling when full, up to that length, itself
+// bounded by PacketLimit) and counts against the broker's budget for
+// unauthenticated connections. Read loop.
+func (c *conn) grow(buf *[]byte, connected bool) error {
+	b := *buf
+	if c.want <= cap(b) {
+		return nil
+	}
+	need := c.want
+	if !connected {
+		if len(b) < cap(b) {
+			return nil
+		}
+		need = min(2*cap(b), c.want)
+	}
+	nb := make([]byte, len(b), need)
+	copy(nb, b)
+	*buf = nb
+	if !connected {
+		return c.countPre(int64(need))
+	}
+	return nil
+}
+
+// countPre sets the read buffer counted against the broker's pre-CONNECT
+// budget (0 once CONNECT is done or the connection ends); over the
+// budget is an error. Read loop.
+func (c *conn) countPre(n int64) error {
+	d := n - c.preBytes
+	c.preBytes = n
+	if total := c.srv.preBytes.Add(d); d > 0 && n > idleReadBuf && total > c.srv.preConnectBudget() {
+		return errPreConnectFull
+	}
+	return nil
+}
+
 // packets handles every whole packet at the start of buf and returns the
-// unconsumed rest, moved to the front.
+// unconsumed rest, moved to the front. The first packet must be CONNECT,
+// which its first byte shows ([MQTT-3.1.0-1]): anything else closes the
+// connection before more is read.
 func (c *conn) packets(buf []byte, connected bool) ([]byte, bool, error) {
 	off := 0
+	c.want = 0
 	for off < len(buf) {
-		n, err := packet.Frame(buf[off:], c.srv.opts.MaxPacketSize)
+		limit := c.maxPacket
+		if !connected {
+			if packet.Type(buf[off]>>4) != packet.Connect {
+				return buf, false, errFirstNotConnect
+			}
+			limit = c.maxConnect
+		}
+		n, err := packet.Size(buf[off:], limit)
 		if err != nil {
 			return buf, connected, err
 		}
-		if n == 0 {
+		if n == 0 || n > len(buf)-off {
+			c.want = n
 			break
 		}
 		raw := buf[off : off+n]
 		off += n
 		if !connected {
-			if packet.Type(raw[0]>>4) != packet.Connect {
-				return buf, false, errFirstNotConnect
-			}
 			if err := c.onConnect(raw); err != nil {
 				return buf, false, err
 			}
 			connected = true
+			_ = c.countPre(0)
 			continue
 		}
 		if err := c.handle(raw); err != nil {
@@ -213,8 +275,16 @@ func (c *conn) writePublish(m *broker.Message, qos byte, id uint16, retain, dup 
 	pp.Topic = *topic
 	pp.Payload = m.Payload
 	if c.v == packet.V5 {
-		if p, ok := m.Ext.(*packet.Properties); ok && p != nil {
-			pp.Props = *p
+		if x := extOf(m); x != nil {
+			pp.Props = x.props
+			if x.expires != 0 {
+				left, ok := x.left(time.Now())
+				if !ok {
+					c.srv.dropped(dropExpired, c.sess)
+					return true
+				}
+				pp.Props.SetMessageExpiry(left) // the time left [MQTT-3.3.2-6]
+			}
 		}
 		if subID > 0 {
 			pp.Props.SubscriptionIDs = append(pp.Props.SubscriptionIDs[:0:0], subID)
@@ -229,6 +299,7 @@ func (c *conn) writePublish(m *broker.Message, qos byte, id uint16, retain, dup 
 	*hdr = packet.AppendPublishHeader((*hdr)[:0], c.v, &pp)
 	if c.clientMax > 0 && len(*hdr)+len(pp.Payload) > c.clientMax {
 		o.Unlock()
+		c.srv.dropped(dropTooLarge, c.sess)
 		return true // too large for the client: dropped, acting as sent [MQTT-3.1.2-25]
 	}
 	o.AppendLocked(*hdr)
@@ -237,6 +308,30 @@ func (c *conn) writePublish(m *broker.Message, qos byte, id uint16, retain, dup 
 	o.Unlock()
 	c.st.sent(len(pp.Payload))
 	return !over
+}
+
+// tooLarge reports whether om, sent now, would pass the client's Maximum
+// Packet Size (5.0). s.mu held (the topic scratch).
+func (c *conn) tooLarge(om *outMsg) bool {
+	if c.clientMax == 0 {
+		return false
+	}
+	var pp packet.PublishPacket
+	pp.QoS = om.qos
+	c.topic = SubjectToTopic(c.topic[:0], om.m.Subject)
+	pp.Topic, pp.Payload = c.topic, om.m.Payload
+	if c.v == packet.V5 {
+		if x := extOf(&om.m); x != nil {
+			pp.Props = x.props
+			if x.expires != 0 {
+				pp.Props.SetMessageExpiry(1)
+			}
+		}
+		if om.subID > 0 {
+			pp.Props.SubscriptionIDs = []uint32{om.subID}
+		}
+	}
+	return packet.PublishSize(c.v, &pp) > c.clientMax
 }
 
 // sendAck writes a PUBACK, PUBREC, PUBREL or PUBCOMP.
@@ -330,6 +425,7 @@ func (c *conn) end(err error) {
 		if errors.Is(err, broker.ErrServerShutdown) {
 			err = fmt.Errorf("%w: %w", packet.ServerShuttingDown, err)
 		}
+		c.lingerAfter(err)
 		c.Close(err)
 	} else {
 		c.Close(nil)
@@ -346,6 +442,36 @@ func (c *conn) end(err error) {
 	if c.bs != nil { // also when CONNECT was refused after the broker knew it
 		c.bs.Close()
 	}
+	// What the connection held goes with it, in the accounting too.
+	_ = c.countPre(0)
+	c.rbuf, c.aliases = nil, nil
+	c.aliasBytes.Store(0)
+	if c.counted {
+		c.srv.conns.Add(-1)
+	}
+	c.drain()
+}
+
+// lingerAfter decides whether the connection, ending with err, closes
+// gently: a 5.0 client that sent a packet over the limit (DISCONNECT
+// 0x95) has more of it on the way, and closing the socket on unread
+// input would reset the connection, losing the DISCONNECT. Then the
+// writer half-closes after it (writerEnded) and drain reads what is left.
+// Read loop.
+func (c *conn) lingerAfter(err error) {
+	_, ok := c.nc.(interface{ CloseWrite() error })
+	c.linger.Store(ok && c.v == packet.V5 && c.accepted.Load() && errors.Is(err, packet.PacketTooLarge))
+}
+
+// drain discards the client's input until it closes, for a second and
+// 16 MiB at most, then closes the socket (lingerAfter). Read loop.
+func (c *conn) drain() {
+	if !c.linger.Load() {
+		return
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.CopyN(io.Discard, c.nc, 16<<20)
+	_ = c.nc.Close()
 }
 
 // revoked: the connection was closed because a reload no longer

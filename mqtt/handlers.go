@@ -44,6 +44,17 @@ func (c *conn) onConnect(raw []byte) error {
 	}
 	c.v = cp.Version
 	o := &c.srv.opts
+	c.counted = true
+	if n := c.srv.conns.Add(1); o.MaxConnections > 0 && n > int64(o.MaxConnections) {
+		return c.refuse(c.connackCode(packet.QuotaExceeded), fmt.Errorf("%w: mqtt max_connections %d", broker.ErrMaxConnections, o.MaxConnections)) // 3.1.1: 0x03
+	}
+	if cp.WillFlag && len(cp.WillPayload) > c.maxPayload {
+		err := fmt.Errorf("%w: a will payload of %d bytes, max_payload %d", packet.PacketTooLarge, len(cp.WillPayload), c.maxPayload)
+		if c.v != packet.V5 {
+			return err // 3.1.1 has no return code for it: close
+		}
+		return c.refuse(packet.PacketTooLarge, err)
+	}
 
 	clientID := string(cp.ClientID)
 	assigned := false
@@ -139,14 +150,39 @@ func (c *conn) onConnect(raw []byte) error {
 			ack.Props.SetServerKeepAlive(ka)
 		}
 		ack.Props.SetReceiveMaximum(o.ReceiveMaximum)
-		ack.Props.SetTopicAliasMaximum(c.aliasMax)
-		ack.Props.SetMaximumPacketSize(uint32(o.MaxPacketSize))
+		if c.aliasMax > 0 {
+			ack.Props.SetTopicAliasMaximum(uint16(c.aliasMax))
+		}
+		ack.Props.SetMaximumPacketSize(uint32(c.maxPacket))
+	}
+	if err := c.sessionDurable(s); err != nil {
+		return c.refuse(c.connackCode(packet.ServerUnavailable), err)
 	}
 	c.write(packet.AppendConnack(nil, c.v, &ack))
 	c.accepted.Store(true)
 	s.resume(c)
 	if c.v != packet.V5 {
 		c.armAckWait(o.AckWait)
+	}
+	return nil
+}
+
+// sessionDurable waits, before CONNACK, until what CONNECT changed in the
+// Store is on disk: a persistent session (created or resumed, with its
+// will and expiry), or the deletion of one a clean start ended. Once a
+// client has CONNACK, a crash must not lose its session. One group
+// commit, on this connection's read loop only.
+func (c *conn) sessionDurable(s *session) error {
+	s.mu.Lock()
+	persistent := s.persistent()
+	s.mu.Unlock()
+	if c.grouped == nil || !persistent && !c.endedStored {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*c.srv.b.Options().WriteDeadline+10*time.Second)
+	defer cancel()
+	if err := c.grouped.Sync(ctx); err != nil {
+		return fmt.Errorf("mqtt: store: %w", err)
 	}
 	return nil
 }
@@ -201,7 +237,8 @@ func (srv *server) attach(c *conn, clientID, owner string, cp *packet.ConnectPac
 	if old != nil {
 		old.mu.Lock()
 		prev := old.conn
-		old.conn = nil
+		old.setConnLocked(nil)
+		c.endedStored = cp.CleanStart && old.persistent()
 		old.mu.Unlock()
 		if prev != nil {
 			prev.takenOver.Store(true) // its will is replaced by the new CONNECT's
@@ -292,6 +329,12 @@ func (c *conn) willFrom(cp *packet.ConnectPacket, subj []byte) *will {
 		if d, ok := cp.WillProps.WillDelayInterval(); ok {
 			w.delay = time.Duration(d) * time.Second
 		}
+		if cp.WillProps.HasMessageProps() {
+			// Kept as sent; its Message Expiry counts from when the will
+			// is published (5.0 §3.1.3.2.4): publishWill.
+			w.props = new(packet.Properties)
+			cp.WillProps.CopyMessageProps(w.props)
+		}
 	}
 	return w
 }
@@ -374,17 +417,20 @@ func (c *conn) onDisconnect(p *packet.DisconnectPacket) error {
 }
 
 func (c *conn) onPublish(p *packet.PublishPacket) error {
+	if len(p.Payload) > c.maxPayload {
+		// As a NATS client's max_payload: 5.0 DISCONNECT 0x95, 3.1.1 close.
+		return fmt.Errorf("%w: a payload of %d bytes, max_payload %d", packet.PacketTooLarge, len(p.Payload), c.maxPayload)
+	}
 	topic := p.Topic
 	if c.v == packet.V5 {
 		if a, ok := p.Props.TopicAlias(); ok {
-			if a == 0 || a > c.aliasMax { // [MQTT-3.3.2-8/-9]
+			if a == 0 || int(a) > c.aliasMax { // [MQTT-3.3.2-8/-9]
 				return fmt.Errorf("%w: topic alias %d", packet.TopicAliasInvalid, a)
 			}
 			if len(topic) > 0 {
-				if c.aliases == nil {
-					c.aliases = make(map[uint16][]byte)
+				if err := c.setAlias(a, topic); err != nil {
+					return err
 				}
-				c.aliases[a] = append(c.aliases[a][:0], topic...)
 			} else if topic = c.aliases[a]; topic == nil {
 				return fmt.Errorf("%w: unknown topic alias %d", packet.ProtocolError, a)
 			}
@@ -439,6 +485,38 @@ func (c *conn) onPublish(p *packet.PublishPacket) error {
 	return nil
 }
 
+// aliasEntryOverhead is what one alias costs besides its topic (a map
+// entry), for MaxAliasBytes.
+const aliasEntryOverhead = 48
+
+// setAlias maps topic alias a to topic for this connection, counting the
+// memory it holds: past MaxAliasBytes the connection ends with
+// DISCONNECT 0x97. Read loop.
+func (c *conn) setAlias(a uint16, topic []byte) error {
+	old, had := c.aliases[a]
+	n := c.aliasBytes.Load()
+	if !had {
+		n += aliasEntryOverhead
+	}
+	kept := cap(old) >= len(topic)
+	if !kept {
+		n += int64(len(topic) - cap(old))
+	}
+	if n > MaxAliasBytes {
+		return fmt.Errorf("%w: topic aliases would hold %d bytes, limit %d", packet.QuotaExceeded, n, MaxAliasBytes)
+	}
+	if c.aliases == nil {
+		c.aliases = make(map[uint16][]byte)
+	}
+	if kept {
+		c.aliases[a] = append(old[:0], topic...)
+	} else {
+		c.aliases[a] = append(make([]byte, 0, len(topic)), topic...)
+	}
+	c.aliasBytes.Store(n)
+	return nil
+}
+
 // publish routes an MQTT PUBLISH into the broker, which checks the
 // permission and keeps a retained message (broker.ErrPermPublish: refused).
 // Live deliveries carry retain 0 unless retain-as-published ([MQTT-3.3.1-9]).
@@ -446,7 +524,7 @@ func (c *conn) publish(p *packet.PublishPacket) error {
 	m := &c.msg
 	*m = broker.Message{Subject: c.subj, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, MQTT: true}
 	if c.v == packet.V5 && p.Props.HasMessageProps() {
-		m.Ext = p.Props.CloneMessageProps()
+		m.Ext = newMsgExt(&p.Props, time.Now())
 	}
 	m.Borrow()
 	if _, err := c.bs.Publish(&c.batch, m); err != nil {
@@ -505,10 +583,16 @@ func (c *conn) onSubscribe(p *packet.SubscribePacket) error {
 			replay = append(replay, st)
 		}
 	}
-	c.write(packet.AppendSuback(nil, c.v, &packet.SubackPacket{PacketID: p.PacketID, Codes: codes}))
+	suback := packet.AppendSuback(nil, c.v, &packet.SubackPacket{PacketID: p.PacketID, Codes: codes})
+	c.afterDurable(suback, func() { c.replayRetained(replay) })
+	return nil
+}
+
+// replayRetained sends the retained messages of new subscriptions,
+// through the broker's way out: the session's account, and only what its
+// identity may receive now. Read loop, or a store commit callback.
+func (c *conn) replayRetained(replay []*subState) {
 	for _, st := range replay {
-		// Through the broker's way out: the session's account, and only
-		// what its identity may receive now.
 		c.sess.bs.Retained(st.nats, nil, func(m *broker.Message) {
 			if st.dollar && m.Subject[0] == '$' {
 				return
@@ -516,7 +600,38 @@ func (c *conn) onSubscribe(p *packet.SubscribePacket) error {
 			c.sess.deliverRetained(st, m)
 		})
 	}
-	return nil
+}
+
+// afterDurable writes ack (a SUBACK or UNSUBACK), then runs then (nil:
+// nothing), once what the packet changed in the Store is on disk: for a
+// persistent session on a group-committing Store from the commit
+// callback (after this read's earlier acknowledgements, in order), so a
+// client never holds an acknowledgement a crash could take back;
+// otherwise at once. Read loop.
+func (c *conn) afterDurable(ack []byte, then func()) {
+	s := c.sess
+	s.mu.Lock()
+	persistent := s.persistent()
+	s.mu.Unlock()
+	if c.grouped == nil || !persistent {
+		c.write(ack)
+		if then != nil {
+			then()
+		}
+		return
+	}
+	c.flushAcks()
+	c.grouped.Durable(func(err error) {
+		if err != nil {
+			c.Close(fmt.Errorf("%w: store: %w", packet.UnspecifiedError, err))
+			return
+		}
+		c.out.Write(ack)
+		if then != nil {
+			then()
+		}
+		c.out.Wake()
+	})
 }
 
 // subscribe adds or replaces one subscription and returns its reason code.
@@ -531,12 +646,10 @@ func (c *conn) subscribe(sp *packet.Subscription, subID uint32) (*subState, bool
 	s := c.sess
 	key := string(sp.Filter)
 	s.mu.Lock()
-	_, existed := s.subs[key]
-	acked := 0 // subscriptions that may hold max_ack_pending messages in flight
-	for k, o := range s.subs {
-		if o.qos > 0 && k != key {
-			acked++
-		}
+	old, existed := s.subs[key]
+	acked := s.qosSubs // subscriptions that may hold max_ack_pending messages in flight
+	if existed && old.qos > 0 {
+		acked-- // replaced
 	}
 	s.mu.Unlock()
 	// As nats-server: each QoS 1/2 subscription may have max_ack_pending
@@ -545,7 +658,7 @@ func (c *conn) subscribe(sp *packet.Subscription, subID uint32) (*subState, bool
 	if st.qos > 0 && (acked+1)*c.srv.opts.MaxAckPending > 65535 {
 		return nil, false, c.grantCode(packet.QuotaExceeded)
 	}
-	if err := s.addSub(key, st); err != nil {
+	if err := s.addSub(key, st, true); err != nil {
 		if errors.Is(err, broker.ErrPermSubscribe) {
 			return nil, false, c.grantCode(packet.NotAuthorized)
 		}
@@ -586,8 +699,9 @@ func newSubState(f []byte, qos byte, noLocal, rap bool, rh byte, subID uint32) (
 }
 
 // addSub subscribes st in the router under key, replacing a subscription
-// with the same key ([MQTT-3.8.4-3]), and saves the session.
-func (s *session) addSub(key string, st *subState) error {
+// with the same key ([MQTT-3.8.4-3]), and with persist records it in the
+// Store (one record, however many the session has).
+func (s *session) addSub(key string, st *subState, persist bool) error {
 	for _, ns := range st.nats {
 		bsub := &broker.Subscription{Subject: ns, Queue: st.queue(), Client: s, Opaque: st}
 		if err := s.bs.Subscribe(bsub); err != nil {
@@ -599,12 +713,7 @@ func (s *session) addSub(key string, st *subState) error {
 		st.bsubs = append(st.bsubs, bsub)
 	}
 	s.mu.Lock()
-	old := s.subs[key]
-	if s.subs == nil {
-		s.subs = make(map[string]*subState)
-	}
-	s.subs[key] = st
-	s.saveLocked()
+	old := s.setSubLocked(key, st, persist)
 	s.mu.Unlock()
 	if old != nil && old != st {
 		for _, b := range old.bsubs {
@@ -648,11 +757,7 @@ func (c *conn) onUnsubscribe(p *packet.UnsubscribePacket) error {
 	codes := make([]packet.Code, len(p.Filters))
 	for i, f := range p.Filters {
 		s.mu.Lock()
-		st := s.subs[string(f)]
-		delete(s.subs, string(f))
-		if st != nil {
-			s.saveLocked()
-		}
+		st := s.delSubLocked(string(f))
 		s.mu.Unlock()
 		if st == nil {
 			codes[i] = 0x11 // No subscription existed
@@ -663,7 +768,7 @@ func (c *conn) onUnsubscribe(p *packet.UnsubscribePacket) error {
 		}
 	}
 	// UNSUBACK even when nothing matched [MQTT-3.10.4-5].
-	c.write(packet.AppendUnsuback(nil, c.v, &packet.SubackPacket{PacketID: p.PacketID, Codes: codes}))
+	c.afterDurable(packet.AppendUnsuback(nil, c.v, &packet.SubackPacket{PacketID: p.PacketID, Codes: codes}), nil)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/mqtt/packet"
 	"github.com/busbar/busbar/store"
 	"github.com/busbar/busbar/subject"
 )
@@ -22,24 +23,84 @@ var bg = context.Background()
 
 func (s *session) persistent() bool { return s.expiry != 0 }
 
-// saveLocked writes the session record. s.mu held.
+// saveLocked writes the session record: expiry, will, and the
+// subscriptions when the Store does not hold them yet (afterwards each
+// change is a record of its own: putSubLocked, delSubLocked). s.mu held.
 func (s *session) saveLocked() {
 	if !s.persistent() {
+		s.subsKept = false // nothing is written meanwhile
 		return
 	}
-	rec := &store.Session{ClientID: s.key, Owner: s.owner, Expiry: int64(s.expiry / time.Second)}
+	rec := &store.Session{ClientID: s.key, Owner: s.owner, Expiry: int64(s.expiry / time.Second), KeepSubs: s.subsKept}
 	if s.expiry < 0 {
 		rec.Expiry = -1
 	}
-	for key, st := range s.subs {
-		rec.Subs = append(rec.Subs, store.Subscription{Filter: key, QoS: st.qos, NoLocal: st.noLocal,
-			RetainAsPublished: st.rap, RetainHandling: st.rh, SubID: st.subID})
+	if !s.subsKept {
+		for key, st := range s.subs {
+			rec.Subs = append(rec.Subs, storeSub(key, st))
+		}
 	}
 	if w := s.will; w != nil {
 		rec.Will = &store.Message{Subject: w.m.Subject, Payload: w.m.Payload, QoS: w.m.QoS, Retain: w.m.Retain}
+		if w.props != nil {
+			rec.Will.Props = packet.AppendMessageProps(nil, w.props)
+		}
 		rec.WillDelay = int64(w.delay / time.Second)
 	}
 	s.check(s.srv.b.Store().SaveSession(bg, rec))
+	s.subsKept = true
+}
+
+func storeSub(key string, st *subState) store.Subscription {
+	return store.Subscription{Filter: key, QoS: st.qos, NoLocal: st.noLocal,
+		RetainAsPublished: st.rap, RetainHandling: st.rh, SubID: st.subID}
+}
+
+// setSubLocked records st as the subscription key (replacing and
+// returning the previous one), in the Store too unless !persist (a
+// restored subscription: it is there). s.mu held.
+func (s *session) setSubLocked(key string, st *subState, persist bool) *subState {
+	old := s.subs[key]
+	if old != nil && old.qos > 0 {
+		s.qosSubs--
+	}
+	if s.subs == nil {
+		s.subs = make(map[string]*subState)
+	}
+	s.subs[key] = st
+	if st.qos > 0 {
+		s.qosSubs++
+	}
+	switch {
+	case !persist || !s.persistent():
+	case !s.subsKept:
+		s.saveLocked()
+	default:
+		sub := storeSub(key, st)
+		s.check(s.srv.b.Store().PutSubscription(bg, s.key, &sub))
+	}
+	return old
+}
+
+// delSubLocked removes the subscription key and returns it (nil: there
+// was none). s.mu held.
+func (s *session) delSubLocked(key string) *subState {
+	st := s.subs[key]
+	if st == nil {
+		return nil
+	}
+	delete(s.subs, key)
+	if st.qos > 0 {
+		s.qosSubs--
+	}
+	switch {
+	case !s.persistent():
+	case !s.subsKept:
+		s.saveLocked()
+	default:
+		s.check(s.srv.b.Store().DeleteSubscription(bg, s.key, key))
+	}
+	return st
 }
 
 func (s *session) check(err error) {
@@ -55,7 +116,7 @@ func (s *session) storeInflightLocked(om *outMsg) {
 		return
 	}
 	s.check(s.srv.b.Store().PutInflight(bg, s.key, &store.Inflight{Seq: om.seq, PacketID: om.id, Released: om.rel,
-		Msg: store.Message{Subject: om.m.Subject, Payload: om.m.Payload, QoS: om.qos, Retain: om.retain}}))
+		Msg: storeMessage(&om.m, om.qos, om.retain)}))
 }
 
 func (s *session) storeAck(seq uint64) {
@@ -116,7 +177,12 @@ func (srv *server) replay(r store.Record, byID map[string]*session) {
 			if s := byID[r.ClientID]; s != nil {
 				f := r.Inflight
 				om := &outMsg{id: f.PacketID, seq: f.Seq, queue: s.queueOf(f.Msg.Subject), rel: f.Released, qos: f.Msg.QoS, retain: f.Msg.Retain, sent: f.PacketID != 0,
-					at: time.Now(), m: broker.Message{Subject: f.Msg.Subject, Payload: f.Msg.Payload, QoS: f.Msg.QoS, MQTT: true}}
+					m: broker.Message{Subject: f.Msg.Subject, Payload: f.Msg.Payload, QoS: f.Msg.QoS, MQTT: true}}
+				if x := extFromStore(f.Msg.Props, f.Msg.Expires); x != nil {
+					om.m.Ext = x // the expiry is absolute: it counted down while the broker was down
+				}
+				s.mu.Lock()
+				s.hold(om)
 				if om.sent {
 					s.inflight = append(s.inflight, om)
 				} else {
@@ -124,6 +190,7 @@ func (srv *server) replay(r store.Record, byID map[string]*session) {
 				}
 				s.nextID = max(s.nextID, f.PacketID)
 				s.nextSeq = max(s.nextSeq, f.Seq)
+				s.mu.Unlock()
 			}
 		case store.KindInbound:
 			if s := byID[r.ClientID]; s != nil {
@@ -161,28 +228,36 @@ func (srv *server) restoreSession(rec *store.Session) *session {
 		return nil
 	}
 	s.bs = bs
+	dropped := false
 	for _, sub := range rec.Subs {
 		st, err := newSubState([]byte(sub.Filter), sub.QoS, sub.NoLocal, sub.RetainAsPublished, sub.RetainHandling, sub.SubID)
 		if err != nil {
+			dropped = true
 			continue
 		}
 		if suspended {
-			if s.subs == nil {
-				s.subs = make(map[string]*subState)
-			}
-			s.subs[sub.Filter] = st
+			s.mu.Lock()
+			s.setSubLocked(sub.Filter, st, false)
+			s.mu.Unlock()
 			continue
 		}
-		if s.addSub(sub.Filter, st) != nil {
+		if s.addSub(sub.Filter, st, false) != nil {
+			dropped = true
 			srv.b.Logger().Info("mqtt: dropped a restored subscription the identity may not make", "client_id", clientID, "filter", sub.Filter)
 		}
 	}
 	if w := rec.Will; w != nil && !suspended {
 		s.will = &will{m: broker.Message{Subject: w.Subject, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, MQTT: true},
 			delay: time.Duration(rec.WillDelay) * time.Second}
+		if len(w.Props) > 0 {
+			if p, err := packet.DecodeMessageProps(w.Props); err == nil {
+				s.will.props = p
+			}
+		}
 	}
 	s.mu.Lock()
-	s.saveLocked() // without what was dropped
+	s.subsKept = !dropped // else rewritten without what was dropped
+	s.saveLocked()
 	s.mu.Unlock()
 	srv.mu.Lock()
 	srv.sessions[s.key] = s

@@ -20,6 +20,7 @@ import (
 	"crypto/tls"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/busbar/busbar/auth"
@@ -36,12 +37,55 @@ type Options struct {
 
 	AckWait       time.Duration // default 30s (3.1.1 redelivery)
 	MaxAckPending int           // in-flight QoS 1/2 per session; default 1024, max 65535
-	MaxPacketSize int           // 0: 256 MiB
+	// MaxPacketSize bounds a packet from a client (0: 256 MiB); the
+	// broker's max_payload plus 64 KiB bounds it too (PacketLimit).
+	MaxPacketSize int
 	MaxKeepAlive  uint16        // 0: none; else a longer (or zero) keep alive is lowered to it
 	SessionExpiry time.Duration // upper bound of a 5.0 session expiry; 0: none
 	// ReceiveMaximum the server announces (5.0); default 65535.
 	ReceiveMaximum uint16
+
+	// MaxConnections bounds this broker's MQTT connections (TCP and
+	// WebSocket); past it CONNECT gets 0x97 (3.1.1: 0x03). 0: no bound of
+	// its own (the broker's max_connections still applies).
+	MaxConnections int
+	// MaxTopicAlias is the Topic Alias Maximum announced to 5.0 clients;
+	// 0: DefaultMaxTopicAlias, negative: no aliases. The topics a
+	// connection's aliases name may hold MaxAliasBytes in all.
+	MaxTopicAlias int
+	// MaxQueuedBytes bounds the QoS 1/2 messages a session holds (queued
+	// and in flight: subject, payload, properties and bookkeeping);
+	// 0: DefaultMaxQueuedBytes, negative: no bound. New messages past it
+	// are dropped and counted (DropQueueBytes).
+	MaxQueuedBytes int64
+	// MaxQueuedMessages bounds a session's queue (messages waiting for the
+	// client or its receive window); 0: DefaultMaxQueuedMessages,
+	// negative: no bound (DropQueueMessages).
+	MaxQueuedMessages int
+	// MaxOfflineBytes bounds what all sessions without a connection hold
+	// together; 0: DefaultMaxOfflineBytes, negative: no bound
+	// (DropOfflineBytes).
+	MaxOfflineBytes int64
+
+	preBudget int64 // tests: the pre-CONNECT budget (preConnectBudget)
 }
+
+// Defaults of the bounds in Options.
+const (
+	DefaultMaxTopicAlias     = 16
+	DefaultMaxQueuedBytes    = 64 << 20 // nats-server's max_pending for a client
+	DefaultMaxQueuedMessages = 100000
+	DefaultMaxOfflineBytes   = 256 << 20
+	// MaxAliasBytes bounds the topics one connection's aliases name;
+	// past it the connection ends with DISCONNECT 0x97.
+	MaxAliasBytes = 64 << 10
+	// connectSlack is what a packet may hold beyond max_payload (topic,
+	// properties, CONNECT fields): PacketLimit.
+	connectSlack = 64 << 10
+	// maxWillPayload is the largest will payload CONNECT can carry (a
+	// two-byte length).
+	maxWillPayload = 65535
+)
 
 func (o *Options) setDefaults() {
 	if o.Host == "" {
@@ -59,6 +103,38 @@ func (o *Options) setDefaults() {
 	if o.ReceiveMaximum == 0 {
 		o.ReceiveMaximum = 65535
 	}
+	switch {
+	case o.MaxTopicAlias == 0:
+		o.MaxTopicAlias = DefaultMaxTopicAlias
+	case o.MaxTopicAlias > 65535:
+		o.MaxTopicAlias = 65535
+	}
+	if o.MaxQueuedBytes == 0 {
+		o.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if o.MaxQueuedMessages == 0 {
+		o.MaxQueuedMessages = DefaultMaxQueuedMessages
+	}
+	if o.MaxOfflineBytes == 0 {
+		o.MaxOfflineBytes = DefaultMaxOfflineBytes
+	}
+}
+
+// PacketLimit is the largest packet a client may send: MaxPacketSize,
+// and no more than maxPayload plus 64 KiB (a PUBLISH's topic and
+// properties, or a CONNECT with a will of maxPayload), so nothing larger
+// than the broker's max_payload gets in. The 5.0 CONNACK announces it.
+func PacketLimit(o Options, maxPayload int) int {
+	o.setDefaults()
+	return min(o.MaxPacketSize, maxPayload+connectSlack)
+}
+
+// ConnectLimit is the largest CONNECT a client may send, read before it
+// is authenticated: 64 KiB for its fields and properties plus a will
+// payload of up to max_payload (at most 65535 bytes, MQTT's limit). A
+// larger one is refused from its fixed header.
+func ConnectLimit(o Options, maxPayload int) int {
+	return min(PacketLimit(o, maxPayload), connectSlack+min(maxPayload, maxWillPayload))
 }
 
 // Transport is the MQTT listener.
@@ -123,6 +199,15 @@ type server struct {
 
 	mu       sync.Mutex          // guards sessions
 	sessions map[string]*session // by sessionKey
+
+	// Accounting (atomics): the bounds of Options and the figures of
+	// Stats.
+	conns    atomic.Int64 // connections past CONNECT (MaxConnections)
+	offline  atomic.Int64 // bytes held by sessions without a connection
+	preBytes atomic.Int64 // read buffers of connections before CONNECT
+	denied   atomic.Int64
+	drops    [numDrops]atomic.Int64
+	dropLog  [numDrops]atomic.Int64 // Unix ns before which that reason is not logged again
 }
 
 type serverKey struct{}
@@ -165,7 +250,7 @@ func (srv *server) endSession(s *session) {
 	srv.unclaim(s.key)
 	w := s.will
 	s.will = nil
-	s.inflight, s.queue = nil, nil
+	s.releaseAllLocked()
 	s.mu.Unlock()
 	if w != nil && w.timer != nil {
 		// A delayed will is sent at session end at the latest ([MQTT-3.1.3-9]).
@@ -192,6 +277,9 @@ func (srv *server) endSessionIfIdle(s *session) {
 func (srv *server) publishWill(s *session, w *will) {
 	var batch broker.Batch
 	m := w.m
+	if w.props != nil {
+		m.Ext = newMsgExt(w.props, time.Now()) // its expiry counts from now (5.0 §3.1.3.2.4)
+	}
 	if _, err := s.bs.Publish(&batch, &m); err != nil {
 		srv.b.Logger().Warn("mqtt: will refused", "client_id", s.id, "subject", string(m.Subject), "err", err)
 	}
@@ -199,16 +287,25 @@ func (srv *server) publishWill(s *session, w *will) {
 }
 
 // Stats describes a broker's MQTT state: back-pressure is visible here
-// (messages queued in sessions, QoS 0 messages dropped for offline or
-// over-limit clients, queued ones dropped past the session bound).
+// (messages and bytes held by sessions, messages dropped and why) and so
+// is the memory the broker accounts for.
 type Stats struct {
 	Sessions, Connected int
 	Inflight, Queued    int
-	Dropped             int64
+	// Dropped counts messages for sessions that were dropped, since the
+	// broker started; DroppedBy splits it by reason (every Drop* name).
+	Dropped   int64
+	DroppedBy map[string]int64
 	// Denied counts queued or restored messages dropped because the
 	// session's identity may no longer receive them (a reload, a restart).
 	Denied   int64
 	Retained int
+	// QueuedBytes is what sessions hold in QoS 1/2 messages (queued and in
+	// flight), OfflineBytes the part held by sessions with no connection.
+	QueuedBytes, OfflineBytes int64
+	// AliasBytes is what connections' topic aliases hold; PreConnectBytes
+	// the read buffers of connections that have not completed CONNECT.
+	AliasBytes, PreConnectBytes int64
 }
 
 // SessionStats snapshots the MQTT state of b.
@@ -220,16 +317,22 @@ func SessionStats(b *broker.Broker) Stats {
 		ss = append(ss, s)
 	}
 	srv.mu.Unlock()
-	st := Stats{Sessions: len(ss), Retained: srv.b.NumRetained()}
+	st := Stats{Sessions: len(ss), Retained: srv.b.NumRetained(), Denied: srv.denied.Load(),
+		OfflineBytes: srv.offline.Load(), PreConnectBytes: srv.preBytes.Load(), DroppedBy: make(map[string]int64, numDrops)}
+	for r := range dropReason(numDrops) {
+		n := srv.drops[r].Load()
+		st.DroppedBy[r.String()] = n
+		st.Dropped += n
+	}
 	for _, s := range ss {
 		s.mu.Lock()
 		if s.conn != nil {
 			st.Connected++
+			st.AliasBytes += s.conn.aliasBytes.Load()
 		}
 		st.Inflight += len(s.inflight)
 		st.Queued += len(s.queue)
-		st.Dropped += s.dropped
-		st.Denied += s.denied
+		st.QueuedBytes += s.qBytes
 		s.mu.Unlock()
 	}
 	return st

@@ -44,7 +44,7 @@ type outMsg struct {
 	seq    uint64 // its Store key (persistent sessions)
 	rel    bool   // PUBREC received, PUBREL sent: waiting for PUBCOMP
 	sent   bool
-	at     time.Time // when it was queued (message expiry)
+	bytes  int64     // counted in the session's qBytes (hold, unhold)
 	sentAt time.Time // last (re)send (ack_wait)
 }
 
@@ -65,13 +65,14 @@ type session struct {
 	queue    []*outMsg            // waiting: client offline or receive maximum reached
 	nextID   uint16
 	nextSeq  uint64              // Store keys of outbound messages
+	qBytes   int64               // what inflight and queue hold (MaxQueuedBytes)
 	inQoS2   map[uint16]struct{} // QoS 2 ids received, PUBREL not yet seen
 	expiry   time.Duration       // 0: ends with the connection; -1: never
 	timer    *time.Timer         // session expiry after disconnect
 	will     *will
 	ended    bool
-	dropped  int64 // QoS 0 messages dropped while offline or over limits
-	denied   int64 // queued or restored messages the identity may no longer receive
+	qosSubs  int  // subscriptions granted QoS 1 or 2 (max_ack_pending per session)
+	subsKept bool // the Store holds the subscriptions: a save keeps them (KeepSubs)
 	// suspended: restored from the Store with an identity the
 	// Authenticator cannot resolve without credentials; its subscriptions
 	// are kept but not in the router until its client comes back.
@@ -79,16 +80,13 @@ type session struct {
 }
 
 type will struct {
-	m     broker.Message // stable, MQTT=true
+	m     broker.Message     // stable, MQTT=true
+	props *packet.Properties // forwarded properties (5.0), owning their bytes; its expiry counts from publication
 	delay time.Duration
 	timer *time.Timer
 }
 
 var _ broker.Client = (*session)(nil)
-
-// maxQueued bounds a session's queue of QoS 1/2 messages waiting for the
-// client; past it the oldest are dropped and counted (never silently).
-const maxQueued = 100000
 
 // effectiveQoS is the QoS a message is delivered at on a subscription
 // granted g: min(publish QoS, granted) for MQTT publishes [MQTT-3.8.4-8];
@@ -121,29 +119,40 @@ func (s *session) Deliver(sub *broker.Subscription, m *broker.Message) bool {
 	}
 	if qos == 0 {
 		if s.conn == nil {
-			s.dropped++
+			s.srv.dropped(dropOffline, s)
 			return true
 		}
 		return s.conn.sendPublish(m, 0, 0, retain, false, st.subID)
 	}
-	om := &outMsg{m: *m.Stable(), qos: qos, retain: retain, subID: st.subID, at: time.Now(), queue: st.queue()}
+	if !s.admit(m) {
+		return true
+	}
+	om := &outMsg{m: *m.Stable(), qos: qos, retain: retain, subID: st.subID, queue: st.queue()}
 	return s.enqueue(om)
 }
 
-// enqueue sends om now if the receive window allows, else queues it.
+// admit reports whether the session may hold a QoS 1/2 message m (its
+// bounds and the offline total); if not, m is dropped and counted.
 // s.mu held.
+func (s *session) admit(m *broker.Message) bool {
+	sendNow := s.conn != nil && len(s.queue) == 0 && len(s.inflight) < s.conn.window()
+	if r, over := s.overLimit(msgSize(m), sendNow); over {
+		s.srv.dropped(r, s)
+		return false
+	}
+	return true
+}
+
+// enqueue sends om now if the receive window allows, else queues it; the
+// session's bounds were checked (admit). s.mu held.
 func (s *session) enqueue(om *outMsg) bool {
 	if s.persistent() {
 		s.nextSeq++
 		om.seq = s.nextSeq
 	}
+	s.hold(om)
 	if s.conn != nil && len(s.queue) == 0 && len(s.inflight) < s.conn.window() {
 		return s.send(om)
-	}
-	if len(s.queue) >= maxQueued {
-		s.storeAck(s.queue[0].seq)
-		s.queue = s.queue[1:]
-		s.dropped++
 	}
 	s.queue = append(s.queue, om)
 	s.storeInflightLocked(om) // kept for the offline session, without a packet id
@@ -151,12 +160,17 @@ func (s *session) enqueue(om *outMsg) bool {
 }
 
 // send assigns a packet id and writes om. A 5.0 message whose expiry
-// passed while it waited is dropped; otherwise it is forwarded with the
-// time left ([MQTT-3.3.2-5/-6]). s.mu held, s.conn set.
+// passed while it waited is dropped ([MQTT-3.3.2-5]; the time left is
+// forwarded, writePublish), and so is one larger than the client's
+// Maximum Packet Size (acting as sent, [MQTT-3.1.2-25]). s.mu held,
+// s.conn set.
 func (s *session) send(om *outMsg) bool {
-	if !expire(om) {
-		s.storeAck(om.seq)
-		s.dropped++
+	if expired(&om.m, time.Now()) {
+		s.forget(om, dropExpired)
+		return true
+	}
+	if s.conn.tooLarge(om) {
+		s.forget(om, dropTooLarge)
 		return true
 	}
 	if !s.mayReceive(om) {
@@ -219,9 +233,10 @@ func (s *session) ack(id uint16, comp bool) bool {
 	if i < 0 || (comp && !s.inflight[i].rel) || (!comp && s.inflight[i].qos != 1) {
 		return false
 	}
-	seq := s.inflight[i].seq
+	om := s.inflight[i]
 	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
-	s.storeAck(seq)
+	s.storeAck(om.seq)
+	s.unhold(om)
 	s.fill()
 	return true
 }
@@ -261,7 +276,7 @@ func (s *session) fill() {
 func (s *session) resume(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.conn = c
+	s.setConnLocked(c)
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
@@ -351,8 +366,17 @@ func (s *session) mayReceive(om *outMsg) bool {
 		return true
 	}
 	s.storeAck(om.seq)
-	s.denied++
+	s.unhold(om)
+	s.srv.denied.Add(1)
 	return false
+}
+
+// forget drops om before it was sent (not in inflight), for reason r:
+// acknowledged in the Store, uncounted, counted as dropped. s.mu held.
+func (s *session) forget(om *outMsg, r dropReason) {
+	s.storeAck(om.seq)
+	s.unhold(om)
+	s.srv.dropped(r, s)
 }
 
 // Revoked drops the MQTT subscription a reload's permissions took away
@@ -365,8 +389,7 @@ func (s *session) Revoked(sub *broker.Subscription) {
 	s.mu.Lock()
 	for k, v := range s.subs {
 		if v == st {
-			delete(s.subs, k)
-			s.saveLocked()
+			s.delSubLocked(k)
 		}
 	}
 	s.mu.Unlock()
@@ -400,10 +423,9 @@ func (s *session) reidentify(id *auth.Identity) error {
 		if st == nil {
 			continue
 		}
-		if err := s.addSub(k, st); err != nil {
+		if err := s.addSub(k, st, false); err != nil {
 			s.mu.Lock()
-			delete(s.subs, k)
-			s.saveLocked()
+			s.delSubLocked(k)
 			s.mu.Unlock()
 			s.srv.b.Logger().Info("mqtt: dropped a restored subscription the identity may not make", "client_id", s.id, "filter", k)
 		}
@@ -419,7 +441,7 @@ func (s *session) detach(c *conn) {
 		s.mu.Unlock()
 		return
 	}
-	s.conn = nil
+	s.setConnLocked(nil)
 	exp := s.expiry
 	s.mu.Unlock()
 	switch {
@@ -441,34 +463,17 @@ func (s *session) deliverRetained(st *subState, m *broker.Message) {
 	if s.conn == nil {
 		return
 	}
+	if expired(m, time.Now()) {
+		return // a retained message whose expiry passed is not replayed
+	}
 	if qos == 0 {
 		s.conn.sendPublish(m, 0, 0, true, false, st.subID)
 		return
 	}
+	if !s.admit(m) {
+		return
+	}
 	s.enqueue(&outMsg{m: *m, qos: qos, retain: true, subID: st.subID, queue: st.queue()})
-}
-
-// expire applies the Message Expiry Interval to a message that waited
-// since om.at: false when it expired, else om carries the time left.
-func expire(om *outMsg) bool {
-	p, ok := om.m.Ext.(*packet.Properties)
-	if !ok || p == nil {
-		return true
-	}
-	exp, ok := p.MessageExpiry()
-	if !ok {
-		return true
-	}
-	waited := uint32(time.Since(om.at) / time.Second)
-	if waited >= exp && time.Since(om.at) >= time.Duration(exp)*time.Second {
-		return false
-	}
-	if waited > 0 {
-		c := *p
-		c.SetMessageExpiry(exp - waited)
-		om.m.Ext = &c
-	}
-	return true
 }
 
 // redeliver re-sends, with DUP set and in order, the QoS 1/2 messages of
@@ -529,9 +534,10 @@ func (s *session) drop(id uint16) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if i := s.findInflight(id); i >= 0 {
-		seq := s.inflight[i].seq
+		om := s.inflight[i]
 		s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
-		s.storeAck(seq)
+		s.storeAck(om.seq)
+		s.unhold(om)
 		s.fill()
 	}
 }

@@ -73,6 +73,10 @@ func (c *conn) writerEnded(err error) {
 		}
 		c.Close(we)
 	}
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && err == nil && c.linger.Load() {
+		_ = cw.CloseWrite() // the read loop closes it after draining (conn.drain)
+		return
+	}
 	_ = c.nc.Close()
 }
 

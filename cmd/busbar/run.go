@@ -462,7 +462,8 @@ func (s *server) monitor(st *filestore.Store, svcs []transport.Transport, leaf *
 			o.MQTT = func() monitor.MQTTStats {
 				m := mqtt.SessionStats(s.b)
 				return monitor.MQTTStats{Sessions: m.Sessions, Connected: m.Connected, Inflight: m.Inflight,
-					Queued: m.Queued, Dropped: m.Dropped, Denied: m.Denied, Retained: m.Retained}
+					Queued: m.Queued, Dropped: m.Dropped, Denied: m.Denied, Retained: m.Retained,
+					DroppedBy: m.DroppedBy, QueuedBytes: m.QueuedBytes, OfflineBytes: m.OfflineBytes}
 			}
 			break
 		}

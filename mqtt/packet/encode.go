@@ -125,6 +125,17 @@ func AppendPublishHeader(dst []byte, v Version, p *PublishPacket) []byte {
 	return appendPropsV(dst, v, &p.Props, ps)
 }
 
+// PublishSize is the length of the PUBLISH AppendPublish would write for
+// p (fixed header included), without encoding it.
+func PublishSize(v Version, p *PublishPacket) int {
+	pt, _ := propsLen(v, &p.Props)
+	rem := 2 + len(p.Topic) + pt + len(p.Payload)
+	if p.QoS > 0 {
+		rem += 2
+	}
+	return 1 + varintLen(rem) + rem
+}
+
 // AppendPublish appends the whole PUBLISH, payload included.
 func AppendPublish(dst []byte, v Version, p *PublishPacket) []byte {
 	return append(AppendPublishHeader(dst, v, p), p.Payload...)

@@ -240,7 +240,16 @@ func (p *Properties) HasMessageProps() bool {
 // struct, one for all strings together and one for User. The result
 // does not alias p.
 func (p *Properties) CloneMessageProps() *Properties {
-	c := &Properties{present: p.present & msgProps, payloadFormat: p.payloadFormat, messageExpiry: p.messageExpiry}
+	c := new(Properties)
+	p.CopyMessageProps(c)
+	return c
+}
+
+// CopyMessageProps sets dst to a copy of the forwarded PUBLISH
+// properties that owns its bytes (one allocation for all strings
+// together, one for User) and does not alias p.
+func (p *Properties) CopyMessageProps(dst *Properties) {
+	*dst = Properties{present: p.present & msgProps, payloadFormat: p.payloadFormat, messageExpiry: p.messageExpiry}
 	n := len(p.contentType) + len(p.responseTopic) + len(p.correlationData)
 	for _, u := range p.User {
 		n += len(u.Key) + len(u.Value)
@@ -254,14 +263,47 @@ func (p *Properties) CloneMessageProps() *Properties {
 		buf = append(buf, b...)
 		return buf[s:len(buf):len(buf)]
 	}
-	c.contentType, c.responseTopic, c.correlationData = cp(p.contentType), cp(p.responseTopic), cp(p.correlationData)
+	dst.contentType, dst.responseTopic, dst.correlationData = cp(p.contentType), cp(p.responseTopic), cp(p.correlationData)
 	if len(p.User) > 0 {
-		c.User = make([]UserProperty, len(p.User))
+		dst.User = make([]UserProperty, len(p.User))
 		for i, u := range p.User {
-			c.User[i] = UserProperty{cp(u.Key), cp(u.Value)}
+			dst.User[i] = UserProperty{cp(u.Key), cp(u.Value)}
 		}
 	}
-	return c
+}
+
+// MessagePropsSize is how many bytes the forwarded PUBLISH properties
+// hold (their encoded length), for accounting.
+func (p *Properties) MessagePropsSize() int {
+	c := Properties{present: p.present & msgProps, contentType: p.contentType, responseTopic: p.responseTopic,
+		correlationData: p.correlationData, User: p.User}
+	return c.size()
+}
+
+// AppendMessageProps appends the forwarded PUBLISH properties (see
+// HasMessageProps) in their wire form, property length first, as a store
+// keeps them; DecodeMessageProps reads them back.
+func AppendMessageProps(dst []byte, p *Properties) []byte {
+	c := Properties{present: p.present & msgProps, payloadFormat: p.payloadFormat, messageExpiry: p.messageExpiry,
+		contentType: p.contentType, responseTopic: p.responseTopic, correlationData: p.correlationData, User: p.User}
+	return c.appendProps(dst, c.size())
+}
+
+// DecodeMessageProps reads what AppendMessageProps wrote (the properties
+// of a will are accepted too) into a Properties that owns its bytes.
+// Anything else, or bytes after them, is an error wrapping
+// MalformedPacket.
+func DecodeMessageProps(b []byte) (*Properties, error) {
+	var d Decoder
+	var p Properties
+	rest, err := d.decodeProps(b, &p, allowWill)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the properties", MalformedPacket, len(rest))
+	}
+	return p.CloneMessageProps(), nil
 }
 
 // Property sets allowed per packet (5.0 §2.2.2.2 table). A property outside

@@ -21,6 +21,18 @@ const maxRemaining = 1<<28 - 1
 // reported as soon as the length is known, before the body arrives.
 // Frame does not look at the packet type or flags; Decode does.
 func Frame(buf []byte, max int) (n int, err error) {
+	n, err = Size(buf, max)
+	if err != nil || n > len(buf) {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Size is Frame for a packet not yet whole: the total length of the
+// packet buf starts with as soon as its fixed header is complete, however
+// much of the rest buf holds (0 while the header is incomplete), so a
+// reader can make room for exactly that. Errors as Frame.
+func Size(buf []byte, max int) (n int, err error) {
 	if len(buf) < 2 {
 		return 0, nil
 	}
@@ -45,9 +57,6 @@ func Frame(buf []byte, max int) (n int, err error) {
 	}
 	if max > 0 && n > max {
 		return 0, fmt.Errorf("%w: %d bytes, limit %d", PacketTooLarge, n, max)
-	}
-	if n > len(buf) {
-		return 0, nil
 	}
 	return n, nil
 }
