@@ -92,12 +92,13 @@ func (srv *server) takenOver(key string) {
 	}
 	s.ended = true
 	c := s.conn
-	s.conn, s.will = nil, nil
+	s.setConnLocked(nil)
+	s.will = nil
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
 	}
-	s.inflight, s.queue = nil, nil
+	s.releaseAllLocked() // and out of the offline total (limits.go)
 	s.mu.Unlock()
 	if c != nil {
 		c.takenOver.Store(true)
