@@ -53,6 +53,13 @@ type Config struct {
 	Log              LogOptions
 	LameDuckDuration time.Duration
 	Store            StoreOptions // jetstream
+	PidFile          string       // pid_file: where the command writes its process id
+
+	// SystemAccount is system_account: the account whose users may send
+	// nats-server's $SYS.REQ requests; "" means DefaultSystemAccount.
+	// NoSystemAccount (no_system_account) turns the system account off.
+	SystemAccount   string
+	NoSystemAccount bool
 
 	WebSocket *WebSocketOptions // nil: no websocket {} block
 	MQTT      *MQTTOptions      // nil: no mqtt {} block
@@ -115,8 +122,22 @@ func (c *Config) OpenStore(logger *slog.Logger) (*filestore.Store, error) {
 	return st, nil
 }
 
+// SystemAccountName is the system account the configuration selects:
+// system_account, DefaultSystemAccount without it, "" with
+// no_system_account.
+func (c *Config) SystemAccountName() string {
+	switch {
+	case c.NoSystemAccount:
+		return ""
+	case c.SystemAccount != "":
+		return c.SystemAccount
+	}
+	return DefaultSystemAccount
+}
+
 // Defaults for a configuration file, where it leaves a key out.
 const (
+	DefaultSystemAccount  = "$SYS"      // nats-server's
 	DefaultHost           = "127.0.0.1" // busbar's embedded default (SPEC.md); nats-server's is 0.0.0.0
 	DefaultPort           = 4222
 	DefaultLameDuck       = 2 * time.Minute
@@ -137,7 +158,7 @@ const (
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, Errors{{Pos: Pos{path, 1, 1}, Msg: fmt.Sprintf("cannot read configuration: %v", unwrapPathError(err))}}
+		return nil, Errors{{Pos: Pos{File: path}, Msg: fmt.Sprintf("cannot read configuration: %v", unwrapPathError(err))}}
 	}
 	cfg, err := parse(data, path, filepath.Dir(path), nil)
 	if cfg != nil {

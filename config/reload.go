@@ -26,6 +26,8 @@ var restartOnly = []struct {
 	{[]string{"leafnodes", "leaf"}, func(c *Config) any { return c.Leafnodes }},
 	{[]string{"log_file", "logfile"}, func(c *Config) any { return c.Log.File }},
 	{[]string{"log_format"}, func(c *Config) any { return c.Log.Format }},
+	{[]string{"system_account", "no_system_account"}, func(c *Config) any { return c.SystemAccountName() }},
+	{[]string{"pid_file", "pidfile"}, func(c *Config) any { return c.PidFile }},
 }
 
 // CheckReload reports, with positions in next, every setting next changes

@@ -14,11 +14,11 @@ var ignoredTop = []string{
 	"trace_verbose", "trace_headers", "logtime_utc", "mappings", "maps",
 	"disable_sublist_cache", "no_sublist_cache", "default_sentinel", "https", "https_port",
 	"http_base_path", "cluster", "gateway", "logfile_size_limit", "log_size_limit",
-	"logfile_max_num", "log_max_num", "syslog", "remote_syslog", "pidfile", "pid_file",
+	"logfile_max_num", "log_max_num", "syslog", "remote_syslog",
 	"ports_file_dir", "prof_port", "prof_block_rate", "proxy_protocol", "max_traced_msg_len",
 	"max_sub_tokens", "max_subscription_tokens", "ocsp", "allow_non_tls", "write_timeout",
-	"resolver_tls", "resolver_pinned_accounts", "system_account",
-	"system", "no_system_account", "no_system", "no_sys_acc", "no_header_support", "trusted",
+	"resolver_tls", "resolver_pinned_accounts",
+	"no_header_support", "trusted",
 	"trusted_keys", "connect_error_reports", "reconnect_error_reports", "server_tags",
 	"server_metadata", "feature_flags", "default_js_domain", "ocsp_cache",
 	"no_fast_producer_stall", "proxies",
@@ -87,6 +87,10 @@ func (d *dec) config(root *Map) *Config {
 		"websocket":  func(e *Entry) { c.WebSocket = d.websocket(e, c) },
 		"mqtt":       func(e *Entry) { c.MQTT = d.mqtt(e, c) },
 		"leafnodes":  func(e *Entry) { c.Leafnodes = d.leafnodes(e) },
+
+		"system_account":    d.setStr(&c.SystemAccount),
+		"no_system_account": d.setBool(&c.NoSystemAccount),
+		"pid_file":          d.setStr(&c.PidFile),
 	}
 	alias(f, "host", "net")
 	alias(f, "max_connections", "max_conn")
@@ -96,6 +100,9 @@ func (d *dec) config(root *Map) *Config {
 	alias(f, "store_dir", "storedir")
 	alias(f, "websocket", "ws")
 	alias(f, "leafnodes", "leaf")
+	alias(f, "system_account", "system")
+	alias(f, "no_system_account", "no_system", "no_sys_acc")
+	alias(f, "pid_file", "pidfile")
 	alias(f, "operator", "operators", "root", "roots", "root_operator", "root_operators")
 	alias(f, "resolver", "account_resolver", "accounts_resolver")
 	d.walk(root, block{fields: f, ignored: ignoredTop})

@@ -13,7 +13,12 @@ type Pos struct {
 	Col  int
 }
 
-func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col) }
+func (p Pos) String() string {
+	if p.Line == 0 { // the file as a whole (it cannot be read): no made-up position
+		return p.File
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+}
 
 // Kind is the type of a parsed value.
 type Kind uint8
