@@ -50,6 +50,7 @@ func (s *Session) Admit(id *auth.Identity) error {
 		s.resp.Store(&replyPerms{max: r.Max, ttl: r.Expires})
 	}
 	s.SetIdentity(id)
+	s.admitted() // WatchConns (events.go)
 	return nil
 }
 

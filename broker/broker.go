@@ -186,6 +186,8 @@ type Broker struct {
 
 	ext map[any]any // per-broker state of transports (Extension); guarded by mu
 
+	connWatch connWatchers // WatchConns (events.go)
+
 	sysOnce sync.Once
 	sys     *Local
 	sysErr  error

@@ -73,7 +73,7 @@ func (b *Broker) LocalAs(name string, id *auth.Identity) (*Local, error) {
 	if id != nil && !id.ConnTypes.Allows(auth.ConnInProcess) {
 		return nil, ErrConnType
 	}
-	l := &Local{b: b, wake: make(chan struct{}, 1), quit: make(chan struct{})}
+	l := newLocal(b)
 	s, err := b.Connect(l, id, ConnectOptions{Transport: "inprocess", ConnType: auth.ConnInProcess, Name: name, Remote: "in-process"})
 	if err != nil {
 		return nil, err
@@ -84,6 +84,10 @@ func (b *Broker) LocalAs(name string, id *auth.Identity) (*Local, error) {
 	}
 	l.sess = s
 	return l, nil
+}
+
+func newLocal(b *Broker) *Local {
+	return &Local{b: b, wake: make(chan struct{}, 1), quit: make(chan struct{})}
 }
 
 // stringBytes views an immutable string as bytes without copying. The

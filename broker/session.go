@@ -41,6 +41,7 @@ type Session struct {
 	ident   atomic.Pointer[auth.Identity] // info.Identity, readable without mu
 	creds   *auth.Credentials             // what the client presented (Remember); guarded by mu
 	vouched bool                          // Vouch: busbar's own client; guarded by mu
+	admit   atomic.Bool                   // Admit ran: WatchConns hears of its close (events.go)
 }
 
 // sessionCacheMax bounds a session's own match cache.
@@ -291,6 +292,7 @@ func (s *Session) Close() {
 	if !s.detached {
 		s.b.nconns.Add(-1)
 	}
+	s.closedEvent(cc)
 }
 
 // Publish is the way in: every message a session originates (a live
