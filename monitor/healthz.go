@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -56,15 +57,19 @@ func isNilAddr(a net.Addr) bool {
 }
 
 func (s *Server) handleHealthz(w http.ResponseWriter) {
-	errs := s.Healthz()
+	h := healthStatus(s.Healthz())
+	writeJSON(w, cmp.Or(h.StatusCode, http.StatusOK), h)
+}
+
+// healthStatus is the /healthz answer for errs (Healthz).
+func healthStatus(errs []error) HealthStatus {
 	if len(errs) == 0 {
-		writeJSON(w, http.StatusOK, HealthStatus{Status: "ok"})
-		return
+		return HealthStatus{Status: "ok"}
 	}
 	h := HealthStatus{Status: "unavailable", StatusCode: http.StatusServiceUnavailable}
 	for _, err := range errs {
 		h.Errors = append(h.Errors, err.Error())
 	}
 	h.Error = strings.Join(h.Errors, "; ")
-	writeJSON(w, http.StatusServiceUnavailable, h)
+	return h
 }

@@ -37,11 +37,15 @@ type emptyLeafz struct {
 }
 
 func (s *Server) handleLeafz(w http.ResponseWriter) {
+	writeJSON(w, http.StatusOK, s.leafz())
+}
+
+// leafz is the /leafz document: Options.Leafz's, or an empty one.
+func (s *Server) leafz() any {
 	if s.opts.Leafz != nil {
-		writeJSON(w, http.StatusOK, s.opts.Leafz())
-		return
+		return s.opts.Leafz()
 	}
-	writeJSON(w, http.StatusOK, emptyLeafz{ID: s.b.ID(), Now: time.Now().UTC(), Leafs: []struct{}{}})
+	return emptyLeafz{ID: s.b.ID(), Now: time.Now().UTC(), Leafs: []struct{}{}}
 }
 
 // writeLeafs writes one sample per remote of each leaf family, labelled
