@@ -141,7 +141,7 @@ func TestPreConnectFirstByte(t *testing.T) {
 				r.send(hugeHeader(tc.first)...)
 				done := make(chan int, 1)
 				go func() { done <- stream(r.c, 8<<20) }() // the server stops reading at the header
-				r.closed()
+				r.gone()
 				_ = r.c.SetWriteDeadline(time.Now()) // the socket buffers may still take some
 				t.Logf("%d bytes written before the server closed", <-done)
 				require.Eventually(t, func() bool { return stats(e).PreConnectBytes == 0 }, waitLong, 5*time.Millisecond,
@@ -249,6 +249,15 @@ func TestPreConnectBudget(t *testing.T) {
 	require.Eventually(t, func() bool { return stats(e).PreConnectBytes == 0 }, waitLong, 5*time.Millisecond)
 }
 
+// gone checks the server closed the connection: EOF, or a reset when it
+// closed with our bytes unread; not a timeout.
+func (r *raw) gone() {
+	r.t.Helper()
+	_ = r.c.SetReadDeadline(time.Now().Add(waitLong))
+	_, err := io.Copy(io.Discard, r.br)
+	require.False(r.t, isTimeout(err), "the server closes the connection: %v", err)
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
@@ -294,7 +303,7 @@ func TestPublishOverMaxPayload(t *testing.T) {
 			h, body := r.read()
 			require.Equal(t, byte(0xE0), h, "DISCONNECT")
 			require.Equal(t, byte(packet.PacketTooLarge), body[0])
-			r.closed()
+			r.gone()
 		})
 	}
 	t.Run("3.1.1 paho", func(t *testing.T) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -88,9 +89,10 @@ func (c *child) kill() {
 
 // rawClient is a minimal MQTT 3.1.1 client over one connection.
 type rawClient struct {
-	mu   sync.Mutex
-	conn net.Conn
-	dec  packet.Decoder
+	mu      sync.Mutex
+	conn    net.Conn
+	dec     packet.Decoder
+	subacks chan byte // the next SUBACK's code (subscribe)
 }
 
 func (r *rawClient) send(b []byte) {
@@ -121,6 +123,25 @@ func (r *rawClient) connect(addr, id string) (bool, error) {
 	return ack[2]&1 == 1, nil
 }
 
+// subscribe sends SUBSCRIBE and waits for its SUBACK, which loop (running)
+// reports.
+func (r *rawClient) subscribe(topic string, qos byte) error {
+	r.mu.Lock()
+	r.subacks = make(chan byte, 1)
+	ch := r.subacks
+	r.mu.Unlock()
+	r.send(packet.AppendSubscribe(nil, packet.V311, &packet.SubscribePacket{PacketID: 1, Subs: []packet.Subscription{{Filter: []byte(topic), QoS: qos}}}))
+	select {
+	case code := <-ch:
+		if code != qos {
+			return fmt.Errorf("suback code %#x", code)
+		}
+		return nil
+	case <-time.After(20 * time.Second):
+		return errors.New("no SUBACK within 20s")
+	}
+}
+
 // loop decodes packets until the connection ends.
 func (r *rawClient) loop(handle func(p packet.Packet)) {
 	br := bufio.NewReaderSize(r.conn, 64<<10)
@@ -135,6 +156,14 @@ func (r *rawClient) loop(handle func(p packet.Packet)) {
 				break
 			}
 			p, derr := r.dec.Decode(buf[:k], packet.V311)
+			if derr == nil && p.Type == packet.Suback {
+				r.mu.Lock()
+				if r.subacks != nil && len(p.Suback.Codes) == 1 {
+					r.subacks <- byte(p.Suback.Codes[0])
+					r.subacks = nil
+				}
+				r.mu.Unlock()
+			}
 			if derr == nil {
 				handle(p)
 			}
@@ -209,10 +238,18 @@ func TestCrashDurability(t *testing.T) {
 			if cycle > 0 {
 				require.True(t, present, "cycle %d: session %s lost", cycle, sc.id)
 			}
-			sc.c.send(packet.AppendSubscribe(nil, packet.V311, &packet.SubscribePacket{PacketID: 1, Subs: []packet.Subscription{{Filter: []byte(sc.topic), QoS: sc.qos}}}))
 		}
 		wg.Go(func() { sub1.loop(func(p packet.Packet) { st.onSub1(sub1, p) }) })
 		wg.Go(func() { sub2.loop(func(p packet.Packet) { st.onSub2(sub2, p) }) })
+		// The SUBACKs before any publish: once in, the subscription is on
+		// disk (issue 16, finding 7) and every later publish reaches it.
+		for _, sc := range []struct {
+			c     *rawClient
+			topic string
+			qos   byte
+		}{{sub1, "crash/q1", 1}, {sub2, "crash/q2", 2}} {
+			require.NoError(t, sc.c.subscribe(sc.topic, sc.qos), "cycle %d: %s", cycle, ch.logs.String())
+		}
 		for _, pc := range []struct {
 			c  *rawClient
 			id string
