@@ -75,6 +75,13 @@ type MQTTOptions struct {
 	MaxPacketSize  int
 	SessionExpiry  time.Duration // upper bound
 	MaxKeepAlive   time.Duration // whole seconds, at most 65535s
+	// Bounds on what MQTT sessions hold (mqtt.Options): 0 means the
+	// default, -1 no bound. MaxTopicAlias is -1 for the file's 0 (no
+	// aliases).
+	MaxQueuedBytes    int64
+	MaxQueuedMessages int
+	MaxOfflineBytes   int64
+	MaxTopicAlias     int
 
 	// JSDomain keeps the MQTT state in the JetStream domain of the hub
 	// the leafnodes remote links to (package hub); StreamReplicas sets the
@@ -302,7 +309,18 @@ func (d *dec) mqtt(e *Entry, c *Config) *MQTTOptions {
 				q.MaxAckPending = int(n)
 			}
 		},
-		"max_connections": d.setInt(&q.MaxConnections, 0, math.MaxInt32),
+		"max_connections":     d.setInt(&q.MaxConnections, 0, math.MaxInt32),
+		"max_queued_bytes":    d.setInt64(&q.MaxQueuedBytes, -1, math.MaxInt64),
+		"max_queued_messages": d.setInt(&q.MaxQueuedMessages, -1, math.MaxInt32),
+		"max_offline_bytes":   d.setInt64(&q.MaxOfflineBytes, -1, math.MaxInt64),
+		"max_topic_alias": func(e *Entry) {
+			if n, ok := d.integer(e, 0, math.MaxUint16); ok {
+				q.MaxTopicAlias = int(n)
+				if n == 0 {
+					q.MaxTopicAlias = -1 // none
+				}
+			}
+		},
 		"js_domain": func(e *Entry) {
 			if v, ok := d.str(e); ok {
 				q.JSDomain, q.jsDomainAt = v, e.Value.Pos

@@ -344,7 +344,9 @@ func (c *Config) Transports() ([]transport.Transport, error) {
 		mt, err = mqtt.New(mqtt.Options{
 			Host: m.Host, Port: m.Port, TLS: m.TLS, AckWait: m.AckWait, MaxAckPending: m.MaxAckPending,
 			MaxPacketSize: m.MaxPacketSize, SessionExpiry: m.SessionExpiry,
-			MaxKeepAlive: uint16(m.MaxKeepAlive / time.Second),
+			MaxKeepAlive: uint16(m.MaxKeepAlive / time.Second), MaxConnections: m.MaxConnections,
+			MaxQueuedBytes: m.MaxQueuedBytes, MaxQueuedMessages: m.MaxQueuedMessages,
+			MaxOfflineBytes: m.MaxOfflineBytes, MaxTopicAlias: m.MaxTopicAlias,
 		})
 		if err != nil {
 			return nil, c.errorAt("mqtt.tls", err)
