@@ -125,6 +125,7 @@ var decoders = sync.Pool{New: func() any { return new(packet.Decoder) }}
 const (
 	minReadBuf  = 128
 	idleReadBuf = 4096
+	maxReadBuf  = 64 << 10 // for bursts of small packets; a larger packet gets its own size
 )
 
 // readLoop reads and handles packets until the connection ends. With
@@ -132,11 +133,14 @@ const (
 func (c *conn) readLoop(handoff bool) error {
 	buf, connected := c.rbuf, c.connected
 	defer func() { c.rbuf, c.connected = buf, connected }()
+	filled := false // the last read filled the buffer: a burst
 	for {
-		if err := c.grow(&buf, connected); err != nil {
+		if err := c.grow(&buf, connected, filled); err != nil {
 			return err
 		}
+		space := cap(buf) - len(buf)
 		n, err := c.nc.Read(buf[len(buf):cap(buf)])
+		filled = n == space
 		if n > 0 {
 			c.st.touch()
 			buf = buf[:len(buf)+n]
@@ -151,7 +155,7 @@ func (c *conn) readLoop(handoff bool) error {
 			if perr != nil {
 				return perr
 			}
-			if len(buf) == 0 && cap(buf) > idleReadBuf {
+			if len(buf) == 0 && cap(buf) > idleReadBuf && !filled {
 				buf = make([]byte, 0, minReadBuf) // a burst has passed
 				if !connected {
 					_ = c.countPre(minReadBuf)
@@ -177,21 +181,26 @@ func (c *conn) readLoop(handoff bool) error {
 }
 
 // grow makes room in buf for the rest of the packet at its front, whose
-// length its fixed header gave (c.want). Before CONNECT the buffer grows
-// only as bytes arrive (doubling when full, up to that length, itself
-// bounded by PacketLimit) and counts against the broker's budget for
-// unauthenticated connections. Read loop.
-func (c *conn) grow(buf *[]byte, connected bool) error {
+// length its fixed header gave (c.want), and, after CONNECT, doubles it up
+// to maxReadBuf while reads fill it (a burst: fewer reads for many small
+// packets). Before CONNECT the buffer grows only as bytes arrive (doubling
+// when full, up to that length, itself bounded by ConnectLimit) and counts
+// against the broker's budget for unauthenticated connections. Read loop.
+func (c *conn) grow(buf *[]byte, connected, filled bool) error {
 	b := *buf
-	if c.want <= cap(b) {
-		return nil
-	}
-	need := c.want
-	if !connected {
-		if len(b) < cap(b) {
+	need := cap(b)
+	switch {
+	case !connected:
+		if c.want <= cap(b) || len(b) < cap(b) {
 			return nil
 		}
 		need = min(2*cap(b), c.want)
+	case c.want > cap(b):
+		need = c.want
+	case filled && cap(b) < maxReadBuf:
+		need = min(2*cap(b), maxReadBuf)
+	default:
+		return nil
 	}
 	nb := make([]byte, len(b), need)
 	copy(nb, b)

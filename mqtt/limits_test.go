@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.golang/paho"
+	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/nats-io/nats.go"
@@ -308,7 +308,7 @@ func TestPublishOverMaxPayload(t *testing.T) {
 	}
 	t.Run("3.1.1 paho", func(t *testing.T) {
 		lost := make(chan error, 1)
-		o := mqtt3.NewClientOptions().AddBroker("tcp://"+e.mqtt.Addr().String()).SetClientID("v3big").
+		o := mqtt3.NewClientOptions().AddBroker("tcp://" + e.mqtt.Addr().String()).SetClientID("v3big").
 			SetAutoReconnect(false).SetConnectionLostHandler(func(_ mqtt3.Client, err error) { lost <- err })
 		c := mqtt3.NewClient(o)
 		tok := c.Connect()
