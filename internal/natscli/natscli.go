@@ -26,18 +26,31 @@ var (
 	buildErr error
 )
 
-// Binary returns the path of the nats tool, building it on first use.
+// Binary returns the path of the nats tool, building it on first use;
+// a build that fails fails the test saying why.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	bin, err := Build()
+	if err != nil {
+		buildErr = err
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// Build returns the path of the nats tool, building it (once per
+// machine) into the temp dir. scripts/test calls it ahead of the tests
+// (go run ./internal/natscli/build).
+func Build() (string, error) {
 	dir := filepath.Join(os.TempDir(), fmt.Sprintf("busbar-natscli-%d", os.Getuid()), Version)
 	bin := filepath.Join(dir, "nats")
 	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	if buildErr != nil {
-		t.Fatal(buildErr)
+		return bin, nil
 	}
 	err := os.MkdirAll(filepath.Dir(dir), 0o755)
 	tmp := ""
@@ -45,21 +58,20 @@ func Binary(t testing.TB) string {
 		tmp, err = os.MkdirTemp(filepath.Dir(dir), "build-")
 	}
 	if err != nil {
-		t.Fatalf("natscli: %v", err)
+		return "", fmt.Errorf("natscli: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 	cmd := exec.Command("go", "install", "github.com/nats-io/natscli/nats@"+Version)
 	cmd.Env = append(os.Environ(), "GOBIN="+tmp)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		buildErr = fmt.Errorf("natscli: building github.com/nats-io/natscli/nats@%s failed (needs the Go toolchain and the Go module proxy or a module cache holding it; scripts/test runs it): %v\n%s", Version, err, out)
-		t.Fatal(buildErr)
+		return "", fmt.Errorf("natscli: building github.com/nats-io/natscli/nats@%s failed (needs the Go toolchain and the Go module proxy or a module cache holding it; scripts/test runs it): %v\n%s", Version, err, out)
 	}
-	if err := os.Rename(tmp, dir); err != nil && !os.IsExist(err) {
-		if _, serr := os.Stat(bin); serr != nil { // another process did not win the race
-			t.Fatalf("natscli: %v", err)
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, serr := os.Stat(bin); serr != nil { // not another process that got there first
+			return "", fmt.Errorf("natscli: %w", err)
 		}
 	}
-	return bin
+	return bin, nil
 }
 
 // Result is one run of the tool.
