@@ -235,7 +235,8 @@ func (b *Broker) Logger() *slog.Logger { return b.log }
 // Context is cancelled when Shutdown begins.
 func (b *Broker) Context() context.Context { return b.ctx }
 
-// Go runs f on a goroutine Shutdown waits for (STYLE.md habit 5).
+// Go runs f on a goroutine Shutdown waits for: every goroutine of a
+// connection or service is started this way, so Shutdown ends them all.
 func (b *Broker) Go(f func()) {
 	b.wg.add()
 	go func() {

@@ -32,7 +32,7 @@ type ClientInfo struct {
 }
 
 // Batch collects the clients a publisher touched during one read, so each
-// is woken once (STYLE.md §2.4 habit 3). Owned by one publisher goroutine;
+// is woken once, however many messages it got. Owned by one publisher goroutine;
 // the zero value is ready.
 type Batch struct {
 	clients []Client

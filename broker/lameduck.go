@@ -37,7 +37,7 @@ const (
 	maxLameDuckStep = time.Second
 	minLameDuckStep = time.Millisecond
 	// lameDuckShutdownWait bounds the Shutdown that ends LameDuck
-	// (SPEC.md: a graceful shutdown takes at most 10 s).
+	// (a graceful shutdown takes at most 10 s, as SIGTERM's does).
 	lameDuckShutdownWait = 10 * time.Second
 )
 

@@ -60,9 +60,9 @@ type localSub struct {
 
 var _ Client = (*Local)(nil)
 
-// Local connects a new in-process client named name. id may be nil
-// (anonymous, full permissions); in-process clients do not authenticate
-// unless the host application asks with LocalAs.
+// Local connects a new in-process client named name, anonymous with
+// full permissions: in-process clients do not authenticate unless the
+// host application gives them an identity with LocalAs.
 func (b *Broker) Local(name string) (*Local, error) {
 	return b.LocalAs(name, nil)
 }

@@ -138,7 +138,7 @@ func (c *Config) SystemAccountName() string {
 // Defaults for a configuration file, where it leaves a key out.
 const (
 	DefaultSystemAccount  = "$SYS"      // nats-server's
-	DefaultHost           = "127.0.0.1" // busbar's embedded default (SPEC.md); nats-server's is 0.0.0.0
+	DefaultHost           = "127.0.0.1" // busbar's embedded default; nats-server's is 0.0.0.0
 	DefaultPort           = 4222
 	DefaultLameDuck       = 2 * time.Minute
 	DefaultMQTTAckWait    = 30 * time.Second

@@ -714,7 +714,8 @@ func sizeSuffix(s string) (int64, bool) {
 	return m, true
 }
 
-// parseBool reads every spelling SPEC.md allows, any case.
+// parseBool reads every spelling of a boolean the format allows
+// (docs/CONFIG.md), any case.
 func parseBool(s string) (bool, bool) {
 	switch strings.ToLower(s) {
 	case "true", "yes", "on", "enabled", "enable":

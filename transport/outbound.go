@@ -104,9 +104,10 @@ func putChunk(b []byte) {
 
 // Outbound is one connection's write queue: any goroutine appends, one
 // writer goroutine (Run) takes the queue under the lock and writes it
-// outside the lock (STYLE.md habit 2). Appends never block: going over the
-// pending limit reports false, and the caller closes the connection as a
-// slow consumer. An idle connection holds no buffer at all.
+// outside the lock, so no publisher waits on a socket. Appends never
+// block: going over the pending limit reports false, and the caller
+// closes the connection as a slow consumer. An idle connection holds no
+// buffer at all.
 type Outbound struct {
 	mu      sync.Mutex  // guards the fields up to w
 	segs    net.Buffers // complete segments, in order: chunk slices and references

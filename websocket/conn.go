@@ -31,7 +31,7 @@ import (
 // read loop).
 //
 // Writes go out as binary frames: Sink frames a whole outbound batch with
-// one header and writev (STYLE.md §2.3); Write frames one buffer. Both,
+// one header and writev, no payload copied; Write frames one buffer. Both,
 // and the control frames the reader sends, hold wmu.
 type Conn struct {
 	nc net.Conn // the raw (or TLS) connection, after the upgrade

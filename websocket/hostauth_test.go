@@ -173,7 +173,7 @@ func hostAuthCases(t *testing.T, h *hostAuth, base, addr string, mounted bool) {
 	t.Run("paho MQTT over WebSocket, by header and at CONNECT", func(t *testing.T) {
 		h.reset()
 		hdr := http.Header{"Authorization": {"Bearer good-session"}}
-		c := mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker(base+"/mqtt").SetClientID("ann-1").SetHTTPHeaders(hdr).SetConnectTimeout(3*time.Second))
+		c := mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker(base + "/mqtt").SetClientID("ann-1").SetHTTPHeaders(hdr).SetConnectTimeout(3 * time.Second))
 		tok := c.Connect()
 		require.True(t, tok.WaitTimeout(5*time.Second))
 		require.NoError(t, tok.Error())
@@ -181,8 +181,8 @@ func hostAuthCases(t *testing.T, h *hostAuth, base, addr string, mounted bool) {
 		require.Equal(t, auth.ConnMQTTWS, h.all()[0].conn)
 
 		h.reset()
-		c = mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker(base+"/mqtt").SetClientID("carol-1").
-			SetUsername("carol").SetPassword("pw").SetHTTPHeaders(http.Header{"X-Trace": {"t-2"}}).SetConnectTimeout(3*time.Second))
+		c = mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker(base + "/mqtt").SetClientID("carol-1").
+			SetUsername("carol").SetPassword("pw").SetHTTPHeaders(http.Header{"X-Trace": {"t-2"}}).SetConnectTimeout(3 * time.Second))
 		tok = c.Connect()
 		require.True(t, tok.WaitTimeout(5*time.Second))
 		require.NoError(t, tok.Error())
@@ -191,8 +191,8 @@ func hostAuthCases(t *testing.T, h *hostAuth, base, addr string, mounted bool) {
 		require.Len(t, calls, 2, "the handshake, then CONNECT")
 		require.Equal(t, seen{conn: auth.ConnMQTTWS, trace: "t-2", user: "carol", remote: true}, calls[1])
 
-		c = mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker(base+"/mqtt").SetClientID("x-1").
-			SetHTTPHeaders(http.Header{"Authorization": {"Bearer stolen"}}).SetConnectTimeout(3*time.Second))
+		c = mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker(base + "/mqtt").SetClientID("x-1").
+			SetHTTPHeaders(http.Header{"Authorization": {"Bearer stolen"}}).SetConnectTimeout(3 * time.Second))
 		tok = c.Connect()
 		require.True(t, tok.WaitTimeout(5*time.Second))
 		require.Error(t, tok.Error(), "refused at the handshake")

@@ -1,5 +1,8 @@
 // Command busbar runs the broker standalone. With no arguments it runs
-// the embedded default of SPEC.md; flags follow nats-server's.
+// the embedded default (NATS, MQTT, WebSocket and monitoring on
+// 127.0.0.1, no authentication, in memory); flags follow nats-server's
+// (busbar -h), the configuration file is nats-server's format
+// (docs/CONFIG.md).
 package main
 
 import (
