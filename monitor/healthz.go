@@ -23,8 +23,9 @@ type HealthStatus struct {
 // Healthz reports whether the broker serves: it is not shutting down,
 // every service the broker runs is bound (its Addr is known) and, when it
 // says (broker.HealthChecker: every transport's listener), still
-// accepting, and every Options.Checks passes (cmd/busbar's opens the store before any listener,
-// so a running command has it loaded). nil: healthy.
+// accepting, and every Options.Checks passes (server.Start opens the
+// store before any listener, so a running server has it loaded). nil:
+// healthy.
 func (s *Server) Healthz() []error {
 	var errs []error
 	if s.b.Closed() {
