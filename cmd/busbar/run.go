@@ -73,7 +73,7 @@ func newLogger(cfg *config.Config, level *slog.LevelVar, stderr io.Writer) (*slo
 func run(args []string, stdout, stderr io.Writer, stop <-chan os.Signal) int {
 	f, err := parseFlags(args)
 	if err != nil {
-		fmt.Fprintln(stderr, strings.TrimPrefix(err.Error(), errUsage.Error()+": ")) // one line, no usage
+		fmt.Fprintln(stderr, "busbar: "+strings.TrimPrefix(err.Error(), errUsage.Error()+": ")) // one line, no usage
 		return 2
 	}
 	if f.help {
