@@ -51,6 +51,7 @@ func jsCluster(t *testing.T) []*natsserver.Hub {
 type instance struct {
 	b          *broker.Broker
 	st         *hub.Store
+	leaf       *leafnode.Service
 	nats, mqtt string
 }
 
@@ -86,7 +87,7 @@ func startInstance(t *testing.T, name string, leafURLs []string, a auth.Authenti
 		defer cancel()
 		_ = b.Shutdown(ctx)
 	})
-	in := &instance{b: b, st: st, nats: "nats://" + nt.Addr().String(), mqtt: "tcp://" + mt.Addr().String()}
+	in := &instance{b: b, st: st, leaf: leaf, nats: "nats://" + nt.Addr().String(), mqtt: "tcp://" + mt.Addr().String()}
 	waitFor(t, 30*time.Second, name+" hub state ready", func() error { return st.Ready() })
 	return in
 }
@@ -386,4 +387,47 @@ func TestHubUnavailableRefusesMQTT(t *testing.T) {
 	if ct, ok := tok.(*paho.ConnectToken); !ok || ct.ReturnCode() != 3 {
 		t.Fatalf("want CONNACK 0x03 (server unavailable), got %v", tok.Error())
 	}
+}
+
+// TestHubNodeKilled: the hub node an instance's link is attached to is
+// killed; the link fails over, the state (three replicas) stays, and MQTT
+// goes on: a retained message set after the failover is seen on another
+// instance, with the one set before.
+func TestHubNodeKilled(t *testing.T) {
+	hubs := jsCluster(t)
+	urls := []string{hubs[0].LeafURL, hubs[1].LeafURL, hubs[2].LeafURL}
+	a := startInstance(t, "a", urls, nil)
+	bb := startInstance(t, "b", []string{hubs[2].LeafURL, hubs[1].LeafURL}, nil)
+	pa := mqttConnect(t, a.mqtt, "pub-a", true, nil)
+	wait(t, pa.Publish("door/1", 1, true, "before"))
+	attached := a.leaf.Stats()[0].URL
+	for _, h := range hubs {
+		if h.LeafURL == attached {
+			h.Kill()
+		}
+	}
+	waitFor(t, 30*time.Second, "a's link on another hub node and its state ready", func() error {
+		st := a.leaf.Stats()[0]
+		if !st.Up || st.URL == attached {
+			return fmt.Errorf("link %+v", st)
+		}
+		return a.st.Ready()
+	})
+	waitFor(t, 30*time.Second, "a retained publish after the failover", func() error {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker(a.mqtt).SetClientID("pub-a2").SetAutoReconnect(false).SetConnectRetry(false))
+		if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			return fmt.Errorf("connect: %v", tok.Error())
+		}
+		defer c.Disconnect(0)
+		if tok := c.Publish("door/2", 1, true, "after"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			return fmt.Errorf("publish: %v", tok.Error())
+		}
+		return nil
+	})
+	waitFor(t, 30*time.Second, "both retained messages on b", func() error {
+		if n := mqtt.Retained(bb.b); n != 2 {
+			return fmt.Errorf("b holds %d", n)
+		}
+		return nil
+	})
 }
