@@ -129,16 +129,16 @@ func Start(cfg *config.Config, o Options) (*Server, error) {
 }
 
 // brokerOptions are cfg's broker options with the host's Authenticator
-// chained in front of the configured ones.
+// chained in front of the configured ones (cfg is not changed).
 func (s *Server) brokerOptions(cfg *config.Config) (broker.Options, error) {
-	if s.opts.Authenticator != nil && cfg.Broker.Authenticator == nil {
-		builtin, err := cfg.Authenticator(s.log)
-		if err != nil {
-			return broker.Options{}, err
-		}
-		cfg.Broker.Authenticator = auth.Chain(s.opts.Authenticator, builtin)
+	bo, err := cfg.BrokerOptions(s.log)
+	if err != nil {
+		return bo, err
 	}
-	return cfg.BrokerOptions(s.log)
+	if s.opts.Authenticator != nil {
+		bo.Authenticator = auth.Chain(s.opts.Authenticator, bo.Authenticator)
+	}
+	return bo, nil
 }
 
 // build makes every service (nothing listens yet).
@@ -350,12 +350,15 @@ func (s *Server) Listeners() []Listener {
 func (s *Server) Reload(next *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.opts.Authenticator != nil && next.Broker.Authenticator == nil {
-		builtin, err := next.Authenticator(s.log)
-		if err != nil {
-			return err
+	if s.opts.Authenticator != nil {
+		base := next.Broker.Authenticator
+		if base == nil {
+			var err error
+			if base, err = next.Authenticator(s.log); err != nil {
+				return err
+			}
 		}
-		next.Broker.Authenticator = auth.Chain(s.opts.Authenticator, builtin)
+		next.Broker.Authenticator = auth.Chain(s.opts.Authenticator, base)
 	}
 	if err := config.Reload(s.b, s.cfg, next, s.log); err != nil {
 		return err
