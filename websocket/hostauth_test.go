@@ -170,33 +170,38 @@ func hostAuthCases(t *testing.T, h *hostAuth, base, addr string, mounted bool) {
 		_, err := nats.Connect(base, nats.MaxReconnects(0), nats.Timeout(3*time.Second))
 		require.ErrorContains(t, err, "Authorization Violation", "no credential anywhere")
 	})
-	t.Run("paho MQTT over WebSocket, by header and at CONNECT", func(t *testing.T) {
-		h.reset()
-		hdr := http.Header{"Authorization": {"Bearer good-session"}}
-		c := mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker(base + "/mqtt").SetClientID("ann-1").SetHTTPHeaders(hdr).SetConnectTimeout(3 * time.Second))
-		tok := c.Connect()
-		require.True(t, tok.WaitTimeout(5*time.Second))
-		require.NoError(t, tok.Error())
-		c.Disconnect(50)
-		require.Equal(t, auth.ConnMQTTWS, h.all()[0].conn)
+	t.Run("paho MQTT over WebSocket, by header and at CONNECT", func(t *testing.T) { pahoCases(t, h, base) })
+}
 
-		h.reset()
-		c = mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker(base + "/mqtt").SetClientID("carol-1").
-			SetUsername("carol").SetPassword("pw").SetHTTPHeaders(http.Header{"X-Trace": {"t-2"}}).SetConnectTimeout(3 * time.Second))
-		tok = c.Connect()
-		require.True(t, tok.WaitTimeout(5*time.Second))
-		require.NoError(t, tok.Error())
-		c.Disconnect(50)
-		calls := h.all()
-		require.Len(t, calls, 2, "the handshake, then CONNECT")
-		require.Equal(t, seen{conn: auth.ConnMQTTWS, trace: "t-2", user: "carol", remote: true}, calls[1])
+// pahoCases: MQTT over WebSocket with paho, accepted by a header at the
+// handshake, by CONNECT credentials with the request seen again, and
+// refused at the handshake.
+func pahoCases(t *testing.T, h *hostAuth, base string) {
+	h.reset()
+	hdr := http.Header{"Authorization": {"Bearer good-session"}}
+	c := mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker(base + "/mqtt").SetClientID("ann-1").SetHTTPHeaders(hdr).SetConnectTimeout(3 * time.Second))
+	tok := c.Connect()
+	require.True(t, tok.WaitTimeout(5*time.Second))
+	require.NoError(t, tok.Error())
+	c.Disconnect(50)
+	require.Equal(t, auth.ConnMQTTWS, h.all()[0].conn)
 
-		c = mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker(base + "/mqtt").SetClientID("x-1").
-			SetHTTPHeaders(http.Header{"Authorization": {"Bearer stolen"}}).SetConnectTimeout(3 * time.Second))
-		tok = c.Connect()
-		require.True(t, tok.WaitTimeout(5*time.Second))
-		require.Error(t, tok.Error(), "refused at the handshake")
-	})
+	h.reset()
+	c = mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker(base + "/mqtt").SetClientID("carol-1").
+		SetUsername("carol").SetPassword("pw").SetHTTPHeaders(http.Header{"X-Trace": {"t-2"}}).SetConnectTimeout(3 * time.Second))
+	tok = c.Connect()
+	require.True(t, tok.WaitTimeout(5*time.Second))
+	require.NoError(t, tok.Error())
+	c.Disconnect(50)
+	calls := h.all()
+	require.Len(t, calls, 2, "the handshake, then CONNECT")
+	require.Equal(t, seen{conn: auth.ConnMQTTWS, trace: "t-2", user: "carol", remote: true}, calls[1])
+
+	c = mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker(base + "/mqtt").SetClientID("x-1").
+		SetHTTPHeaders(http.Header{"Authorization": {"Bearer stolen"}}).SetConnectTimeout(3 * time.Second))
+	tok = c.Connect()
+	require.True(t, tok.WaitTimeout(5*time.Second))
+	require.Error(t, tok.Error(), "refused at the handshake")
 }
 
 // TestHostAuthenticatorCloseMode: with on_failure "close", the host
