@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
-	"sort"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 )
 
@@ -87,16 +89,16 @@ func (m *Memory) DeleteSubscription(_ context.Context, id, filter string) error 
 }
 
 // stored is the session as Load replays it: its record with the
-// subscriptions, by filter. m.mu held.
-func (ms *memSession) stored() *Session {
-	c := *ms.s
-	c.KeepSubs = false
-	c.Subs = make([]Subscription, 0, len(ms.subs))
-	for _, sub := range ms.subs {
-		c.Subs = append(c.Subs, sub)
+// subscriptions, by filter.
+func (c *sessionCopy) stored() *Session {
+	x := *c.s
+	x.KeepSubs = false
+	x.Subs = make([]Subscription, 0, len(c.subs))
+	for _, sub := range c.subs {
+		x.Subs = append(x.Subs, sub)
 	}
-	sort.Slice(c.Subs, func(i, j int) bool { return c.Subs[i].Filter < c.Subs[j].Filter })
-	return &c
+	slices.SortFunc(x.Subs, func(a, b Subscription) int { return strings.Compare(a.Filter, b.Filter) })
+	return &x
 }
 
 // DeleteSession removes a session with its in-flight and inbound state.
@@ -215,45 +217,85 @@ func (m *Memory) SetRetained(_ context.Context, subject string, msg *Message) er
 	return nil
 }
 
-// Load replays the stored state (a snapshot taken under the lock).
+// Load replays the stored state (a Snapshot).
 func (m *Memory) Load(ctx context.Context, fn func(Record) error) error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return ErrClosed
+	snap, err := m.Snapshot()
+	if err != nil {
+		return err
 	}
-	var recs []Record
+	return snap.Load(ctx, fn)
+}
+
+// Snapshot is a Memory's state at one moment, for Load (a durable store
+// rewriting its log replays one without holding the Memory's lock).
+type Snapshot struct {
+	sessions []sessionCopy // in creation order
+	retained map[string]*Message
+}
+
+type sessionCopy struct {
+	id       string
+	s        *Session
+	subs     map[string]Subscription
+	inflight []*Inflight
+	inbound  []uint16
+}
+
+// Snapshot copies the state under the lock by reference (stored records
+// are immutable): per session a copy of its slices and maps, no record
+// built or sorted. Snapshot.Load does that, without the lock.
+func (m *Memory) Snapshot() (*Snapshot, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	snap := &Snapshot{sessions: make([]sessionCopy, 0, len(m.order)), retained: maps.Clone(m.retained)}
 	for _, id := range m.order {
 		ms := m.sessions[id]
+		c := sessionCopy{id: id, s: ms.s, inflight: slices.Clone(ms.inflight)}
 		if ms.s != nil {
-			recs = append(recs, Record{Kind: KindSession, ClientID: id, Session: ms.stored()})
+			c.subs = maps.Clone(ms.subs)
 		}
-		for _, f := range ms.inflight {
-			recs = append(recs, Record{Kind: KindInflight, ClientID: id, Inflight: f})
-		}
-		ids := make([]int, 0, len(ms.inbound))
 		for pid := range ms.inbound {
-			ids = append(ids, int(pid))
+			c.inbound = append(c.inbound, pid)
 		}
-		sort.Ints(ids)
-		for _, pid := range ids {
-			recs = append(recs, Record{Kind: KindInbound, ClientID: id, Inbound: uint16(pid)})
-		}
+		snap.sessions = append(snap.sessions, c)
 	}
-	subjects := make([]string, 0, len(m.retained))
-	for s := range m.retained {
-		subjects = append(subjects, s)
-	}
-	sort.Strings(subjects)
-	for _, s := range subjects {
-		recs = append(recs, Record{Kind: KindRetained, Key: s, Retained: m.retained[s]})
-	}
-	m.mu.Unlock()
-	for _, r := range recs {
+	return snap, nil
+}
+
+// Load replays the snapshot as Store.Load does: each session with its
+// subscriptions by filter, its in-flight messages in put order and its
+// inbound ids in order, then the retained messages by key.
+func (snap *Snapshot) Load(ctx context.Context, fn func(Record) error) error {
+	emit := func(r Record) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := fn(r); err != nil {
+		return fn(r)
+	}
+	for _, c := range snap.sessions {
+		if c.s != nil {
+			if err := emit(Record{Kind: KindSession, ClientID: c.id, Session: c.stored()}); err != nil {
+				return err
+			}
+		}
+		for _, f := range c.inflight {
+			if err := emit(Record{Kind: KindInflight, ClientID: c.id, Inflight: f}); err != nil {
+				return err
+			}
+		}
+		slices.Sort(c.inbound)
+		for _, pid := range c.inbound {
+			if err := emit(Record{Kind: KindInbound, ClientID: c.id, Inbound: pid}); err != nil {
+				return err
+			}
+		}
+	}
+	keys := slices.Sorted(maps.Keys(snap.retained))
+	for _, k := range keys {
+		if err := emit(Record{Kind: KindRetained, Key: k, Retained: snap.retained[k]}); err != nil {
 			return err
 		}
 	}

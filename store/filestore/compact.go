@@ -38,35 +38,36 @@ var errCompactionAborted = errors.New("compaction aborted: the store is closing"
 // compaction is one rewrite in progress. The compactor goroutine owns it
 // until it reports done; the committer after.
 type compaction struct {
-	recs     []store.Record // the snapshot
-	ticket   uint64         // writes the snapshot covers
-	old      *os.File       // the log being replaced
-	from     int64          // old log size the snapshot stands at
-	f        *os.File       // the new log, at path + ".tmp"
-	size     int64          // bytes written to f
-	snapSize int64          // of which the snapshot
-	copied   int64          // old log bytes f holds (from..copied)
+	snap     *store.Snapshot // the index when it was taken
+	ticket   uint64          // writes the snapshot covers
+	old      *os.File        // the log being replaced
+	from     int64           // old log size the snapshot stands at
+	f        *os.File        // the new log, at path + ".tmp"
+	size     int64           // bytes written to f
+	snapSize int64           // of which the snapshot
+	copied   int64           // old log bytes f holds (from..copied)
 	started  time.Time
+	stall    time.Duration // the committer's share (snapshot, finish)
 	err      error
 	abort    atomic.Bool
 }
 
-// snapshotLocked takes the index's records for a compaction. s.mu held
-// (and the bracket lock), so the snapshot and the log agree.
-func (s *Store) snapshotLocked() []store.Record {
-	var recs []store.Record
-	_ = s.mem.Load(context.Background(), func(r store.Record) error {
-		recs = append(recs, r)
+// snapshotLocked takes the index's state for a compaction: references
+// only (store.Memory.Snapshot), the records are built by the compactor.
+// s.mu held (and the bracket lock), so the snapshot and the log agree.
+func (s *Store) snapshotLocked() *store.Snapshot {
+	snap, err := s.mem.Snapshot()
+	if err != nil {
 		return nil
-	})
-	return recs
+	}
+	return snap
 }
 
 // startCompaction runs the compactor for a snapshot taken at ticket.
 // Committer only, right after the group cut with the snapshot is
 // committed (s.size is where it stands).
-func (s *Store) startCompaction(recs []store.Record, ticket uint64) {
-	c := &compaction{recs: recs, ticket: ticket, old: s.f, from: s.size, copied: s.size, started: time.Now()}
+func (s *Store) startCompaction(snap *store.Snapshot, ticket uint64) {
+	c := &compaction{snap: snap, ticket: ticket, old: s.f, from: s.size, copied: s.size, started: time.Now()}
 	s.comp = c
 	go s.compactor(c)
 }
@@ -110,19 +111,20 @@ func (s *Store) writeSnapshot(c *compaction) error {
 		e.b = e.b[:0]
 		return err
 	}
-	for i := range c.recs {
-		encodeRecord(&e, c.recs[i])
-		c.recs[i] = store.Record{} // let the GC have what is written
-		if len(e.b) >= 1<<20 {
-			if c.abort.Load() {
-				return errCompactionAborted
-			}
-			if err := flush(); err != nil {
-				return err
-			}
+	err = c.snap.Load(context.Background(), func(r store.Record) error {
+		encodeRecord(&e, r)
+		if len(e.b) < 1<<20 {
+			return nil
 		}
+		if c.abort.Load() {
+			return errCompactionAborted
+		}
+		return flush()
+	})
+	c.snap = nil // let the GC have it
+	if err != nil {
+		return err
 	}
-	c.recs = nil
 	at := e.begin(opCommit)
 	e.uint(c.ticket)
 	e.end(at)
@@ -152,6 +154,7 @@ func (s *Store) copyOld(c *compaction, end int64) error {
 // the final copy, fdatasync, rename, directory sync. Committer only,
 // between commits.
 func (s *Store) finishCompaction() {
+	began := time.Now()
 	c := s.comp
 	s.comp = nil
 	err := c.err
@@ -184,12 +187,14 @@ func (s *Store) finishCompaction() {
 	// Closing the replaced log frees its blocks (tens of milliseconds for
 	// a large file on ext4): not on the commit path.
 	go func() { _ = c.old.Close() }()
+	c.stall += time.Since(began)
 	s.mu.Lock()
 	s.stats.Compacted++
 	s.stats.Bytes = s.size
+	s.stats.CompactStall = max(s.stats.CompactStall, c.stall)
 	s.mu.Unlock()
 	s.log.Info("filestore: compacted the log", "before_bytes", before, "after_bytes", s.size,
-		"snapshot_bytes", c.snapSize, "took", time.Since(c.started))
+		"snapshot_bytes", c.snapSize, "took", time.Since(c.started), "commit_stall", c.stall)
 }
 
 // dropCompaction removes an unfinished new log.
