@@ -626,6 +626,9 @@ func (c *conn) afterDurable(ack []byte, then func()) {
 			c.Close(fmt.Errorf("%w: store: %w", packet.UnspecifiedError, err))
 			return
 		}
+		if c.closing.Load() {
+			return // gone meanwhile: a replay would reach the session's next connection
+		}
 		c.out.Write(ack)
 		if then != nil {
 			then()
