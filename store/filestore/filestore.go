@@ -152,7 +152,10 @@ func Open(dir string, o Options) (*Store, error) {
 		_ = f.Close()
 		return nil, err
 	}
-	s.liveSize = s.size
+	// The live state's size is not known until a snapshot is written:
+	// a log past CompactMin is compacted at the first commit, so a store
+	// that restarts often does not grow to 4x its last log each time.
+	s.liveSize = 0
 	go s.commitLoop()
 	return s, nil
 }

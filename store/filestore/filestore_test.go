@@ -498,3 +498,34 @@ func TestCompactionOffTheCommitPath(t *testing.T) {
 		t.Fatalf("temporary file left: %v", err)
 	}
 }
+
+// TestCompactionAfterRestart: a log past CompactMin is compacted soon
+// after Open, not once it reaches 4x its size at Open (a broker killed
+// often grew its log by 4x at every restart: issue 16's soak).
+func TestCompactionAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, filestore.Options{CompactMin: 1 << 40}) // none in the first life
+	payload := bytes.Repeat([]byte("p"), 200)
+	for i := range 2000 {
+		seq := uint64(i + 1)
+		must(t, s.PutInflight(ctx, "churn", &store.Inflight{Seq: seq, PacketID: uint16(seq), Msg: store.Message{Payload: payload}}))
+		must(t, s.AckInflight(ctx, "churn", seq))
+	}
+	must(t, s.Close())
+	grown := size(t, dir)
+	s = open(t, dir, filestore.Options{CompactMin: 64 << 10})
+	defer s.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().Compacted == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no compaction after a restart on a %d byte log", grown)
+		}
+		must(t, s.PutInbound(ctx, "x", 1))
+		must(t, s.Sync(ctx))
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("log of %d bytes at Open compacted to %d", grown, s.Stats().Bytes)
+	if s.Stats().Bytes >= grown/4 {
+		t.Fatalf("compacted to %d bytes from %d", s.Stats().Bytes, grown)
+	}
+}
