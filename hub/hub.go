@@ -82,15 +82,17 @@ type Store struct {
 	log  *slog.Logger
 	b    *broker.Broker
 
-	mu      sync.Mutex
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	kv, ret jetstream.KeyValue
-	ready   error
-	closed  bool
-	cancel  context.CancelFunc
-	held    map[string]uint64 // session keys this broker holds: revision of its own.<k> record
-	retRev  map[string]uint64 // revision of each retained message applied (by encoded key)
+	mu       sync.Mutex
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	kv, ret  jetstream.KeyValue
+	ready    error
+	closed   bool
+	cancel   context.CancelFunc
+	held     map[string]uint64 // session keys this broker holds: revision of its own.<k> record
+	retRev   map[string]uint64 // revision of each retained message applied (by encoded key)
+	retSeen  uint64            // every retained bucket sequence up to it was applied here
+	retAhead map[uint64]bool   // sequences applied beyond retSeen (notices out of order)
 	// What this broker wrote or loaded of the sessions it holds: the last
 	// full session record, the subscriptions put one by one, the outbound
 	// messages (Release rewrites one, DeleteSession removes them).
@@ -228,7 +230,11 @@ func (s *Store) session(ctx context.Context) error {
 	if err := s.nc.FlushTimeout(s.opts.Timeout); err != nil {
 		return err
 	}
-	if err := s.loadRetained(ctx); err != nil {
+	last, err := s.retainedLast(ctx)
+	if err != nil {
+		return fmt.Errorf("retained bucket: %w", err)
+	}
+	if err := s.loadRetained(ctx, last); err != nil {
 		return err
 	}
 	s.setReady(nil)
@@ -252,24 +258,29 @@ const retainedNotice = "$BUSBAR.mqtt.retained"
 
 func takeoverSubject(server string) string { return "$BUSBAR.mqtt.takeover." + server }
 
-// loadRetained reads every retained message of the bucket.
-func (s *Store) loadRetained(ctx context.Context) error {
+// loadRetained reads every retained message of the bucket, as of its
+// last sequence last: values newer than what was applied replace it, and
+// keys applied here that the bucket no longer holds are deleted. It runs
+// at start and whenever the bucket moved past what this broker heard of (a
+// notice lost while the link was down).
+func (s *Store) loadRetained(ctx context.Context, last uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*s.opts.Timeout)
 	defer cancel()
+	live := map[string]bool{}
 	keys, err := s.ret.ListKeys(ctx)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil
-		}
+	switch {
+	case errors.Is(err, jetstream.ErrNoKeysFound):
+	case err != nil:
 		return fmt.Errorf("retained keys: %w", err)
+	default:
+		for k := range keys.Keys() {
+			live[k] = true
+		}
 	}
-	var names []string
-	for k := range keys.Keys() {
-		names = append(names, k)
-	}
-	for _, k := range names {
+	for k := range live {
 		e, err := s.ret.Get(ctx, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			delete(live, k)
 			continue
 		}
 		if err != nil {
@@ -277,20 +288,60 @@ func (s *Store) loadRetained(ctx context.Context) error {
 		}
 		s.applyRetained(k, e.Revision(), e.Value())
 	}
+	s.mu.Lock()
+	var gone []string
+	for k := range s.retRev {
+		if !live[k] {
+			gone = append(gone, k)
+		}
+	}
+	s.mu.Unlock()
+	for _, k := range gone {
+		s.applyRetained(k, last, nil)
+	}
+	s.mu.Lock()
+	if last > s.retSeen {
+		s.retSeen = last
+		for r := range s.retAhead {
+			if r <= last {
+				delete(s.retAhead, r)
+			}
+		}
+	}
+	s.mu.Unlock()
 	return nil
 }
 
-// ping measures a hub round trip (AccountInfo).
+// retainedLast is the retained bucket's last sequence: every change,
+// deletions included, moves it.
+func (s *Store) retainedLast(ctx context.Context) (uint64, error) {
+	st, err := s.ret.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if ks, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+		return ks.StreamInfo().State.LastSeq, nil
+	}
+	return 0, nil
+}
+
+// ping measures a hub round trip (the retained bucket's status) and
+// reloads the retained messages when the bucket moved past what was heard.
 func (s *Store) ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	t := time.Now()
-	if _, err := s.js.AccountInfo(ctx); err != nil {
+	last, err := s.retainedLast(ctx)
+	if err != nil {
 		return fmt.Errorf("hub JetStream: %w", err)
 	}
 	s.mu.Lock()
 	s.stats.RTT = time.Since(t)
+	seen := s.retSeen
 	s.mu.Unlock()
+	if last > seen {
+		return s.loadRetained(ctx, last)
+	}
 	return nil
 }
 
@@ -651,6 +702,7 @@ func (s *Store) SetRetained(_ context.Context, key string, m *store.Message) err
 		if rev > s.retRev[k] {
 			s.retRev[k] = rev
 		}
+		s.heardLocked(rev)
 		nc := s.nc
 		s.mu.Unlock()
 		n := &nats.Msg{Subject: retainedNotice, Data: v, Header: nats.Header{}}
@@ -688,6 +740,7 @@ func (s *Store) applyRetained(k string, rev uint64, v []byte) {
 		return
 	}
 	s.retRev[k] = rev
+	s.heardLocked(rev)
 	fns := s.retained
 	s.mu.Unlock()
 	var m *store.Message
@@ -738,6 +791,26 @@ func decodeRetained(v []byte) *store.Message {
 	}
 	m.Payload = append([]byte(nil), rest...)
 	return m
+}
+
+// heardLocked notes that the change at bucket sequence rev was applied:
+// retSeen advances over every sequence heard without a gap, so a ping
+// reloads the bucket only when a notice was missed. s.mu held.
+func (s *Store) heardLocked(rev uint64) {
+	if rev <= s.retSeen {
+		return
+	}
+	if s.retAhead == nil {
+		s.retAhead = map[uint64]bool{}
+	}
+	s.retAhead[rev] = true
+	for s.retAhead[s.retSeen+1] {
+		delete(s.retAhead, s.retSeen+1)
+		s.retSeen++
+	}
+	if len(s.retAhead) > 4096 {
+		clear(s.retAhead) // far behind: the next ping reloads
+	}
 }
 
 // onRetainedNotice applies another broker's retained change.

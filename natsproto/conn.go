@@ -448,6 +448,9 @@ func (c *conn) onConnect(arg []byte) error {
 	}
 	if !c.connected {
 		if c.pre != nil && c.pre.vouched { // busbar's own in-process client (InProcessAs)
+			if c.authTimer != nil {
+				c.authTimer.Stop()
+			}
 			if err := c.sess.Admit(c.pre.id); err != nil {
 				return errMaxConns
 			}
