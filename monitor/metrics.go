@@ -41,6 +41,12 @@ const (
 	MetricMQTTQueuedBytes  = "busbar_mqtt_queued_bytes"
 	MetricMQTTOffline      = "busbar_mqtt_offline_queued_bytes"
 	MetricRetained         = "busbar_retained_messages"
+	MetricHubReady         = "busbar_hub_ready"
+	MetricHubRTT           = "busbar_hub_rtt_seconds"
+	MetricHubWrites        = "busbar_hub_writes_total"
+	MetricHubWriteErrors   = "busbar_hub_write_errors_total"
+	MetricHubClaims        = "busbar_hub_claims_total"
+	MetricHubTakeovers     = "busbar_hub_takeovers_total"
 	MetricStoreSize        = "busbar_store_size_bytes"
 	MetricStoreRecords     = "busbar_store_records_total"
 	MetricStoreFsyncs      = "busbar_store_fsyncs_total"
@@ -111,6 +117,9 @@ func (s *Server) Metrics() []Family {
 	}
 	if s.opts.Store != nil {
 		writeStore(p, s.opts.Store())
+	}
+	if s.opts.Hub != nil {
+		writeHub(p, s.opts.Hub())
 	}
 	return p.fams
 }
@@ -205,6 +214,28 @@ func writeStore(p *metricSet, st StoreStats) {
 		{MetricStoreFsyncs, "counter", "fsyncs of the durable store (one per commit group).", float64(st.Commits)},
 		{MetricStoreLastFsync, "gauge", "Duration of the durable store's last fsync.", st.LastSync.Seconds()},
 		{MetricStoreCompactions, "counter", "Compactions of the durable store's log.", float64(st.Compactions)},
+	}
+	for _, r := range rows {
+		p.family(r.name, r.typ, r.help)
+		p.sample(r.name, r.v)
+	}
+}
+
+func writeHub(p *metricSet, h HubStats) {
+	ready := 0.0
+	if h.Ready {
+		ready = 1
+	}
+	rows := []struct {
+		name, typ, help string
+		v               float64
+	}{
+		{MetricHubReady, "gauge", "1 while the MQTT state in the hub's JetStream can be used.", ready},
+		{MetricHubRTT, "gauge", "Last round trip to the hub's JetStream.", h.RTT.Seconds()},
+		{MetricHubWrites, "counter", "MQTT state writes sent to the hub.", float64(h.Writes)},
+		{MetricHubWriteErrors, "counter", "MQTT state writes the hub did not acknowledge.", float64(h.WriteErrors)},
+		{MetricHubClaims, "counter", "Client ids claimed in the hub by this instance.", float64(h.Claims)},
+		{MetricHubTakeovers, "counter", "Sessions another instance took over from this one.", float64(h.Takeovers)},
 	}
 	for _, r := range rows {
 		p.family(r.name, r.typ, r.help)

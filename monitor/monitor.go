@@ -57,6 +57,9 @@ type Options struct {
 	Leafz func() any
 	// Leafs reports each leaf node remote for /metrics; nil: none.
 	Leafs func() []LeafRemote
+	// Hub reports the MQTT state kept in a NATS hub's JetStream
+	// (hub.Store.Stats); nil: MQTT state is local.
+	Hub func() HubStats
 	// Checks are further conditions /healthz requires (each err != nil
 	// makes it 503 with the check's name).
 	Checks []Check
@@ -85,6 +88,18 @@ type MQTTStats struct {
 	DroppedBy    map[string]int64 `json:"dropped_by,omitempty"`
 	QueuedBytes  int64            `json:"queued_bytes"`  // what sessions hold in QoS 1/2 messages
 	OfflineBytes int64            `json:"offline_bytes"` // of which sessions without a connection
+}
+
+// HubStats are the figures of MQTT state kept in a hub's JetStream.
+type HubStats struct {
+	Domain      string        `json:"domain"`
+	Ready       bool          `json:"ready"`
+	LastError   string        `json:"last_error,omitempty"`
+	RTT         time.Duration `json:"rtt"` // last round trip to the hub (ns in JSON)
+	Writes      int64         `json:"writes"`
+	WriteErrors int64         `json:"write_errors"`
+	Claims      int64         `json:"claims"`    // client ids claimed here
+	Takeovers   int64         `json:"takeovers"` // sessions another instance took from here
 }
 
 // StoreStats are the durable store's figures.

@@ -57,6 +57,10 @@ type Varz struct {
 	// MQTTStats and StoreStats (busbar): when their sources are set.
 	MQTTStats  *MQTTStats  `json:"mqtt_stats,omitempty"`
 	StoreStats *StoreStats `json:"store_stats,omitempty"`
+	// MQTTState (busbar) is where MQTT state lives: "local", or
+	// "hub:<domain>" with HubStats.
+	MQTTState string    `json:"mqtt_state,omitempty"`
+	HubStats  *HubStats `json:"hub_stats,omitempty"`
 }
 
 // HostPortVarz is where a listener is bound.
@@ -115,6 +119,13 @@ func (s *Server) Varz() *Varz {
 	if s.opts.Store != nil {
 		st := s.opts.Store()
 		v.StoreStats = &st
+	}
+	if v.MQTTStats != nil {
+		v.MQTTState = "local"
+	}
+	if s.opts.Hub != nil {
+		h := s.opts.Hub()
+		v.HubStats, v.MQTTState = &h, "hub:"+h.Domain
 	}
 	return v
 }

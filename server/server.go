@@ -185,6 +185,13 @@ func (s *Server) monitorOptions(cfg *config.Config) monitor.Options {
 			return monitor.StoreStats{Bytes: f.Bytes, Records: f.Records, Commits: f.Commits, Compactions: f.Compacted, LastSync: f.LastSync}
 		}
 	}
+	if h := s.hub; h != nil {
+		o.Hub = func() monitor.HubStats {
+			st := h.Stats()
+			return monitor.HubStats{Domain: st.Domain, Ready: st.Ready, LastError: st.LastError, RTT: st.RTT,
+				Writes: st.Writes, WriteErrors: st.WriteFails, Claims: st.Claims, Takeovers: st.Takeovers}
+		}
+	}
 	if l := s.leaf; l != nil {
 		o.Leafz = func() any { return l.Leafz() }
 		o.Leafs = func() []monitor.LeafRemote { return leafFigures(l.Stats()) }
