@@ -24,7 +24,7 @@ import (
 
 // jsCluster starts a three-node nats-server 2.15.2 cluster with JetStream
 // in domain "hub".
-func jsCluster(t *testing.T) []*natsserver.Hub {
+func jsCluster(t testing.TB) []*natsserver.Hub {
 	t.Helper()
 	bin := natsserver.Binary(t, "2.15.2")
 	ports := []int{testpeer.FreePort(t), testpeer.FreePort(t), testpeer.FreePort(t)}
@@ -55,7 +55,7 @@ type instance struct {
 	nats, mqtt string
 }
 
-func startInstance(t *testing.T, name string, leafURLs []string, a auth.Authenticator) *instance {
+func startInstance(t testing.TB, name string, leafURLs []string, a auth.Authenticator) *instance {
 	t.Helper()
 	st := hub.New(hub.Options{Domain: "hub"})
 	b, err := broker.New(broker.Options{ServerName: name, Store: st, Authenticator: a, Logger: testLogger(t, name)})
@@ -93,7 +93,7 @@ func startInstance(t *testing.T, name string, leafURLs []string, a auth.Authenti
 }
 
 type tlog struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 }
 
@@ -102,11 +102,11 @@ func (w tlog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func testLogger(t *testing.T, name string) *slog.Logger {
+func testLogger(t testing.TB, name string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tlog{t, name}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, f func() error) {
+func waitFor(t testing.TB, d time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
