@@ -37,6 +37,7 @@ func Example() {
 	}
 	defer ann.Close()
 	_ = ann.Publish("sensors.web", []byte("from the browser"))
+	_ = ann.Flush() // through the broker before the MQTT publish below, so the order is fixed
 
 	device := paho.NewClient(paho.NewClientOptions().AddBroker("ws://" + app + "/ws/mqtt").
 		SetClientID("thermometer-1").SetUsername("ops").SetPassword("ops-pw"))
