@@ -403,28 +403,7 @@ func (s *Store) commitLoop() {
 			s.mu.Lock()
 		}
 		s.mu.Unlock()
-		// Cut the group where no Begin/End bracket is open.
-		s.atomic.Lock()
-		s.mu.Lock()
-		buf, ticket := s.pending.b, s.written
-		s.pending.b = s.spare[:0]
-		var snap *store.Snapshot
-		var snapTook time.Duration
-		if s.wantCompact {
-			t := time.Now()
-			snap, s.wantCompact = s.snapshotLocked(), false
-			snapTook = time.Since(t)
-		}
-		s.mu.Unlock()
-		s.atomic.Unlock()
-		if len(buf) > 0 {
-			e := enc{b: buf}
-			m := e.begin(opCommit)
-			e.uint(ticket)
-			e.end(m)
-			buf = e.b
-		}
-
+		buf, ticket, snap, snapTook := s.cutGroup()
 		err := s.commit(buf)
 		s.spare = buf[:0]
 		if cap(s.spare) > 4<<20 {
@@ -455,6 +434,31 @@ func (s *Store) commitLoop() {
 			s.wantCompact = true // the snapshot is taken at the next cut
 		}
 	}
+}
+
+// cutGroup takes the pending records as one commit group, ended by its
+// commit record, where no Begin/End bracket is open; with a compaction
+// wanted, a snapshot of the index too. Committer only.
+func (s *Store) cutGroup() (buf []byte, ticket uint64, snap *store.Snapshot, snapTook time.Duration) {
+	s.atomic.Lock()
+	s.mu.Lock()
+	buf, ticket = s.pending.b, s.written
+	s.pending.b = s.spare[:0]
+	if s.wantCompact {
+		t := time.Now()
+		snap, s.wantCompact = s.snapshotLocked(), false
+		snapTook = time.Since(t)
+	}
+	s.mu.Unlock()
+	s.atomic.Unlock()
+	if len(buf) > 0 {
+		e := enc{b: buf}
+		m := e.begin(opCommit)
+		e.uint(ticket)
+		e.end(m)
+		buf = e.b
+	}
+	return buf, ticket, snap, snapTook
 }
 
 // release takes the waiters whose writes are durable (all of them when

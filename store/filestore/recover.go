@@ -78,33 +78,35 @@ func (s *Store) recover() error {
 		group = group[:0]
 		committed = off
 	}
-	torn := true
-	switch {
-	case badWhy != "":
-		valid, err := s.validAfter(off+1, total)
-		if err != nil {
-			return fmt.Errorf("filestore: %w", err)
-		}
-		if valid {
-			torn = false
-			badWhy += ", with valid records after it"
-		}
-	case len(group) > 0:
+	if badWhy == "" && len(group) > 0 {
 		badWhy = "the last commit group has no commit record"
 	}
-	bad := off
-	off = committed
-	s.size = off
-	if off == total {
+	return s.cutBack(badWhy, off, committed, total, n)
+}
+
+// cutBack ends recovery at the last complete commit group (committed)
+// when the log goes on past it: a torn tail (nothing valid after the bad
+// spot at bad) is cut with one log line; anything else is ErrCorrupt, or
+// cut with Repair. n records were applied. Open only.
+func (s *Store) cutBack(badWhy string, bad, committed, total int64, n int) error {
+	s.size = committed
+	if committed == total {
 		return nil
 	}
-	dropped := total - off
+	torn := true
+	if valid, err := s.validAfter(bad+1, total); err != nil {
+		return fmt.Errorf("filestore: %w", err)
+	} else if valid && bad < total {
+		torn = false
+		badWhy += ", with valid records after it"
+	}
+	dropped := total - committed
 	if !torn && !s.opts.Repair {
 		return fmt.Errorf("%w: %s: at byte %d of %d, after %d good records (%s); open it with repair (busbar --store_repair) to cut it at byte %d, dropping %d bytes",
-			ErrCorrupt, filepath.Join(s.dir, LogName), bad, total, n, badWhy, off, dropped)
+			ErrCorrupt, filepath.Join(s.dir, LogName), bad, total, n, badWhy, committed, dropped)
 	}
-	if err := s.f.Truncate(off); err != nil {
-		return fmt.Errorf("filestore: cutting the log at byte %d: %w", off, err)
+	if err := s.f.Truncate(committed); err != nil {
+		return fmt.Errorf("filestore: cutting the log at byte %d: %w", committed, err)
 	}
 	if err := fdatasync(s.f); err != nil {
 		return fmt.Errorf("filestore: %w", err)
@@ -114,7 +116,7 @@ func (s *Store) recover() error {
 		what = "repaired a corrupt log"
 	}
 	s.log.Warn("filestore: "+what, "log", filepath.Join(s.dir, LogName), "reason", badWhy,
-		"kept_records", n, "kept_bytes", off, "dropped_bytes", dropped)
+		"kept_records", n, "kept_bytes", committed, "dropped_bytes", dropped)
 	return nil
 }
 
