@@ -19,6 +19,9 @@ func TestStartAndSetUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := nc.Flush(); err != nil { // the subscription is in the broker before the publish
+		t.Fatal(err)
+	}
 	tcp, err := nats.Connect(s.NATSURL, nats.UserInfo("app", "pw"))
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +30,7 @@ func TestStartAndSetUsers(t *testing.T) {
 	if err := tcp.Publish("orders.new", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := sub.NextMsg(3 * time.Second); err != nil || string(m.Data) != "1" {
+	if m, err := sub.NextMsg(10 * time.Second); err != nil || string(m.Data) != "1" {
 		t.Fatalf("got %v, %v", m, err)
 	}
 	// Permissions changed while running: the client is told.

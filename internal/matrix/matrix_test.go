@@ -123,7 +123,7 @@ func matrix() []row {
 
 // maxCells bounds the cells running at once (each holds a few to a
 // dozen connections).
-const maxCells = 24
+const maxCells = 12
 
 // TestMatrix runs every cell as TestMatrix/PATH/TRANSPORT/CHECK. Cells
 // run concurrently (t.Run from goroutines, not t.Parallel, so -parallel's

@@ -54,6 +54,7 @@ port: -1
 mqtt { port: -1 }
 websocket { port: -1, no_tls: true }
 authorization {
+  timeout: "30s" # a loaded CI machine with two dozen cells at once under -race
   users: [
     {user: all, password: all-pw}
     {user: pub, password: pub-pw, permissions: %s}
