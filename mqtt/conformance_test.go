@@ -43,7 +43,7 @@ func (r *raw) send(b ...byte) {
 // read returns the next packet's first byte and body.
 func (r *raw) read() (byte, []byte) {
 	r.t.Helper()
-	_ = r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = r.c.SetReadDeadline(time.Now().Add(20 * time.Second)) // a loaded CI machine
 	h, err := r.br.ReadByte()
 	require.NoError(r.t, err, "reading a packet")
 	n, mul := 0, 1
