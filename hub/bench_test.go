@@ -78,7 +78,7 @@ func benchPeers(b *testing.B) map[string]peers {
 	return map[string]peers{
 		"busbar-local": {startLocal(b), ""},
 		"busbar":       {ia.mqtt, ib.mqtt},
-		"nats-server": {natsLeaf(b, "leaf-a", hubs[0].LeafURL), natsLeaf(b, "leaf-b", hubs[1].LeafURL)},
+		"nats-server":  {natsLeaf(b, "leaf-a", hubs[0].LeafURL), natsLeaf(b, "leaf-b", hubs[1].LeafURL)},
 	}
 }
 

@@ -101,6 +101,8 @@ type Store struct {
 	out      map[string]map[uint64]*store.Inflight
 	futs     []jetstream.PubAckFuture // writes since the last Durable
 	takeover []func(string)
+	adopt    []func(string, *store.SessionState)
+	peers    map[string]time.Time // other instances' last heartbeat
 	retained []func(string, *store.Message)
 	// Durable callbacks, in order, served by one goroutine.
 	dq     []durable
@@ -122,7 +124,9 @@ type Stats struct {
 	WriteFails int64         `json:"write_errors"`
 	Claims     int64         `json:"claims"`
 	Takeovers  int64         `json:"takeovers"`
-	RTT        time.Duration `json:"rtt"` // last hub round trip
+	Adopted    int64         `json:"adopted"` // sessions taken from an instance that is gone
+	Peers      int           `json:"peers"`   // other instances heard from lately
+	RTT        time.Duration `json:"rtt"`     // last hub round trip
 }
 
 var (
@@ -227,6 +231,16 @@ func (s *Store) session(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = takeovers.Unsubscribe() }()
+	alive, err := s.nc.Subscribe(aliveSubject("*"), s.onAlive)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = alive.Unsubscribe() }()
+	pings, err := s.nc.Subscribe(pingSubject(s.server()), func(m *nats.Msg) { _ = m.Respond(nil) })
+	if err != nil {
+		return err
+	}
+	defer func() { _ = pings.Unsubscribe() }()
 	if err := s.nc.FlushTimeout(s.opts.Timeout); err != nil {
 		return err
 	}
@@ -246,8 +260,12 @@ func (s *Store) session(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
+			_ = s.nc.Publish(aliveSubject(s.server()), nil)
 			if err := s.ping(ctx); err != nil {
 				return err
+			}
+			for _, peer := range s.silentPeers() {
+				go s.adoptFrom(ctx, peer)
 			}
 		}
 	}
@@ -255,6 +273,114 @@ func (s *Store) session(ctx context.Context) error {
 
 // Subjects of the notices instances exchange (in the link's account).
 const retainedNotice = "$BUSBAR.mqtt.retained"
+
+func aliveSubject(server string) string { return "$BUSBAR.mqtt.alive." + server }
+
+// pingSubject answers whether an instance is there (only it listens).
+func pingSubject(server string) string { return "$BUSBAR.mqtt.ping." + server }
+
+// A peer silent this long is taken for gone: its sessions are adopted.
+const peerSilence = 3 * time.Second
+
+// onAlive records another instance's heartbeat (one a second).
+func (s *Store) onAlive(m *nats.Msg) {
+	peer := m.Subject[len(aliveSubject("")):]
+	if peer == s.server() {
+		return
+	}
+	s.mu.Lock()
+	if s.peers == nil {
+		s.peers = map[string]time.Time{}
+	}
+	s.peers[peer] = time.Now()
+	s.mu.Unlock()
+}
+
+// silentPeers are the instances heard from before and silent for
+// peerSilence now; each is reported once.
+func (s *Store) silentPeers() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var gone []string
+	for p, at := range s.peers {
+		if time.Since(at) > peerSilence {
+			gone = append(gone, p)
+			delete(s.peers, p)
+		}
+	}
+	return gone
+}
+
+// adoptFrom takes over the sessions an instance that is gone held, so
+// that what is published for them while their clients are away is kept:
+// every instance tries, compare-and-set on the owner record picks one.
+// Sessions with no stored state (clean sessions) just lose their owner
+// record.
+func (s *Store) adoptFrom(ctx context.Context, peer string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*s.opts.Timeout)
+	defer cancel()
+	// Silent is not gone: one that answers (a late heartbeat on a loaded
+	// machine) keeps its sessions. No responders means no such instance.
+	if _, err := s.nc.Request(pingSubject(peer), nil, s.opts.Timeout); err == nil || !errors.Is(err, nats.ErrNoResponders) {
+		if err == nil {
+			s.onAlive(&nats.Msg{Subject: aliveSubject(peer)})
+		}
+		return
+	}
+	s.mu.Lock()
+	kv := s.kv
+	fns := s.adopt
+	s.mu.Unlock()
+	keys, err := kv.ListKeysFiltered(ctx, "own.>")
+	if err != nil {
+		return
+	}
+	var names []string
+	for k := range keys.Keys() {
+		names = append(names, k)
+	}
+	for _, name := range names {
+		e, err := kv.Get(ctx, name)
+		if err != nil {
+			continue
+		}
+		var o owner
+		if json.Unmarshal(e.Value(), &o) != nil || o.Server != peer {
+			continue
+		}
+		key, ok := dec(strings.TrimPrefix(name, "own."))
+		if !ok {
+			continue
+		}
+		next := owner{Server: s.server(), Owner: o.Owner, Epoch: o.Epoch + 1}
+		v, _ := json.Marshal(next)
+		rev, err := kv.Update(ctx, name, v, e.Revision())
+		if err != nil {
+			continue // another instance adopted it, or its client came back
+		}
+		st, err := s.load(ctx, enc(key))
+		if err != nil || st == nil {
+			// Nothing stored (a clean session): no owner either.
+			_ = kv.Delete(ctx, name, jetstream.LastRevision(rev))
+			continue
+		}
+		s.mu.Lock()
+		s.held[key] = rev
+		s.stats.Adopted++
+		s.mu.Unlock()
+		s.log.Info("hub: adopted a session of an instance that is gone", "key", redactKey(key), "from", peer)
+		for _, fn := range fns {
+			fn(key, st)
+		}
+	}
+}
+
+// OnAdopt registers fn for sessions adopted from an instance that is gone.
+func (s *Store) OnAdopt(fn func(key string, st *store.SessionState)) {
+	s.mu.Lock()
+	s.adopt = append(s.adopt, fn)
+	s.mu.Unlock()
+}
 
 func takeoverSubject(server string) string { return "$BUSBAR.mqtt.takeover." + server }
 
@@ -405,6 +531,7 @@ func (s *Store) Stats() Stats {
 	defer s.mu.Unlock()
 	st := s.stats
 	st.Domain = s.opts.Domain
+	st.Peers = len(s.peers)
 	return st
 }
 

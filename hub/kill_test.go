@@ -1,6 +1,7 @@
 package hub_test
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -207,4 +208,51 @@ func TestKillInstanceLosesNothingAcknowledged(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestAdoptSessionOfKilledInstance: an offline session held by an
+// instance that is killed is adopted by another (heartbeats stop; the
+// instance no longer answers), so what is published for it afterwards is
+// kept and delivered when its client comes back.
+func TestAdoptSessionOfKilledInstance(t *testing.T) {
+	hubs := jsCluster(t)
+	a := startChild(t, "busbar-a", hubs[0].LeafURL)
+	bb := startInstance(t, "b", []string{hubs[1].LeafURL}, nil)
+	sub := mqttConnect(t, a.mqtt, "orphan", false, nil)
+	wait(t, sub.Subscribe("adopt/#", 1, nil))
+	sub.Disconnect(100)
+	waitFor(t, 30*time.Second, "b hears a's heartbeat", func() error {
+		if bb.st.Stats().Peers == 0 {
+			return errors.New("no peer yet")
+		}
+		return nil
+	})
+	a.kill()
+	waitFor(t, 30*time.Second, "b adopts the session", func() error {
+		if st := bb.st.Stats(); st.Adopted == 0 {
+			return fmt.Errorf("adopted %d", st.Adopted)
+		}
+		return nil
+	})
+	pub := mqttConnect(t, bb.mqtt, "adopt-pub", true, nil)
+	const n = 20
+	for i := range n {
+		wait(t, pub.Publish("adopt/x", 1, false, strconv.Itoa(i)))
+	}
+	got := make(chan string, 2*n)
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(bb.mqtt).SetClientID("orphan").SetCleanSession(false).
+		SetAutoReconnect(false).SetOrderMatters(true).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) }))
+	wait(t, c.Connect())
+	defer c.Disconnect(0)
+	for i := range n {
+		select {
+		case g := <-got:
+			if g != strconv.Itoa(i) {
+				t.Fatalf("message %d: got %q", i, g)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("message %d published after the adoption not delivered", i)
+		}
+	}
 }

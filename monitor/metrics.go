@@ -47,6 +47,7 @@ const (
 	MetricHubWriteErrors   = "busbar_hub_write_errors_total"
 	MetricHubClaims        = "busbar_hub_claims_total"
 	MetricHubTakeovers     = "busbar_hub_takeovers_total"
+	MetricHubAdopted       = "busbar_hub_adopted_total"
 	MetricStoreSize        = "busbar_store_size_bytes"
 	MetricStoreRecords     = "busbar_store_records_total"
 	MetricStoreFsyncs      = "busbar_store_fsyncs_total"
@@ -236,6 +237,7 @@ func writeHub(p *metricSet, h HubStats) {
 		{MetricHubWriteErrors, "counter", "MQTT state writes the hub did not acknowledge.", float64(h.WriteErrors)},
 		{MetricHubClaims, "counter", "Client ids claimed in the hub by this instance.", float64(h.Claims)},
 		{MetricHubTakeovers, "counter", "Sessions another instance took over from this one.", float64(h.Takeovers)},
+		{MetricHubAdopted, "counter", "Sessions this instance took from an instance that is gone.", float64(h.Adopted)},
 	}
 	for _, r := range rows {
 		p.family(r.name, r.typ, r.help)

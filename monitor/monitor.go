@@ -100,6 +100,7 @@ type HubStats struct {
 	WriteErrors int64         `json:"write_errors"`
 	Claims      int64         `json:"claims"`    // client ids claimed here
 	Takeovers   int64         `json:"takeovers"` // sessions another instance took from here
+	Adopted     int64         `json:"adopted"`   // sessions taken from an instance that is gone
 }
 
 // StoreStats are the durable store's figures.

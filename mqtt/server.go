@@ -223,6 +223,7 @@ func serverFor(b *broker.Broker, o Options) *server {
 	srv.loaded.Do(func() {
 		if sh := srv.shared(); sh != nil {
 			sh.OnTakeover(srv.takenOver)
+			sh.OnAdopt(srv.adopted)
 		}
 		srv.restore()
 	})

@@ -45,6 +45,13 @@ func (srv *server) claim(key, owner string) error {
 	if err != nil {
 		return err
 	}
+	srv.load(key, st)
+	return nil
+}
+
+// load recreates, offline, the session another broker left (unless it is
+// here already).
+func (srv *server) load(key string, st *store.SessionState) *session {
 	if st == nil || st.Session == nil {
 		return nil
 	}
@@ -62,7 +69,19 @@ func (srv *server) claim(key, owner string) error {
 	for _, id := range st.Inbound {
 		srv.replay(store.Record{Kind: store.KindInbound, ClientID: key, Inbound: id}, byID)
 	}
-	return nil
+	return byID[key]
+}
+
+// adopted: the broker that held the session is gone and this one took it
+// over: the session lives here offline (its subscriptions keep what is
+// published for it) until its client connects to any instance.
+func (srv *server) adopted(key string, st *store.SessionState) {
+	if s := srv.load(key, st); s != nil {
+		s.mu.Lock()
+		srv.armExpiry(s)
+		s.mu.Unlock()
+		srv.b.Logger().Info("mqtt: took over the session of an instance that is gone", "client_id", s.id)
+	}
 }
 
 // unclaim gives the session up (it ended here).

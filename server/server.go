@@ -189,7 +189,7 @@ func (s *Server) monitorOptions(cfg *config.Config) monitor.Options {
 		o.Hub = func() monitor.HubStats {
 			st := h.Stats()
 			return monitor.HubStats{Domain: st.Domain, Ready: st.Ready, LastError: st.LastError, RTT: st.RTT,
-				Writes: st.Writes, WriteErrors: st.WriteFails, Claims: st.Claims, Takeovers: st.Takeovers}
+				Writes: st.Writes, WriteErrors: st.WriteFails, Claims: st.Claims, Takeovers: st.Takeovers, Adopted: st.Adopted}
 		}
 	}
 	if l := s.leaf; l != nil {

@@ -32,6 +32,11 @@ type Shared interface {
 	// this broker holds: fn drops it here without deleting its state. Any
 	// writes fn made are durable before the claimer loads the state.
 	OnTakeover(fn func(key string))
+	// OnAdopt registers fn, called when this broker took over a session
+	// whose holder is gone (it stopped answering): fn recreates it here,
+	// offline, from its stored state, so messages for it are kept until
+	// its client comes back.
+	OnAdopt(fn func(key string, st *SessionState))
 	// OnRetained registers fn, called with the retained messages the
 	// shared state holds (at start and whenever any broker changes one):
 	// key as SetRetained's, m nil or empty for a deletion.
