@@ -124,13 +124,10 @@ func (l *Local) publishN(subj, reply, hdr, data []byte) (int, error) {
 		return 0, ErrInvalidSubject
 	}
 	l.msg = Message{Subject: subj, Reply: reply, Header: hdr, Payload: data}
-	n, err := l.sess.Publish(&l.batch, &l.msg)
-	if err != nil {
-		return 0, err
-	}
 	l.sess.CountIn(len(hdr) + len(data))
+	n, err := l.sess.Publish(&l.batch, &l.msg)
 	l.batch.Flush()
-	return n, nil
+	return n, err
 }
 
 // Subscribe calls h for each message on subject (wildcards allowed).

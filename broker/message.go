@@ -17,17 +17,12 @@ import (
 // with every other subscriber that asks.
 type Message struct {
 	Subject []byte // NATS subject, validated literal (no wildcards)
-	// DeliverAs, when set, is the subject subscribers see instead of
-	// Subject, which routes the message: a JetStream push delivery from a
-	// hub travels on the consumer's deliver subject and reaches its client
-	// on the stream subject (nats-server's "$JS.ACK...@subject" form).
-	DeliverAs []byte
-	Reply     []byte // reply subject, or nil
-	Header    []byte // raw NATS header block ("NATS/1.0\r\n...\r\n\r\n"), or nil
-	Payload   []byte
-	QoS       uint8 // MQTT quality of service the publisher asked for; 0 for NATS
-	Retain    bool  // MQTT retain flag
-	MQTT      bool  // published by an MQTT client (QoS and Retain are meaningful)
+	Reply   []byte // reply subject, or nil
+	Header  []byte // raw NATS header block ("NATS/1.0\r\n...\r\n\r\n"), or nil
+	Payload []byte
+	QoS     uint8 // MQTT quality of service the publisher asked for; 0 for NATS
+	Retain  bool  // MQTT retain flag
+	MQTT    bool  // published by an MQTT client (QoS and Retain are meaningful)
 	// Ext carries transport-specific extras other transports ignore (MQTT
 	// 5.0 properties). Immutable once published, like the slices.
 	Ext any
@@ -61,16 +56,13 @@ func (m *Message) Stable() *Message {
 	if m.stable != nil {
 		return m.stable
 	}
-	n := len(m.Subject) + len(m.DeliverAs) + len(m.Reply) + len(m.Header)
+	n := len(m.Subject) + len(m.Reply) + len(m.Header)
 	if !m.ownPayload {
 		n += len(m.Payload)
 	}
 	buf := make([]byte, 0, n)
 	c := &Message{QoS: m.QoS, Retain: m.Retain, MQTT: m.MQTT, Ext: m.Ext, origin: m.origin}
 	buf, c.Subject = appendPart(buf, m.Subject)
-	if m.DeliverAs != nil {
-		buf, c.DeliverAs = appendPart(buf, m.DeliverAs)
-	}
 	buf, c.Reply = appendPart(buf, m.Reply)
 	buf, c.Header = appendPart(buf, m.Header)
 	if m.ownPayload {
@@ -155,3 +147,10 @@ func (s *Subscription) take() (ok, last bool) {
 	}
 	return true, n == max
 }
+
+// DeliverAs, as a Message's Ext, is the subject subscribers see instead
+// of Subject, which routes the message: a JetStream push delivery from a
+// hub travels on the consumer's deliver subject and reaches its client on
+// the stream subject (nats-server's "$JS.ACK...@subject" form). Its bytes
+// are the message's own (stable).
+type DeliverAs []byte

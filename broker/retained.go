@@ -20,7 +20,9 @@ import (
 // ExtStorer is a Message.Ext the Store can keep with a retained message
 // (MQTT 5.0 properties and expiry): StoreExt gives store.Message's Props
 // and Expires.
-type ExtStorer interface{ StoreExt() (props []byte, expires int64) }
+type ExtStorer interface {
+	StoreExt() (props []byte, expires int64)
+}
 
 // StoredExt is the Ext of a retained message loaded from the Store, as
 // the Store kept it (store.Message's Props and Expires): the transport

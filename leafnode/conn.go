@@ -676,7 +676,7 @@ func (c *conn) onMsg(subject, reply []byte, queues [][]byte, hdrLen int, msg []b
 		// A JetStream push delivery: routed on subject (the consumer's
 		// deliver subject), seen by the client on the stream subject the
 		// hub put after the '@' of the ack reply.
-		m.Reply, m.DeliverAs = reply[:i], reply[i+1:]
+		m.Reply, m.Ext = reply[:i], broker.DeliverAs(clone(reply[i+1:]))
 	}
 	if hdrLen >= 0 {
 		m.Header, m.Payload = msg[:hdrLen:hdrLen], msg[hdrLen:]

@@ -197,11 +197,9 @@ func (c *conn) publish(p *packet.PublishPacket) error {
 		m.Ext = newMsgExt(&p.Props, time.Now())
 	}
 	m.Borrow()
-	if _, err := c.bs.Publish(&c.batch, m); err != nil {
-		return err
-	}
-	c.bs.CountIn(len(p.Payload))
-	return nil
+	c.bs.CountIn(len(p.Payload)) // received, allowed or not
+	_, err := c.bs.Publish(&c.batch, m)
+	return err
 }
 
 func (c *conn) onAck(p *packet.AckPacket) error {

@@ -112,8 +112,10 @@ func (c *conn) Deliver(s *broker.Subscription, m *broker.Message) bool {
 	}
 	// The MSG line: op, subject, sid, reply, two sizes, separators.
 	subj := m.Subject
-	if m.DeliverAs != nil {
-		subj = m.DeliverAs
+	if m.Ext != nil {
+		if d, ok := m.Ext.(broker.DeliverAs); ok {
+			subj = d
+		}
 	}
 	buf := o.HeadroomLocked(len(subj) + len(sd.sid) + len(m.Reply) + 48)
 	if hdr {
@@ -561,13 +563,13 @@ func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte, owned bool) err
 	if owned {
 		m.OwnPayload()
 	}
+	c.sess.CountIn(len(msg))
 	c.ok()                                // before deliveries, as nats-server: +OK precedes our own MSG
 	n, err := c.sess.Publish(&c.batch, m) // the gate: the publish permission
 	if err != nil {
 		c.sendErr(fmt.Sprintf("Permissions Violation for Publish to %q", subj))
 		return nil
 	}
-	c.sess.CountIn(len(msg))
 	if n == 0 && len(reply) > 0 && c.noResp {
 		c.noResponders(reply)
 	}
