@@ -80,13 +80,19 @@ type opts struct {
 	dir, busbar                      string
 }
 
-// raiseFileLimit sets RLIMIT_NOFILE to its hard limit (children inherit).
+// raiseFileLimit raises RLIMIT_NOFILE for the driver and the child (it
+// inherits it): to 1M when allowed (root may raise the hard limit up to
+// fs.nr_open), else to the hard limit.
 func raiseFileLimit() {
 	var l syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
-		l.Cur = l.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil {
+		return
 	}
+	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: 1 << 20, Max: max(l.Max, 1<<20)}) == nil {
+		return
+	}
+	l.Cur = l.Max
+	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
 }
 
 // ---- the busbar child ----
