@@ -82,7 +82,7 @@ func (s *Session) target(base int, f Forwarder) *fwdTarget {
 // Forwarder (see Forwarder for the rules). Publisher goroutine only.
 func (s *Session) deliverFwd(batch *Batch, r *Result, m *Message) int {
 	m.fanout = len(r.Psubs) + len(r.Qsubs)
-	m.origin = s.client
+	s.stamp(m)
 	_, fromRemote := s.client.(Forwarder)
 	base := len(s.fwdT)
 	n := 0
@@ -169,7 +169,7 @@ func (s *Session) PublishRemote(batch *Batch, m *Message, queues [][]byte) (int,
 	}
 	r := s.match(m.Subject)
 	m.fanout = len(r.Psubs) + len(r.Qsubs)
-	m.origin = s.client
+	s.stamp(m)
 	n := 0
 	for _, sub := range r.Psubs {
 		if isForwarder(sub) {

@@ -20,9 +20,10 @@ type Message struct {
 	Reply   []byte // reply subject, or nil
 	Header  []byte // raw NATS header block ("NATS/1.0\r\n...\r\n\r\n"), or nil
 	Payload []byte
-	QoS     uint8 // MQTT quality of service the publisher asked for; 0 for NATS
-	Retain  bool  // MQTT retain flag
-	MQTT    bool  // published by an MQTT client (QoS and Retain are meaningful)
+	QoS     uint8  // MQTT quality of service the publisher asked for; 0 for NATS
+	Retain  bool   // MQTT retain flag
+	MQTT    bool   // published by an MQTT client (QoS and Retain are meaningful)
+	pub     uint32 // which publish of its publisher this is (PublishID); in padding, no size cost
 	// Ext carries transport-specific extras other transports ignore (MQTT
 	// 5.0 properties). Immutable once published, like the slices.
 	Ext any
@@ -34,6 +35,13 @@ type Message struct {
 	ownPayload bool     // borrowed, but Payload itself is stable
 	stable     *Message // the copy made by Stable for a borrowed message
 }
+
+// PublishID tells the publishes of one publisher (Origin) apart: every
+// delivery of one publish sees the same value, the publisher's next
+// publish another, even when it reuses m. A Client with several
+// subscriptions matching one publish (MQTT overlapping subscriptions)
+// keys on (m, Origin, PublishID) to send it once. Inside Deliver only.
+func (m *Message) PublishID() uint32 { return m.pub }
 
 // Borrow marks m as aliasing memory its publisher reuses after Publish
 // returns (a read buffer). Subscribers that keep m must use m.Stable().

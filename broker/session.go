@@ -28,6 +28,7 @@ type Session struct {
 	mcache  map[string]*Result // router results, valid for router generation mgen
 	mgen    uint64
 	hops    int                // forwarding depth across accounts (account.go)
+	pubs    uint32             // publishes routed (Message.PublishID)
 	fwd     *[maxHops]fwdFrame // forwarding scratch, made on first use
 	fwdT    []fwdTarget        // Forwarder targets of the publishes under way (interest.go)
 
@@ -345,7 +346,7 @@ func (s *Session) deliverAll(batch *Batch, r *Result, m *Message) int {
 		return s.deliverFwd(batch, r, m)
 	}
 	m.fanout = len(r.Psubs) + len(r.Qsubs)
-	m.origin = s.client
+	s.stamp(m)
 	n := 0
 	for _, sub := range r.Psubs {
 		if !s.echo && sub.Client == s.client {
@@ -361,6 +362,13 @@ func (s *Session) deliverAll(batch *Batch, r *Result, m *Message) int {
 		}
 	}
 	return n
+}
+
+// stamp marks m as this session's next publish (Origin, PublishID).
+// Publisher goroutine only.
+func (s *Session) stamp(m *Message) {
+	s.pubs++
+	m.origin, m.pub = s.client, s.pubs
 }
 
 // deliverQueue hands m to one member of a queue group, chosen at random;

@@ -266,18 +266,18 @@ func (c *conn) packets(buf []byte, connected bool) ([]byte, bool, error) {
 
 // sendPublish writes a PUBLISH for m. Publisher's goroutine or read
 // loop, with the session's lock held (it guards the scratch buffers).
-func (c *conn) sendPublish(m *broker.Message, qos byte, id uint16, retain, dup bool, subID uint32) bool {
-	return c.writePublish(m, qos, id, retain, dup, subID, &c.topic, &c.hdr)
+func (c *conn) sendPublish(m *broker.Message, qos byte, id uint16, retain, dup bool, subIDs []uint32) bool {
+	return c.writePublish(m, qos, id, retain, dup, subIDs, &c.topic, &c.hdr)
 }
 
 // sendPublishNoScratch is sendPublish from any goroutine without the
 // session's lock (its own buffers: a store commit callback).
-func (c *conn) sendPublishNoScratch(m *broker.Message, qos byte, id uint16, retain, dup bool, subID uint32) bool {
+func (c *conn) sendPublishNoScratch(m *broker.Message, qos byte, id uint16, retain, dup bool, subIDs []uint32) bool {
 	var topic, hdr []byte
-	return c.writePublish(m, qos, id, retain, dup, subID, &topic, &hdr)
+	return c.writePublish(m, qos, id, retain, dup, subIDs, &topic, &hdr)
 }
 
-func (c *conn) writePublish(m *broker.Message, qos byte, id uint16, retain, dup bool, subID uint32, topic, hdr *[]byte) bool {
+func (c *conn) writePublish(m *broker.Message, qos byte, id uint16, retain, dup bool, subIDs []uint32, topic, hdr *[]byte) bool {
 	var pp packet.PublishPacket
 	pp.QoS, pp.PacketID, pp.Retain, pp.Dup = qos, id, retain, dup
 	*topic = SubjectToTopic((*topic)[:0], m.Subject)
@@ -295,9 +295,7 @@ func (c *conn) writePublish(m *broker.Message, qos byte, id uint16, retain, dup 
 				pp.Props.SetMessageExpiry(left) // the time left [MQTT-3.3.2-6]
 			}
 		}
-		if subID > 0 {
-			pp.Props.SubscriptionIDs = append(pp.Props.SubscriptionIDs[:0:0], subID)
-		}
+		pp.Props.SubscriptionIDs = subIDs // every matching subscription's [MQTT-3.3.4-3/-4]; only read
 	}
 	o := c.out
 	o.Lock()
@@ -336,9 +334,7 @@ func (c *conn) tooLarge(om *outMsg) bool {
 				pp.Props.SetMessageExpiry(1)
 			}
 		}
-		if om.subID > 0 {
-			pp.Props.SubscriptionIDs = []uint32{om.subID}
-		}
+		pp.Props.SubscriptionIDs = om.subIDs
 	}
 	return packet.PublishSize(c.v, &pp) > c.clientMax
 }

@@ -355,6 +355,9 @@ func newSubState(f []byte, qos byte, noLocal, rap bool, rh byte, subID uint32) (
 	}
 	st := &subState{filter: string(filter), share: share, qos: min(qos, 2), noLocal: noLocal, rap: rap,
 		rh: rh, subID: subID, dollar: filter[0] == '+' || filter[0] == '#'}
+	if subID > 0 {
+		st.ids = []uint32{subID}
+	}
 	subj, err := TopicToSubject(nil, filter, true)
 	if err != nil {
 		return nil, err
@@ -366,6 +369,7 @@ func newSubState(f []byte, qos byte, noLocal, rap bool, rh byte, subID uint32) (
 	if n := len(subj); n >= 2 && subj[n-1] == '>' && subj[n-2] == '.' {
 		st.nats = append(st.nats, subj[:n-2]) // "a/#" also matches "a"
 	}
+	st.wild = isWildFilter(st.nats)
 	return st, nil
 }
 

@@ -64,10 +64,14 @@ func (s *session) setSubLocked(key string, st *subState, persist bool) *subState
 	if old != nil && old.qos > 0 {
 		s.qosSubs--
 	}
+	if old != nil {
+		s.unindexSubLocked(old)
+	}
 	if s.subs == nil {
 		s.subs = make(map[string]*subState)
 	}
 	s.subs[key] = st
+	s.indexSubLocked(st)
 	if st.qos > 0 {
 		s.qosSubs++
 	}
@@ -90,6 +94,7 @@ func (s *session) delSubLocked(key string) *subState {
 		return nil
 	}
 	delete(s.subs, key)
+	s.unindexSubLocked(st)
 	if st.qos > 0 {
 		s.qosSubs--
 	}

@@ -23,7 +23,9 @@ type subState struct {
 	rap     bool // retain as published
 	rh      byte // retain handling
 	subID   uint32
-	dollar  bool // the filter starts with a wildcard: skip $-topics [MQTT-4.7.2-1]
+	ids     []uint32 // []uint32{subID}, or nil: what a PUBLISH through it carries
+	dollar  bool     // the filter starts with a wildcard: skip $-topics [MQTT-4.7.2-1]
+	wild    bool     // the filter holds a wildcard (overlap.go)
 	nats    [][]byte
 	q       []byte // the router queue group of a shared subscription
 	bsubs   []*broker.Subscription
@@ -39,7 +41,7 @@ type outMsg struct {
 	queue  []byte         // the shared subscription's queue group, or nil
 	qos    byte
 	retain bool
-	subID  uint32
+	subIDs []uint32 // its subscriptions' identifiers (5.0); shared, never modified
 	id     uint16
 	seq    uint64 // its Store key (persistent sessions)
 	rel    bool   // PUBREC received, PUBREL sent: waiting for PUBCOMP
@@ -71,8 +73,10 @@ type session struct {
 	timer    *time.Timer         // session expiry after disconnect
 	will     *will
 	ended    bool
-	qosSubs  int  // subscriptions granted QoS 1 or 2 (max_ack_pending per session)
-	subsKept bool // the Store holds the subscriptions: a save keeps them (KeepSubs)
+	qosSubs  int        // subscriptions granted QoS 1 or 2 (max_ack_pending per session)
+	plain    plainIndex // its subscriptions that are not shared (overlap.go)
+	sent     pubMark    // the last publish sent once for several subscriptions (overlap.go)
+	subsKept bool       // the Store holds the subscriptions: a save keeps them (KeepSubs)
 	// suspended: restored from the Store with an identity the
 	// Authenticator cannot resolve without credentials; its subscriptions
 	// are kept but not in the router until its client comes back.
@@ -102,19 +106,19 @@ func effectiveQoS(m *broker.Message, g byte) byte {
 // Deliver is called on the publisher's goroutine. It never blocks.
 func (s *session) Deliver(sub *broker.Subscription, m *broker.Message) bool {
 	st := sub.Opaque.(*subState)
-	if st.dollar && len(m.Subject) > 0 && m.Subject[0] == '$' {
-		return true
-	}
-	if st.noLocal {
-		if oc, ok := m.Origin().(*conn); ok && oc.sess == s {
-			return true
-		}
-	}
-	qos := effectiveQoS(m, st.qos)
-	retain := st.rap && m.Retain
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
+		return true
+	}
+	qos, retain, ids := effectiveQoS(m, st.qos), st.rap && m.Retain, st.ids
+	if st.share == "" && len(s.plain.wild) > 0 && s.plain.n > 1 {
+		// Another subscription of this session may match m too.
+		var done bool
+		if done, qos, retain, ids = s.overlap(st, m); done {
+			return true
+		}
+	} else if s.excluded(st, m) {
 		return true
 	}
 	if qos == 0 {
@@ -122,12 +126,12 @@ func (s *session) Deliver(sub *broker.Subscription, m *broker.Message) bool {
 			s.srv.dropped(dropOffline, s)
 			return true
 		}
-		return s.conn.sendPublish(m, 0, 0, retain, false, st.subID)
+		return s.conn.sendPublish(m, 0, 0, retain, false, ids)
 	}
 	if !s.admit(m) {
 		return true
 	}
-	om := &outMsg{m: *m.Stable(), qos: qos, retain: retain, subID: st.subID, queue: st.queue()}
+	om := &outMsg{m: *m.Stable(), qos: qos, retain: retain, subIDs: ids, queue: st.queue()}
 	return s.enqueue(om)
 }
 
@@ -184,13 +188,13 @@ func (s *session) send(om *outMsg) bool {
 		// Sent only once its record is on disk: a client must never hold
 		// a packet id the broker could forget in a crash (it would take a
 		// later message with that id for a duplicate and drop it).
-		c, m, qos, id, retain, subID := s.conn, &om.m, om.qos, om.id, om.retain, om.subID
+		c, m, qos, id, retain, subIDs := s.conn, &om.m, om.qos, om.id, om.retain, om.subIDs
 		g.Durable(func(err error) {
 			if err != nil {
 				c.Close(fmt.Errorf("%w: store: %w", packet.UnspecifiedError, err))
 				return
 			}
-			if !c.sendPublishNoScratch(m, qos, id, retain, false, subID) {
+			if !c.sendPublishNoScratch(m, qos, id, retain, false, subIDs) {
 				c.Close(broker.ErrSlowConsumer)
 				return
 			}
@@ -198,7 +202,7 @@ func (s *session) send(om *outMsg) bool {
 		})
 		return true
 	}
-	return s.conn.sendPublish(&om.m, om.qos, om.id, om.retain, false, om.subID)
+	return s.conn.sendPublish(&om.m, om.qos, om.id, om.retain, false, om.subIDs)
 }
 
 // allocID returns a packet id not in use by an in-flight message
@@ -289,11 +293,11 @@ func (s *session) resume(c *conn) {
 			qos      byte
 			id       uint16
 			rel, ret bool
-			subID    uint32
+			subIDs   []uint32
 		}
 		rs := make([]resend, len(s.inflight))
 		for i, om := range s.inflight {
-			rs[i] = resend{&om.m, om.qos, om.id, om.rel, om.retain, om.subID}
+			rs[i] = resend{&om.m, om.qos, om.id, om.rel, om.retain, om.subIDs}
 		}
 		g.Durable(func(err error) {
 			if err != nil {
@@ -303,7 +307,7 @@ func (s *session) resume(c *conn) {
 				if r.rel {
 					c.write(packet.AppendAck(nil, c.v, &packet.AckPacket{Type: pubrelType, PacketID: r.id}))
 				} else {
-					c.sendPublishNoScratch(r.m, r.qos, r.id, r.ret, true, r.subID)
+					c.sendPublishNoScratch(r.m, r.qos, r.id, r.ret, true, r.subIDs)
 				}
 			}
 			c.out.Wake()
@@ -314,7 +318,7 @@ func (s *session) resume(c *conn) {
 				c.sendAck(pubrelType, om.id, 0)
 				continue
 			}
-			c.sendPublish(&om.m, om.qos, om.id, om.retain, true, om.subID)
+			c.sendPublish(&om.m, om.qos, om.id, om.retain, true, om.subIDs)
 		}
 	}
 	s.fill()
@@ -467,13 +471,13 @@ func (s *session) deliverRetained(st *subState, m *broker.Message) {
 		return // a retained message whose expiry passed is not replayed
 	}
 	if qos == 0 {
-		s.conn.sendPublish(m, 0, 0, true, false, st.subID)
+		s.conn.sendPublish(m, 0, 0, true, false, st.ids)
 		return
 	}
 	if !s.admit(m) {
 		return
 	}
-	s.enqueue(&outMsg{m: *m, qos: qos, retain: true, subID: st.subID, queue: st.queue()})
+	s.enqueue(&outMsg{m: *m, qos: qos, retain: true, subIDs: st.ids, queue: st.queue()})
 }
 
 // redeliver re-sends, with DUP set and in order, the QoS 1/2 messages of
@@ -492,7 +496,7 @@ func (s *session) redeliver(c *conn, wait time.Duration) {
 			continue
 		}
 		om.sentAt = now
-		c.sendPublish(&om.m, om.qos, om.id, om.retain, true, om.subID)
+		c.sendPublish(&om.m, om.qos, om.id, om.retain, true, om.subIDs)
 	}
 	s.mu.Unlock()
 	c.out.Wake()
