@@ -50,10 +50,11 @@ type conn struct {
 	inRecv      int               // QoS 2 receptions awaiting PUBREL (server receive maximum)
 	normal      bool              // DISCONNECT received: no will (unless 5.0 0x04)
 	sendWill    bool
-	clientMax   int    // the client's Maximum Packet Size (5.0); 0: none
-	clientRecv  int    // the client's Receive Maximum (5.0)
-	topic, hdr  []byte // PUBLISH scratch; the session's lock held
-	rbuf        []byte // unconsumed input, kept across a read-loop handoff
+	clientMax   int       // the client's Maximum Packet Size (5.0); 0: none
+	clientRecv  int       // the client's Receive Maximum (5.0)
+	aliasOut    *aliasOut // topic aliases the server sends (5.0, alias_out.go); the Outbound lock guards it
+	topic, hdr  []byte    // PUBLISH scratch; the session's lock held
+	rbuf        []byte    // unconsumed input, kept across a read-loop handoff
 	connected   bool
 	closing     atomic.Bool
 	takenOver   atomic.Bool                // another connection took the session: no will from this one
@@ -297,17 +298,34 @@ func (c *conn) writePublish(m *broker.Message, qos byte, id uint16, retain, dup 
 		}
 		pp.Props.SubscriptionIDs = subIDs // every matching subscription's [MQTT-3.3.4-3/-4]; only read
 	}
+	var h uint64
+	if c.aliasOut != nil {
+		h = c.aliasOut.hash(pp.Topic)
+	}
 	o := c.out
 	o.Lock()
 	if o.ClosedLocked() {
 		o.Unlock()
 		return true
 	}
+	var alias uint16
+	var known bool
+	if a := c.aliasOut; a != nil {
+		if alias, known = a.find(pp.Topic, h); alias != 0 {
+			pp.Props.SetTopicAlias(alias)
+			if known {
+				pp.Topic = pp.Topic[:0] // the alias alone [MQTT-3.3.2-12]
+			}
+		}
+	}
 	*hdr = packet.AppendPublishHeader((*hdr)[:0], c.v, &pp)
 	if c.clientMax > 0 && len(*hdr)+len(pp.Payload) > c.clientMax {
 		o.Unlock()
 		c.srv.dropped(dropTooLarge, c.sess)
 		return true // too large for the client: dropped, acting as sent [MQTT-3.1.2-25]
+	}
+	if alias != 0 {
+		c.aliasOut.use(alias, known, *topic, h)
 	}
 	o.AppendLocked(*hdr)
 	o.AppendLocked(pp.Payload)

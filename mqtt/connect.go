@@ -169,6 +169,9 @@ func (c *conn) connectSettings(h *hello) error {
 	if v, ok := h.cp.Props.MaximumPacketSize(); ok {
 		c.clientMax = int(v)
 	}
+	if v, ok := h.cp.Props.TopicAliasMaximum(); ok {
+		c.aliasOut = newAliasOut(v, c.srv.opts.MaxTopicAlias) // none when absent or 0 [MQTT-3.1.2-27]
+	}
 	return nil
 }
 
