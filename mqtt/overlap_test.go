@@ -16,10 +16,12 @@ import (
 )
 
 // rawSubID subscribes r (5.0) to filter with subscription identifier id
-// and options opts (the SUBSCRIBE options byte), packet id pid.
+// and options opts (the SUBSCRIBE options byte: QoS, no-local, retain as
+// published, retain handling), packet id pid.
 func rawSubID(t *testing.T, r *raw, pid uint16, filter string, opts byte, id uint32) {
 	t.Helper()
-	sp := packet.Subscription{Filter: []byte(filter), QoS: opts & 3, NoLocal: opts&4 != 0, RetainAsPublished: opts&8 != 0}
+	sp := packet.Subscription{Filter: []byte(filter), QoS: opts & 3, NoLocal: opts&4 != 0, RetainAsPublished: opts&8 != 0,
+		RetainHandling: opts >> 4 & 3}
 	p := &packet.SubscribePacket{PacketID: pid, Subs: []packet.Subscription{sp}}
 	if id > 0 {
 		p.Props.SubscriptionIDs = []uint32{id}
@@ -28,6 +30,7 @@ func rawSubID(t *testing.T, r *raw, pid uint16, filter string, opts byte, id uin
 	h, body := r.read()
 	require.Equal(t, byte(0x90), h, "SUBACK")
 	require.Equal(t, opts&3, body[len(body)-1])
+	r.settled()
 }
 
 // next reads one packet and returns it whole (first byte, length, body).

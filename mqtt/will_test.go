@@ -33,6 +33,17 @@ func rawSub(t *testing.T, r *raw, v packet.Version, filter string, qos byte) {
 	h, body := r.read()
 	require.Equal(t, byte(0x90), h, "SUBACK")
 	require.Equal(t, qos, body[len(body)-1])
+	r.settled()
+}
+
+// settled waits until the server handled everything r sent before: a
+// PINGREQ is answered after them, retained replays included (they follow
+// the SUBACK on the read loop).
+func (r *raw) settled() {
+	r.t.Helper()
+	r.send(0xC0, 0)
+	h, _ := r.read()
+	require.Equal(r.t, byte(0xD0), h, "PINGRESP")
 }
 
 // willProps5 is the wire form of the will properties TestWillProperties
