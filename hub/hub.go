@@ -390,7 +390,7 @@ func takeoverSubject(server string) string { return "$BUSBAR.mqtt.takeover." + s
 // at start and whenever the bucket moved past what this broker heard of (a
 // notice lost while the link was down).
 func (s *Store) loadRetained(ctx context.Context, last uint64) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*s.opts.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, 3*s.opts.Timeout)
 	defer cancel()
 	live := map[string]bool{}
 	keys, err := s.ret.ListKeys(ctx)

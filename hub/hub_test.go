@@ -424,7 +424,7 @@ func TestHubNodeKilled(t *testing.T) {
 		}
 		return nil
 	})
-	waitFor(t, 30*time.Second, "both retained messages on b", func() error {
+	waitFor(t, 60*time.Second, "both retained messages on b", func() error {
 		if n := mqtt.Retained(bb.b); n != 2 {
 			return fmt.Errorf("b holds %d", n)
 		}
