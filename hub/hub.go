@@ -339,6 +339,9 @@ func (s *Store) adoptFrom(ctx context.Context, peer string) {
 	for k := range keys.Keys() {
 		names = append(names, k)
 	}
+	if ctx.Err() != nil {
+		return // incomplete: the next silent peer check tries again
+	}
 	for _, name := range names {
 		e, err := kv.Get(ctx, name)
 		if err != nil {
@@ -401,6 +404,9 @@ func (s *Store) loadRetained(ctx context.Context, last uint64) error {
 	default:
 		for k := range keys.Keys() {
 			live[k] = true
+		}
+		if ctx.Err() != nil { // the lister stops at the deadline without saying so: incomplete
+			return fmt.Errorf("retained keys: %w", ctx.Err())
 		}
 	}
 	for k := range live {
@@ -1082,6 +1088,9 @@ func (s *Store) load(ctx context.Context, k string) (*store.SessionState, error)
 	var names []string
 	for name := range keys.Keys() {
 		names = append(names, name)
+	}
+	if ctx.Err() != nil { // cut short at the deadline: not the whole session
+		return nil, fmt.Errorf("%w: listing the session: %w", store.ErrUnavailable, ctx.Err())
 	}
 	key, _ := dec(k)
 	subs := map[string]bool{}
