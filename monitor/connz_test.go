@@ -223,6 +223,10 @@ func TestConnzClosedStates(t *testing.T) {
 	quitter := natsConnect(t, "nats://"+addr, nats.Name("quitter"))
 	require.NoError(t, quitter.Flush())
 	quitter.Close()
+	require.Eventually(t, func() bool { // the server saw it go before the next one is cut
+		cz, _ := conns(t, e, "state=closed")
+		return cz["total"] == 1.0
+	}, 10*time.Second, 5*time.Millisecond)
 
 	// A subscriber that never reads is cut once over max_pending.
 	rawSub(t, addr, "sleeper", "flood")
