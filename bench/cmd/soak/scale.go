@@ -54,6 +54,7 @@ func runScale(o opts) error {
 	began := time.Now()
 	conns := make([]*mconn, idle)
 	var next, failed atomic.Int64
+	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	for range 64 {
 		wg.Go(func() {
@@ -65,7 +66,9 @@ func runScale(o opts) error {
 				local := net.IPv4(127, 0, 0, byte(2+i/25000))
 				m, _, err := dial(local, c.addr(), fmt.Sprintf("idle-%d", i), true)
 				if err != nil {
-					failed.Add(1)
+					if failed.Add(1) == 1 {
+						firstErr.Store(err.Error())
+					}
 					continue
 				}
 				conns[i] = m
@@ -74,7 +77,7 @@ func runScale(o opts) error {
 	}
 	wg.Wait()
 	if failed.Load() > 0 {
-		return fmt.Errorf("%d of %d idle connections failed (see %s)", failed.Load(), idle, logs.Name())
+		return fmt.Errorf("%d of %d idle connections failed, the first: %v", failed.Load(), idle, firstErr.Load())
 	}
 	time.Sleep(2 * time.Second)
 	idleRSS := rss(c.pid())
