@@ -378,7 +378,7 @@ func newSubState(f []byte, qos byte, noLocal, rap bool, rh byte, subID uint32) (
 // Store (one record, however many the session has).
 func (s *session) addSub(key string, st *subState, persist bool) error {
 	for _, ns := range st.nats {
-		bsub := &broker.Subscription{Subject: ns, Queue: st.queue(), Client: s, Opaque: st}
+		bsub := &broker.Subscription{Subject: ns, Queue: st.q, Client: s, Opaque: st}
 		if err := s.bs.Subscribe(bsub); err != nil {
 			for _, b := range st.bsubs {
 				s.bs.Unsubscribe(b)

@@ -31,9 +31,6 @@ type subState struct {
 	bsubs   []*broker.Subscription
 }
 
-// queue is the router queue group of a shared subscription, else nil.
-func (st *subState) queue() []byte { return st.q }
-
 // outMsg is a QoS 1 or 2 message sent to the client and not yet fully
 // acknowledged, or waiting to be sent.
 type outMsg struct {
@@ -131,7 +128,7 @@ func (s *session) Deliver(sub *broker.Subscription, m *broker.Message) bool {
 	if !s.admit(m) {
 		return true
 	}
-	om := &outMsg{m: *m.Stable(), qos: qos, retain: retain, subIDs: ids, queue: st.queue()}
+	om := &outMsg{m: *m.Stable(), qos: qos, retain: retain, subIDs: ids, queue: st.q}
 	return s.enqueue(om)
 }
 
@@ -477,7 +474,7 @@ func (s *session) deliverRetained(st *subState, m *broker.Message) {
 	if !s.admit(m) {
 		return
 	}
-	s.enqueue(&outMsg{m: *m, qos: qos, retain: true, subIDs: st.ids, queue: st.queue()})
+	s.enqueue(&outMsg{m: *m, qos: qos, retain: true, subIDs: st.ids, queue: st.q})
 }
 
 // redeliver re-sends, with DUP set and in order, the QoS 1/2 messages of
