@@ -95,5 +95,5 @@ func ExampleTLSOptions() {
 	fmt.Println(err)
 	// Output:
 	// true
-	// tls: invalid configuration: load cert_file no-such-cert.pem / key_file no-such-key.pem: open no-such-cert.pem: no such file or directory
+	// transport: invalid TLS configuration: load cert_file no-such-cert.pem / key_file no-such-key.pem: open no-such-cert.pem: no such file or directory
 }

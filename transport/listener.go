@@ -129,7 +129,7 @@ func (l *Listener) Accept(ctx context.Context, spawn func(func()), serve func(ne
 	ln := l.ln
 	l.mu.Unlock()
 	if ln == nil {
-		return fmt.Errorf("%s: serve before listen", l.Proto)
+		return fmt.Errorf("%s: serve before listen: %w", l.Proto, ErrNotListening)
 	}
 	delay := time.Duration(0)
 	for {
@@ -157,13 +157,6 @@ func (l *Listener) Accept(ctx context.Context, spawn func(func()), serve func(ne
 		spawn(func() { serve(c) })
 	}
 }
-
-// Errors Healthy reports (wrapped with the protocol and address).
-var (
-	ErrNotListening   = errors.New("transport: not listening")
-	ErrListenerClosed = errors.New("transport: listener closed")
-	ErrAcceptStopped  = errors.New("transport: accept loop stopped")
-)
 
 func (l *Listener) isClosed() bool {
 	l.mu.Lock()

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"crypto/tls"
-	"errors"
 	"net"
 	"sync"
 	"time"
@@ -81,9 +80,6 @@ func (s *tlsSink) WriteBuffers(b *net.Buffers) (int64, error) {
 	*b = (*b)[:0]
 	return n, nil
 }
-
-// ErrOutboundClosed is returned by writes after Close.
-var ErrOutboundClosed = errors.New("transport: outbound closed")
 
 // ChunkSize is the size of the pooled buffers queued bytes are copied
 // into. The queue is a list of chunks (and references to large payloads),

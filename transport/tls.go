@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -22,9 +21,6 @@ type TLSOptions struct {
 	CipherSuites              []string
 	HandshakeFirst            bool // NATS: TLS before INFO
 }
-
-// ErrTLSConfig wraps every error building a TLS configuration.
-var ErrTLSConfig = errors.New("tls: invalid configuration")
 
 // Config builds a server *tls.Config. Errors name the file and say why.
 func (o *TLSOptions) Config() (*tls.Config, error) {
@@ -98,7 +94,7 @@ func ServerHandshake(ctx context.Context, c net.Conn, cfg *tls.Config, timeout t
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return nil, fmt.Errorf("tls handshake: %w", err)
+		return nil, fmt.Errorf("transport: tls handshake: %w", err)
 	}
 	return tc, nil
 }

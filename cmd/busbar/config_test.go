@@ -52,7 +52,7 @@ func TestCheckFlag(t *testing.T) {
 	writeConf(t, tlsConf, "tls {\n  cert_file: /nonexistent/cert.pem\n  key_file: /nonexistent/key.pem\n}\n")
 	errb.Reset()
 	require.Equal(t, 1, run([]string{"-t", "-c", tlsConf}, &out, &errb, nil))
-	require.Contains(t, errb.String(), tlsConf+":1:1: tls: invalid configuration")
+	require.Contains(t, errb.String(), tlsConf+":1:1: transport: invalid TLS configuration")
 
 	errb.Reset()
 	require.Equal(t, 2, run([]string{"-t"}, &out, &errb, nil))

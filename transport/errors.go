@@ -1,0 +1,18 @@
+package transport
+
+import "errors"
+
+// Errors Healthy and Accept report (wrapped with the protocol and
+// address: "nats: 127.0.0.1:4222: transport: listener closed").
+var (
+	ErrNotListening   = errors.New("transport: not listening")
+	ErrListenerClosed = errors.New("transport: listener closed")
+	ErrAcceptStopped  = errors.New("transport: accept loop stopped")
+)
+
+// ErrTLSConfig wraps every error building a TLS configuration; the rest of
+// the message names the key or file and says why.
+var ErrTLSConfig = errors.New("transport: invalid TLS configuration")
+
+// ErrOutboundClosed is returned by writes after Close.
+var ErrOutboundClosed = errors.New("transport: outbound closed")
