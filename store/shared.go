@@ -1,16 +1,6 @@
 package store
 
-import (
-	"context"
-	"errors"
-)
-
-// ErrOwned is Claim's answer when the session belongs to another identity.
-var ErrOwned = errors.New("store: the session belongs to another identity")
-
-// ErrUnavailable is what a Shared store answers while the place it keeps
-// state in cannot be reached (transports refuse new sessions then).
-var ErrUnavailable = errors.New("store: shared state unavailable")
+import "context"
 
 // Shared is a Store several brokers use at once (hub.Store keeps MQTT
 // state in a NATS hub's JetStream): one session is held by one broker at a

@@ -10,13 +10,7 @@
 // callers must not modify their slices afterwards.
 package store
 
-import (
-	"context"
-	"errors"
-)
-
-// ErrClosed is returned by every call after Close.
-var ErrClosed = errors.New("store: closed")
+import "context"
 
 // Message is a stored message in canonical NATS form plus its MQTT state.
 type Message struct {

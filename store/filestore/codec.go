@@ -2,7 +2,6 @@ package filestore
 
 import (
 	"encoding/binary"
-	"errors"
 	"hash/crc32"
 
 	"github.com/busbar/busbar/store"
@@ -52,9 +51,6 @@ const (
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
-
-// errShort is a record body that ends early.
-var errShort = errors.New("record body too short")
 
 // enc appends a record to a buffer.
 type enc struct{ b []byte }

@@ -32,9 +32,6 @@ import (
 // committer's final copy.
 const catchUpSlack = 256 << 10
 
-// errCompactionAborted ends a compaction the store's Close overtook.
-var errCompactionAborted = errors.New("compaction aborted: the store is closing")
-
 // compaction is one rewrite in progress. The compactor goroutine owns it
 // until it reports done; the committer after.
 type compaction struct {

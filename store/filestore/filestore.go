@@ -31,7 +31,6 @@ package filestore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -45,10 +44,6 @@ import (
 
 // LogName is the log file in the store directory.
 const LogName = "busbar.log"
-
-// ErrCorrupt is returned by Open for a log with a bad record in the
-// middle (not a torn tail). Options.Repair cuts it there instead.
-var ErrCorrupt = errors.New("filestore: corrupt log")
 
 // Options tune a Store. The zero value is the default.
 type Options struct {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -24,64 +23,88 @@ import (
 // is in the middle of the log and Open refuses it (ErrCorrupt) rather
 // than cut away what follows; if not, the tail is torn and is cut back
 // to the last complete commit group.
+//
+// Steps: read and verify each record (logReader.next), apply each commit
+// group whole at its commit record (applyGroup), end at the last complete
+// group (cutBack).
 func (s *Store) recover() error {
 	st, err := s.f.Stat()
 	if err != nil {
 		return fmt.Errorf("filestore: %w", err)
 	}
-	total := st.Size()
-	r := bufio.NewReaderSize(s.f, 256<<10)
+	lr := &logReader{r: bufio.NewReaderSize(s.f, 256<<10), total: st.Size()}
 	var (
-		off, committed int64 // read so far; end of the last complete group
-		n              int   // records applied
-		hdr            [headerSize]byte
-		group          [][]byte // a group's records, applied at its commit record
-		badWhy         string
+		committed int64    // end of the last complete group
+		n         int      // records applied
+		group     [][]byte // a group's records, applied at its commit record
+		badWhy    string
 	)
-	for off < total {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			badWhy = "a record header is cut short"
+	for lr.off < lr.total {
+		var body []byte
+		if body, badWhy = lr.next(); badWhy != "" {
 			break
 		}
-		length := binary.BigEndian.Uint32(hdr[:4])
-		sum := binary.BigEndian.Uint32(hdr[4:])
-		end := off + headerSize + int64(length)
-		if length == 0 || length > maxRecord {
-			badWhy = fmt.Sprintf("a record length of %d is impossible", length)
-			break
-		}
-		if end > total {
-			badWhy = fmt.Sprintf("a record length of %d runs past the end of the log", length)
-			break
-		}
-		body := make([]byte, length)
-		if _, err := io.ReadFull(r, body); err != nil {
-			badWhy = "a record is cut short"
-			break
-		}
-		if crc32.Checksum(body, crcTable) != sum {
-			badWhy = "a record fails its checksum"
-			break
-		}
-		off = end
 		if body[0] != opCommit {
 			group = append(group, body)
 			continue
 		}
-		for _, b := range group {
-			if err := s.apply(b); err != nil {
-				return fmt.Errorf("%w: %s: a record before byte %d does not decode (%v); open it with repair (busbar --store_repair) to cut the log at byte %d",
-					ErrCorrupt, filepath.Join(s.dir, LogName), off, err, committed)
-			}
-			n++
+		if err := s.applyGroup(group, lr.off, committed); err != nil {
+			return err
 		}
+		n += len(group)
 		group = group[:0]
-		committed = off
+		committed = lr.off
 	}
 	if badWhy == "" && len(group) > 0 {
 		badWhy = "the last commit group has no commit record"
 	}
-	return s.cutBack(badWhy, off, committed, total, n)
+	return s.cutBack(badWhy, lr.off, committed, lr.total, n)
+}
+
+// logReader reads the log's records in order from its start. Open only.
+type logReader struct {
+	r          *bufio.Reader
+	off, total int64 // read so far (the end of the last good record); the log's size
+	hdr        [headerSize]byte
+}
+
+// next reads the record at off and verifies it: its body (off moves past
+// it), or why the log is bad there (off stays at the bad spot).
+func (lr *logReader) next() (body []byte, badWhy string) {
+	if _, err := io.ReadFull(lr.r, lr.hdr[:]); err != nil {
+		return nil, "a record header is cut short"
+	}
+	length := binary.BigEndian.Uint32(lr.hdr[:4])
+	sum := binary.BigEndian.Uint32(lr.hdr[4:])
+	end := lr.off + headerSize + int64(length)
+	if length == 0 || length > maxRecord {
+		return nil, fmt.Sprintf("a record length of %d is impossible", length)
+	}
+	if end > lr.total {
+		return nil, fmt.Sprintf("a record length of %d runs past the end of the log", length)
+	}
+	body = make([]byte, length)
+	if _, err := io.ReadFull(lr.r, body); err != nil {
+		return nil, "a record is cut short"
+	}
+	if crc32.Checksum(body, crcTable) != sum {
+		return nil, "a record fails its checksum"
+	}
+	lr.off = end
+	return body, ""
+}
+
+// applyGroup replays the records of one commit group, whose commit record
+// ends at byte end; the group before it ended at committed (where repair
+// would cut). A record that does not decode is ErrCorrupt. Open only.
+func (s *Store) applyGroup(group [][]byte, end, committed int64) error {
+	for _, b := range group {
+		if err := s.apply(b); err != nil {
+			return fmt.Errorf("%w: %s: a record before byte %d does not decode (%w); open it with repair (busbar --store_repair) to cut the log at byte %d",
+				ErrCorrupt, filepath.Join(s.dir, LogName), end, err, committed)
+		}
+	}
+	return nil
 }
 
 // cutBack ends recovery at the last complete commit group (committed)
@@ -232,13 +255,13 @@ func (s *Store) apply(body []byte) error {
 			err = s.mem.SetRetained(ctx, subject, m)
 		}
 	default:
-		return fmt.Errorf("unknown operation %d", body[0])
+		return fmt.Errorf("%w %d", errUnknownOp, body[0])
 	}
 	if d.err != nil {
 		return d.err
 	}
 	if err == nil && len(d.b) != 0 {
-		return errors.New("trailing bytes")
+		return errTrailing
 	}
 	return err
 }
