@@ -15,7 +15,6 @@ package auth
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -64,7 +63,7 @@ func ParseConnType(s string) (ConnType, error) {
 			return ConnType(i), nil
 		}
 	}
-	return 0, fmt.Errorf("auth: unknown connection type %q (want one of STANDARD, WEBSOCKET, MQTT, MQTT_WS, LEAFNODE, LEAFNODE_WS, IN_PROCESS)", s)
+	return 0, fmt.Errorf("%w: unknown connection type %q (want one of STANDARD, WEBSOCKET, MQTT, MQTT_WS, LEAFNODE, LEAFNODE_WS, IN_PROCESS)", ErrConfig, s)
 }
 
 // ConnTypes is a set of connection types; the empty set allows all.
@@ -78,13 +77,6 @@ func (s ConnTypes) Allows(t ConnType) bool { return s == 0 || s&(1<<t) != 0 }
 
 // Has reports whether t is in the set (the empty set has none).
 func (s ConnTypes) Has(t ConnType) bool { return s&(1<<t) != 0 }
-
-// ErrNotAuthorized is what a transport reports to its peer when no
-// Authenticator accepted the credentials. An Authenticator returns it (or
-// an error wrapping it) to refuse outright: the Chain stops there, and a
-// WebSocket upgrade is answered 401 even when it carried nothing busbar
-// itself reads.
-var ErrNotAuthorized = errors.New("auth: not authorized")
 
 // Authenticator decides who a connection is.
 //

@@ -5,12 +5,6 @@ import (
 	"errors"
 )
 
-// ErrCannotResolve is what Resolve answers when the Authenticator cannot
-// say who an identity is without its credentials (it does not implement
-// Resolver, or the identity came from a credential only the client holds:
-// a NATS user JWT, an external JWT).
-var ErrCannotResolve = errors.New("auth: identity cannot be resolved without credentials")
-
 // Resolver is implemented by an Authenticator that can tell who a known
 // identity is now, without its credentials: what the configuration in
 // effect says of the user name (and account) an identity was given when it
