@@ -1,6 +1,9 @@
 package broker
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors callers branch on. Client-visible NATS strings live in
 // natsproto; these are the broker's own outcomes.
@@ -24,3 +27,25 @@ var (
 	// ErrNoSubscription: the subscription is not in the router.
 	ErrNoSubscription = errors.New("broker: no such subscription")
 )
+
+// ErrAccountChanged closes a client whose user moved to another account
+// at a reload (nats-server closes it so it reconnects into the new one).
+var ErrAccountChanged = errors.New("broker: account changed by reload")
+
+// AccountError is one problem with the declared accounts, located by
+// account and export or import index (-1 where it is not about one).
+type AccountError struct {
+	Account        string
+	Export, Import int
+	Msg            string
+}
+
+func (e *AccountError) Error() string {
+	switch {
+	case e.Import >= 0:
+		return fmt.Sprintf("account %s: import %d: %s", e.Account, e.Import+1, e.Msg)
+	case e.Export >= 0:
+		return fmt.Sprintf("account %s: export %d: %s", e.Account, e.Export+1, e.Msg)
+	}
+	return fmt.Sprintf("account %s: %s", e.Account, e.Msg)
+}

@@ -16,10 +16,6 @@ type SubscriptionRevoker interface {
 	Revoked(sub *Subscription)
 }
 
-// ErrAccountChanged closes a client whose user moved to another account
-// at a reload (nats-server closes it so it reconnects into the new one).
-var ErrAccountChanged = errors.New("broker: account changed by reload")
-
 // Vouch marks the session's identity as given by busbar itself (an
 // in-process client of its own services): a reload leaves it alone.
 func (s *Session) Vouch() {
