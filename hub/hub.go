@@ -246,7 +246,7 @@ func (s *Store) session(ctx context.Context) error {
 	}
 	last, err := s.retainedLast(ctx)
 	if err != nil {
-		return fmt.Errorf("retained bucket: %w", err)
+		return fmt.Errorf("hub: retained bucket: %w", err)
 	}
 	if err := s.loadRetained(ctx, last); err != nil {
 		return err
@@ -400,13 +400,13 @@ func (s *Store) loadRetained(ctx context.Context, last uint64) error {
 	switch {
 	case errors.Is(err, jetstream.ErrNoKeysFound):
 	case err != nil:
-		return fmt.Errorf("retained keys: %w", err)
+		return fmt.Errorf("hub: retained keys: %w", err)
 	default:
 		for k := range keys.Keys() {
 			live[k] = true
 		}
 		if ctx.Err() != nil { // the lister stops at the deadline without saying so: incomplete
-			return fmt.Errorf("retained keys: %w", ctx.Err())
+			return fmt.Errorf("hub: retained keys: %w", ctx.Err())
 		}
 	}
 	for k := range live {
@@ -416,7 +416,7 @@ func (s *Store) loadRetained(ctx context.Context, last uint64) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("retained %s: %w", k, err)
+			return fmt.Errorf("hub: retained %s: %w", k, err)
 		}
 		s.applyRetained(k, e.Revision(), e.Value())
 	}
@@ -465,7 +465,7 @@ func (s *Store) ping(ctx context.Context) error {
 	t := time.Now()
 	last, err := s.retainedLast(ctx)
 	if err != nil {
-		return fmt.Errorf("hub JetStream: %w", err)
+		return fmt.Errorf("hub: JetStream: %w", err)
 	}
 	s.mu.Lock()
 	s.stats.RTT = time.Since(t)
@@ -501,7 +501,7 @@ func (s *Store) bucket(ctx context.Context, name string) (jetstream.KeyValue, er
 			return kv, nil
 		}
 	}
-	return nil, fmt.Errorf("bucket %s: %w", name, err)
+	return nil, fmt.Errorf("hub: bucket %s: %w", name, err)
 }
 
 func (s *Store) apiPrefix() string {
