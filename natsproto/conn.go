@@ -277,9 +277,6 @@ func (c *conn) serve(ctx context.Context) error {
 	return err
 }
 
-// errHandoff tells serve the read loop should continue on a new goroutine.
-var errHandoff = errors.New("natsproto: hand off the read loop")
-
 // finish releases what the read loop held, once it has ended.
 func (c *conn) finish() {
 	if c.onEnd != nil {
