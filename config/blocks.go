@@ -161,47 +161,19 @@ func (d *dec) websocket(e *Entry, c *Config) *WebSocketOptions {
 				w.HandshakeTimeout = x
 			}
 		},
-		"jwt_cookie":    d.setStr(&w.JWTCookie),
-		"user_cookie":   d.setStr(&w.UserCookie),
-		"pass_cookie":   d.setStr(&w.PassCookie),
-		"token_cookie":  d.setStr(&w.TokenCookie),
-		"no_auth_user":  d.setStr(&w.NoAuthUser),
-		"authorization": func(e *Entry) { w.Authorization = d.simpleAuth(e, "websocket.authorization") },
-		"headers": func(e *Entry) {
-			hm, ok := d.mapOf(e)
-			if !ok {
-				return
-			}
-			w.Headers = make(map[string]string, len(hm.Entries))
-			for _, h := range hm.Entries {
-				if s, ok := d.str(h); ok {
-					w.Headers[h.Key] = s
-				}
-			}
-		},
+		"jwt_cookie":             d.setStr(&w.JWTCookie),
+		"user_cookie":            d.setStr(&w.UserCookie),
+		"pass_cookie":            d.setStr(&w.PassCookie),
+		"token_cookie":           d.setStr(&w.TokenCookie),
+		"no_auth_user":           d.setStr(&w.NoAuthUser),
+		"authorization":          func(e *Entry) { w.Authorization = d.simpleAuth(e, "websocket.authorization") },
+		"headers":                func(e *Entry) { w.Headers = d.headers(e) },
 		"ping_interval":          d.setDur(&w.PingInterval),
 		"handshake":              func(e *Entry) { w.Handshake = d.handshake(e) },
 		"max_connections":        d.setInt(&w.MaxConnections, 0, math.MaxInt32),
 		"max_connections_per_ip": d.setInt(&w.MaxConnectionsPerIP, 0, math.MaxInt32),
-		"trusted_proxies": func(e *Entry) {
-			list, ok := d.strings(e)
-			if !ok {
-				return
-			}
-			for i, s := range list {
-				p, err := parsePrefix(s)
-				if err != nil {
-					at := e.Value.Pos
-					if e.Value.Kind == KindList {
-						at = e.Value.List[i].Pos
-					}
-					d.errf(at, "trusted_proxies: %q is not an address or CIDR prefix", s)
-					continue
-				}
-				w.TrustedProxies = append(w.TrustedProxies, p)
-			}
-		},
-		"max_handshake_bytes": d.setInt(&w.MaxHandshakeBytes, 256, 1<<20),
+		"trusted_proxies":        func(e *Entry) { w.TrustedProxies = d.trustedProxies(e, w.TrustedProxies) },
+		"max_handshake_bytes":    d.setInt(&w.MaxHandshakeBytes, 256, 1<<20),
 	}
 	alias(f, "host", "net")
 	alias(f, "allowed_origins", "allowed_origin", "allow_origins", "allow_origin", "origins", "origin")
@@ -211,6 +183,13 @@ func (d *dec) websocket(e *Entry, c *Config) *WebSocketOptions {
 	if w.Host == "" {
 		w.Host = c.NATS.Host
 	}
+	d.checkWebSocket(e, w, sameOriginSet)
+	return w
+}
+
+// checkWebSocket requires TLS unless no_tls, and defaults same_origin to
+// true when a cookie may carry credentials and no origin policy is set.
+func (d *dec) checkWebSocket(e *Entry, w *WebSocketOptions, sameOriginSet bool) {
 	if w.TLS == nil && !w.NoTLS {
 		d.errf(e.Value.Pos, "websocket: tls {} is required (or set no_tls: true)")
 	}
@@ -220,7 +199,42 @@ func (d *dec) websocket(e *Entry, c *Config) *WebSocketOptions {
 		w.SameOrigin = true
 		d.notices = append(d.notices, Warning{Pos: e.Value.Pos, Msg: "websocket: a cookie can carry credentials and no origin policy is set, so same_origin defaults to true (cross-site WebSocket hijacking)"})
 	}
-	return w
+}
+
+// headers reads websocket { headers {} }: extra 101 response headers.
+func (d *dec) headers(e *Entry) map[string]string {
+	hm, ok := d.mapOf(e)
+	if !ok {
+		return nil
+	}
+	h := make(map[string]string, len(hm.Entries))
+	for _, x := range hm.Entries {
+		if s, ok := d.str(x); ok {
+			h[x.Key] = s
+		}
+	}
+	return h
+}
+
+// trustedProxies appends the addresses and CIDR prefixes of e to list.
+func (d *dec) trustedProxies(e *Entry, list []netip.Prefix) []netip.Prefix {
+	strs, ok := d.strings(e)
+	if !ok {
+		return list
+	}
+	for i, s := range strs {
+		p, err := parsePrefix(s)
+		if err != nil {
+			at := e.Value.Pos
+			if e.Value.Kind == KindList {
+				at = e.Value.List[i].Pos
+			}
+			d.errf(at, "trusted_proxies: %q is not an address or CIDR prefix", s)
+			continue
+		}
+		list = append(list, p)
+	}
+	return list
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {

@@ -13,6 +13,12 @@
 // implement are warnings. Reload applies a changed file to a running
 // broker, or refuses it whole.
 //
+// Every listener is built through one registry of transport blocks
+// (RegisterTransport): the NATS listener, mqtt {} and websocket {} are
+// registered by this package, and a host registers its own transport and
+// block from its init, which the file then configures like theirs
+// (examples/unixsocket).
+//
 //	cfg, err := config.Load("busbar.conf")
 //	opts, err := cfg.BrokerOptions(logger)
 //	st, err := cfg.OpenStore(logger) // nil, nil without jetstream
@@ -30,11 +36,9 @@ import (
 
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
-	"github.com/busbar/busbar/mqtt"
 	"github.com/busbar/busbar/natsproto"
 	"github.com/busbar/busbar/store/filestore"
 	"github.com/busbar/busbar/transport"
-	"github.com/busbar/busbar/websocket"
 )
 
 // Config is a parsed configuration. Hosts may change any field before
@@ -64,6 +68,11 @@ type Config struct {
 	WebSocket *WebSocketOptions // nil: no websocket {} block
 	MQTT      *MQTTOptions      // nil: no mqtt {} block
 	Leafnodes *LeafnodeOptions  // nil: no leafnodes {} block
+
+	// Blocks holds the options of each transport block a host registered
+	// (RegisterTransport) and the file has, by the registered name, as
+	// its Decode returned them; Transports builds from them.
+	Blocks map[string]any
 
 	// Warnings: nats-server keys busbar ignores. Notices: defaults busbar
 	// chose that a start-up line should mention.
@@ -323,80 +332,9 @@ func (c *Config) authKey() string {
 // errorAt positions err at the key path when it is known.
 func (c *Config) errorAt(path string, err error) error {
 	if p, ok := c.pos[path]; ok {
-		return Errors{{Pos: p, Msg: err.Error()}}
+		return Errors{{Pos: p, Msg: err.Error(), err: err}}
 	}
 	return err
-}
-
-// Transports builds the listeners the configuration asks for (not yet
-// listening): the NATS one always, MQTT and WebSocket when their blocks
-// are present. TLS certificates are loaded here. The WebSocket transport
-// hands MQTT connections to the MQTT listener's server, so both ports
-// share the mqtt {} settings.
-func (c *Config) Transports() ([]transport.Transport, error) {
-	nt, err := natsproto.New(c.NATS)
-	if err != nil {
-		return nil, c.errorAt("tls", err)
-	}
-	ts := []transport.Transport{nt}
-	var mt *mqtt.Transport
-	if m := c.MQTT; m != nil {
-		mt, err = mqtt.New(mqtt.Options{
-			Host: m.Host, Port: m.Port, TLS: m.TLS, AckWait: m.AckWait, MaxAckPending: m.MaxAckPending,
-			MaxPacketSize: m.MaxPacketSize, SessionExpiry: m.SessionExpiry,
-			MaxKeepAlive: uint16(m.MaxKeepAlive / time.Second), MaxConnections: m.MaxConnections,
-			MaxQueuedBytes: m.MaxQueuedBytes, MaxQueuedMessages: m.MaxQueuedMessages,
-			MaxOfflineBytes: m.MaxOfflineBytes, MaxTopicAlias: m.MaxTopicAlias,
-		})
-		if err != nil {
-			return nil, c.errorAt("mqtt.tls", err)
-		}
-		ts = append(ts, mt)
-	}
-	if w := c.WebSocket; w != nil {
-		wt, err := websocket.New(c.webSocketOptions(nt, mt))
-		if err != nil {
-			return nil, c.errorAt("websocket.tls", err)
-		}
-		ts = append(ts, wt)
-	}
-	return ts, nil
-}
-
-// webSocketOptions maps the websocket {} block onto the transport's
-// options.
-func (c *Config) webSocketOptions(nt *natsproto.Transport, mt *mqtt.Transport) websocket.Options {
-	w := c.WebSocket
-	o := websocket.Options{
-		Host: w.Host, Port: w.Port, Advertise: w.Advertise, SameOrigin: w.SameOrigin,
-		AllowedOrigins: w.AllowedOrigins, Compression: w.Compression, HandshakeTimeout: w.HandshakeTimeout,
-		JWTCookie: w.JWTCookie, UserCookie: w.UserCookie, PassCookie: w.PassCookie, TokenCookie: w.TokenCookie,
-		Headers: w.Headers, PingInterval: w.PingInterval, MaxConnections: w.MaxConnections,
-		MaxConnectionsPerIP: w.MaxConnectionsPerIP, TrustedProxies: w.TrustedProxies,
-		MaxHandshakeBytes: w.MaxHandshakeBytes, NATS: nt,
-	}
-	if !w.NoTLS {
-		o.TLS = w.TLS
-	}
-	if mt != nil {
-		o.MQTT = mt
-	}
-	if a := w.Authorization; a != nil {
-		o.AuthTimeout = a.Timeout
-	}
-	if h := w.Handshake; h != nil {
-		o.Handshake = websocket.Handshake{
-			Required: h.Required, BasicAuth: h.BasicAuth, SubprotocolAuth: h.SubprotocolAuth,
-			CloseOnFailure: h.OnFailure == "close",
-		}
-		if h.KeyAuth != nil {
-			o.Handshake.KeyAuth = websocket.Source(*h.KeyAuth)
-		}
-		if h.JWTAuth != nil {
-			o.Handshake.JWTAuth = websocket.Source(*h.JWTAuth)
-		}
-	}
-	return o
 }
 
 // Check does what Load cannot without side effects on the broker: it

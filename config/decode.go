@@ -29,9 +29,6 @@ func (d *dec) warnf(at Pos, format string, args ...any) {
 	d.warns = append(d.warns, Warning{Pos: at, Msg: fmt.Sprintf(format, args...)})
 }
 
-// field handles one key of a block.
-type field func(e *Entry)
-
 // block is a table of the keys one `{}` block takes. Aliases map to the
 // same handler; ignored holds keys nats-server knows that busbar does not
 // implement (a warning each).

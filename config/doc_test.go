@@ -31,9 +31,35 @@ func TestConfigDocCoversEveryKey(t *testing.T) {
 	}
 }
 
+// transportKeys hands each key of a built-in TransportBlock literal (Name
+// and Aliases) to add; the NATS listener's (topLevel) has no key.
+func transportKeys(lit *ast.CompositeLit, add func(ast.Expr)) {
+	var keys []ast.Expr
+	for _, el := range lit.Elts {
+		kv, ok := el.(*ast.KeyValueExpr)
+		if !ok {
+			continue
+		}
+		switch kv.Key.(*ast.Ident).Name {
+		case "topLevel":
+			return
+		case "Name":
+			keys = append(keys, kv.Value)
+		case "Aliases":
+			if cl, ok := kv.Value.(*ast.CompositeLit); ok {
+				keys = append(keys, cl.Elts...)
+			}
+		}
+	}
+	for _, k := range keys {
+		add(k)
+	}
+}
+
 // decoderKeys returns every key the decoder knows, with where it is
-// defined: keys of map[string]field literals, alias names, and the
-// ignored lists (block{ignored: ...} and ignoredTop).
+// defined: keys of map[string]field literals, alias names, the built-in
+// transport blocks' names and aliases, and the ignored lists
+// (block{ignored: ...} and ignoredTop).
 func decoderKeys(t *testing.T) map[string]string {
 	t.Helper()
 	files, err := filepath.Glob("*.go")
@@ -73,6 +99,9 @@ func decoderKeys(t *testing.T) map[string]string {
 							add(el.(*ast.KeyValueExpr).Key, fset.Position(el.Pos()).String())
 						}
 					}
+				}
+				if id, ok := x.Type.(*ast.Ident); ok && id.Name == "TransportBlock" {
+					transportKeys(x, func(e ast.Expr) { add(e, "transport block at "+fset.Position(e.Pos()).String()) })
 				}
 				if id, ok := x.Type.(*ast.Ident); ok && id.Name == "block" {
 					for _, el := range x.Elts {

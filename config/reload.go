@@ -32,7 +32,7 @@ var restartOnly = []struct {
 
 // CheckReload reports, with positions in next, every setting next changes
 // that needs a restart (listeners, TLS, the websocket, mqtt and leafnodes
-// blocks, the store, the log file).
+// blocks and every registered transport block, the store, the log file).
 func (c *Config) CheckReload(next *Config) error {
 	var errs Errors
 	for _, r := range restartOnly {
@@ -47,6 +47,13 @@ func (c *Config) CheckReload(next *Config) error {
 			}
 		}
 		errs = append(errs, &Error{Pos: at, Msg: fmt.Sprintf("%s: cannot be changed by a reload (restart busbar); the running configuration is kept", r.keys[0])})
+	}
+	for _, k := range c.changedBlocks(next) { // the host's transport blocks
+		at, ok := next.pos[k]
+		if !ok {
+			at = Pos{File: next.File, Line: 1, Col: 1}
+		}
+		errs = append(errs, &Error{Pos: at, Msg: fmt.Sprintf("%s: cannot be changed by a reload (restart busbar); the running configuration is kept", k)})
 	}
 	if len(errs) > 0 {
 		return errs

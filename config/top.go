@@ -24,15 +24,29 @@ var ignoredTop = []string{
 	"no_fast_producer_stall", "proxies",
 }
 
-// config maps the top-level keys.
+// topState is what the top-level keys leave for the checks that follow
+// them (finish).
+type topState struct {
+	noAuthUser   Pos
+	monitorHost  string
+	resolverSeen bool
+}
+
+// config maps the top-level keys, the registered transport blocks among
+// them (mqtt {}, websocket {}, a host's).
 func (d *dec) config(root *Map) *Config {
 	c := &Config{Log: LogOptions{Logtime: true}, LameDuckDuration: DefaultLameDuck}
 	c.NATS.Host, c.NATS.Port = DefaultHost, DefaultPort
-	var (
-		noAuthUser   Pos
-		monitorHost  string
-		resolverSeen bool
-	)
+	var st topState
+	f := d.topFields(c, &st)
+	d.addTransportFields(f, c)
+	d.walk(root, block{fields: f, ignored: ignoredTop})
+	d.finish(c, &st)
+	return c
+}
+
+// topFields is the table of the top-level keys, transport blocks aside.
+func (d *dec) topFields(c *Config, st *topState) map[string]field {
 	f := map[string]field{
 		"listen":             func(e *Entry) { d.hostPort(e, &c.NATS.Host, &c.NATS.Port) },
 		"host":               d.setStr(&c.NATS.Host),
@@ -48,15 +62,7 @@ func (d *dec) config(root *Map) *Config {
 		"ping_interval":      d.setDur(&c.Broker.PingInterval),
 		"ping_max":           d.setInt(&c.Broker.PingMax, 1, math.MaxInt32),
 		"write_deadline":     d.setDur(&c.Broker.WriteDeadline),
-		"lame_duck_duration": func(e *Entry) {
-			if x, ok := d.duration(e); ok {
-				if x < minLameDuckDuration {
-					d.errf(e.Value.Pos, "lame_duck_duration: %s is under the minimum of 30s", x)
-					return
-				}
-				c.LameDuckDuration, c.Broker.LameDuckDuration = x, x
-			}
-		},
+		"lame_duck_duration": func(e *Entry) { d.lameDuckDuration(e, c) },
 		"lame_duck_grace_period": func(e *Entry) {
 			if x, ok := d.duration(e); ok { // refuses a negative one
 				c.Broker.LameDuckGracePeriod = x
@@ -64,18 +70,18 @@ func (d *dec) config(root *Map) *Config {
 		},
 		"no_auth_user": func(e *Entry) {
 			if s, ok := d.str(e); ok {
-				c.Auth.NoAuthUser, noAuthUser = s, e.Value.Pos
+				c.Auth.NoAuthUser, st.noAuthUser = s, e.Value.Pos
 			}
 		},
 		"authorization":    func(e *Entry) { d.authorization(e, c) },
 		"accounts":         func(e *Entry) { d.accounts(e, c) },
 		"operator":         func(e *Entry) { d.operators(e, c) },
-		"resolver":         func(e *Entry) { resolverSeen = true; d.resolver(e, c) },
+		"resolver":         func(e *Entry) { st.resolverSeen = true; d.resolver(e, c) },
 		"resolver_preload": func(e *Entry) { d.resolverPreload(e, c) },
 		"tls": func(e *Entry) {
 			c.NATS.TLS = d.tls(e, "tls") // verify_and_map: tlsMapConns
 		},
-		"http":       func(e *Entry) { d.hostPort(e, &monitorHost, &c.Monitor.Port) },
+		"http":       func(e *Entry) { d.hostPort(e, &st.monitorHost, &c.Monitor.Port) },
 		"http_port":  d.setPort(&c.Monitor.Port),
 		"debug":      d.setBool(&c.Log.Debug),
 		"trace":      d.setBool(&c.Log.Trace),
@@ -84,8 +90,6 @@ func (d *dec) config(root *Map) *Config {
 		"log_format": func(e *Entry) { d.logFormat(e, &c.Log.Format) },
 		"jetstream":  func(e *Entry) { d.jetstream(e, &c.Store) },
 		"store_dir":  func(e *Entry) { c.Store.Enabled = true; d.setStr(&c.Store.Dir)(e) },
-		"websocket":  func(e *Entry) { c.WebSocket = d.websocket(e, c) },
-		"mqtt":       func(e *Entry) { c.MQTT = d.mqtt(e, c) },
 		"leafnodes":  func(e *Entry) { c.Leafnodes = d.leafnodes(e) },
 
 		"system_account":    d.setStr(&c.SystemAccount),
@@ -98,19 +102,31 @@ func (d *dec) config(root *Map) *Config {
 	alias(f, "http_port", "monitor_port")
 	alias(f, "log_file", "logfile")
 	alias(f, "store_dir", "storedir")
-	alias(f, "websocket", "ws")
 	alias(f, "leafnodes", "leaf")
 	alias(f, "system_account", "system")
 	alias(f, "no_system_account", "no_system", "no_sys_acc")
 	alias(f, "pid_file", "pidfile")
 	alias(f, "operator", "operators", "root", "roots", "root_operator", "root_operators")
 	alias(f, "resolver", "account_resolver", "accounts_resolver")
-	d.walk(root, block{fields: f, ignored: ignoredTop})
+	return f
+}
 
+func (d *dec) lameDuckDuration(e *Entry, c *Config) {
+	if x, ok := d.duration(e); ok {
+		if x < minLameDuckDuration {
+			d.errf(e.Value.Pos, "lame_duck_duration: %s is under the minimum of 30s", x)
+			return
+		}
+		c.LameDuckDuration, c.Broker.LameDuckDuration = x, x
+	}
+}
+
+// finish fills the defaults and runs the checks that need the whole file.
+func (d *dec) finish(c *Config, st *topState) {
 	if c.Monitor.Port != 0 {
 		c.Monitor.Host = c.NATS.Host
-		if monitorHost != "" {
-			c.Monitor.Host = monitorHost
+		if st.monitorHost != "" {
+			c.Monitor.Host = st.monitorHost
 		}
 	}
 	if c.Store.Enabled && c.Store.Dir == "" {
@@ -120,18 +136,17 @@ func (d *dec) config(root *Map) *Config {
 	if len(c.Auth.Operators) > 0 || hasNKeys(c) {
 		c.NATS.Nonce = true
 	}
-	if len(c.Auth.Operators) > 0 && !resolverSeen && len(c.Auth.ResolverPreload) > 0 {
+	if len(c.Auth.Operators) > 0 && !st.resolverSeen && len(c.Auth.ResolverPreload) > 0 {
 		c.Auth.Resolver = "MEMORY"
 	}
 	c.Auth.TLSMapConns = tlsMapConns(c)
-	d.checkAuth(c, noAuthUser)
+	d.checkAuth(c, st.noAuthUser)
 	if g := c.Broker.LameDuckGracePeriod; g > 0 && g >= c.LameDuckDuration {
 		d.errf(d.pos["lame_duck_grace_period"], "lame duck grace period (%s) should be strictly lower than lame duck duration (%s)", g, c.LameDuckDuration)
 	}
 	if c.Broker.MaxPending > 0 && int64(c.Broker.MaxPayload) > c.Broker.MaxPending {
 		d.errf(d.pos["max_payload"], "max_payload %d is larger than max_pending %d", c.Broker.MaxPayload, c.Broker.MaxPending)
 	}
-	return c
 }
 
 // alias makes each name take the handler of key.

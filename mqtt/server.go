@@ -1,8 +1,8 @@
 // Package mqtt speaks MQTT 3.1.1 and 5.0 on one port and maps MQTT topics
 // onto the broker's NATS subject space (nats-server 2.10+'s mapping:
 // sensors/t1 is sensors.t1, + is *, # is >), so MQTT, NATS, WebSocket and
-// in-process clients share one namespace. It registers the "mqtt"
-// transport; mqtt/packet is the codec.
+// in-process clients share one namespace. Package config builds it from
+// the mqtt {} block; mqtt/packet is the codec.
 //
 // New builds a Transport from Options (address, TLS, ack wait, in-flight
 // window, packet size and keep-alive limits); Listen binds it and

@@ -1,7 +1,8 @@
 // Package natsproto speaks the NATS client protocol (INFO, CONNECT, PUB,
 // HPUB, SUB, UNSUB, MSG, HMSG, PING, PONG, +OK, -ERR) over TCP, TLS,
 // WebSocket and in-process connections, with nats-server's limits,
-// defaults and error strings. It registers the "nats" transport.
+// defaults and error strings. Package config builds it from the
+// top-level listen, host, port and tls {} keys.
 //
 // New builds a Transport from Options (host, port, TLS, advertise);
 // Listen binds it, so an address error surfaces at once, and Broker.Start

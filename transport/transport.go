@@ -1,20 +1,21 @@
 // Package transport holds what every busbar transport shares: the
 // Transport interface (Listen, Addr, Serve, Close; it satisfies
-// broker.Service) and its registry of factories; Listener, which binds an
-// address with optional TLS (TLSOptions) and runs an accept loop with
-// back-off, and which a transport of your own can embed; ConnServer and
+// broker.Service); Listener, which binds an address with optional TLS
+// (TLSOptions) and runs an accept loop with back-off, and which a
+// transport of your own can embed; ConnServer and
 // ConnOptions, for a protocol served on a connection accepted elsewhere
 // (the websocket package's upgrades); and Outbound, the per-connection
 // write queue drained by one writer goroutine through a Sink (writev on
 // TCP, one frame per batch on WebSocket, coalesced records on TLS).
+//
+// A transport configured from a file registers its block with
+// config.RegisterTransport (package config, which reads the file and sits
+// above every transport); this package keeps no registry.
 package transport
 
 import (
 	"context"
-	"fmt"
 	"net"
-	"sort"
-	"sync"
 	"time"
 
 	"github.com/busbar/busbar/auth"
@@ -92,47 +93,4 @@ func SetCloseStatus(c net.Conn, code int, reason string) {
 	if cs, ok := c.(CloseStatuser); ok {
 		cs.SetCloseStatus(code, reason)
 	}
-}
-
-// Block is a config subtree handed to a Factory.
-type Block = map[string]any
-
-// Factory builds a transport from its config block.
-type Factory func(cfg Block) (Transport, error)
-
-var (
-	regMu     sync.RWMutex
-	factories = map[string]Factory{}
-)
-
-// Register makes a transport factory available under key ("nats",
-// "mqtt", "websocket"). Called from init; panics on a duplicate key. The
-// registry holds factories only, never running transports.
-func Register(key string, f Factory) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	if _, dup := factories[key]; dup {
-		panic(fmt.Sprintf("transport: Register called twice for %q", key))
-	}
-	factories[key] = f
-}
-
-// Lookup returns the factory registered under key.
-func Lookup(key string) (Factory, bool) {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	f, ok := factories[key]
-	return f, ok
-}
-
-// Registered lists the registered keys, sorted.
-func Registered() []string {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	keys := make([]string, 0, len(factories))
-	for k := range factories {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
