@@ -29,14 +29,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
+
+	"github.com/busbar/busbar/bench/internal/host"
+	"github.com/busbar/busbar/bench/internal/mqttwire"
+	"github.com/busbar/busbar/bench/internal/stats"
 )
 
 const payloadSize = 128
-
-var zeros [payloadSize]byte
 
 type config struct {
 	duration time.Duration // publishing time of a throughput run
@@ -90,7 +91,7 @@ func persistentSubscriber(addr string, progress chan struct{}) (*subscriber, err
 		c.Close()
 		return nil, err
 	}
-	disconnect(c)
+	mqttwire.Disconnect(c)
 	time.Sleep(50 * time.Millisecond)
 	c, present, err := dial(addr, id, false)
 	if err != nil {
@@ -211,18 +212,18 @@ func run(b *broker, cfg config, paced bool) (result, error) {
 	secs := float64(end-t0) / 1e9
 	r := result{
 		mRate:   float64(delivered) / secs,
-		mAck50:  a.hist.quantile(0.50),
-		mAck99:  a.hist.quantile(0.99),
-		mE2E50:  s.hist.quantile(0.50),
-		mE2E99:  s.hist.quantile(0.99),
+		mAck50:  a.hist.Quantile(0.50) / 1e6,
+		mAck99:  a.hist.Quantile(0.99) / 1e6,
+		mE2E50:  s.hist.Quantile(0.50) / 1e6,
+		mE2E99:  s.hist.Quantile(0.99) / 1e6,
 		mCPU:    float64(c1-c0) / 1e3 / float64(delivered),
 		mFlush:  mNoData,
 		mLost:   float64(sent - delivered),
 		mDup:    float64(dups),
 		mUnack:  float64(sent - acked),
-		mAck90:  a.hist.quantile(0.90),
-		mAck999: a.hist.quantile(0.999),
-		mAckMax: a.hist.quantile(1),
+		mAck90:  a.hist.Quantile(0.90) / 1e6,
+		mAck999: a.hist.Quantile(0.999) / 1e6,
+		mAckMax: a.hist.Quantile(1) / 1e6,
 	}
 	if f0 >= 0 && f1 >= 0 {
 		r[mFlush] = float64(f1-f0) / secs
@@ -315,7 +316,7 @@ func main() {
 			if err := build(bin, "busbar-mqtt", "./cmd/busbar-mqtt"); err != nil {
 				fail(err)
 			}
-			versions[p.name] = "commit " + gitCommit()
+			versions[p.name] = "commit " + host.GitCommit()
 		case "nats", "nats-sync":
 			if err := build(bin, "natsmqtt", "./cmd/durablebench/natsmqtt"); err != nil {
 				fail(err)
@@ -344,7 +345,7 @@ func main() {
 		fmt.Printf("  %-11s %s\n", p.name, versions[p.name])
 		fmt.Printf("  %-11s   durability: %s\n", "", p.durability)
 	}
-	fmt.Printf("  load average at start: %s\n", loadavg())
+	fmt.Printf("  load average at start: %s\n", host.LoadAvg())
 
 	type scenario struct {
 		key, title string
@@ -391,7 +392,7 @@ func main() {
 		}
 		printTable(s.title, s.paced, peers, runs, errs)
 	}
-	fmt.Printf("\nload average at end: %s (other processes on the machine disturb the figures; flush/s counts the whole device)\n", loadavg())
+	fmt.Printf("\nload average at end: %s (other processes on the machine disturb the figures; flush/s counts the whole device)\n", host.LoadAvg())
 	fmt.Printf("runtime %v. busbar/best = busbar / the best peer (highest msgs/s, lowest latency and cpu);\n", time.Since(t0).Round(time.Second))
 	fmt.Println("busbar/best fsync = the same against the peers that fsync every message before its PUBACK.")
 	fmt.Println("targets: throughput msgs/s >= 2x the best peer's durable throughput; paced p99 < 10 ms at 5,000 msgs/s.")
@@ -417,7 +418,7 @@ func printTable(title string, paced bool, peers []peer, runs map[string][]result
 			for _, r := range runs[p.name] {
 				v = append(v, r[m])
 			}
-			med[p.name][m] = median(v)
+			med[p.name][m] = stats.Median(v)
 			if m == mUnack {
 				continue
 			}
@@ -518,15 +519,6 @@ func num(v float64) string {
 	}
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
-}
-
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -550,33 +542,6 @@ func build(dir, name, pkg string) error {
 		return fmt.Errorf("building %s (run from bench/): %w", pkg, err)
 	}
 	return nil
-}
-
-// gitCommit names the commit busbar-mqtt was built from; the build uses
-// the working tree (replace ../), so uncommitted changes outside bench/
-// (Go files, go.mod, go.sum) are flagged.
-func gitCommit() string {
-	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
-	if err != nil {
-		return "unknown (not a git checkout)"
-	}
-	c := strings.TrimSpace(string(out))
-	if exec.Command("git", "-C", "..", "diff", "--quiet", "HEAD", "--", "*.go", "go.mod", "go.sum", ":(exclude)bench").Run() != nil {
-		c += " + uncommitted Go changes outside bench/"
-	}
-	return c
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func fail(err error) {

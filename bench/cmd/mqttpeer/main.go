@@ -27,6 +27,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/busbar/busbar/bench/internal/host"
+	"github.com/busbar/busbar/bench/internal/stats"
 )
 
 // metric is one column of a scenario's table.
@@ -122,7 +125,7 @@ func main() {
 		switch name {
 		case "busbar":
 			build(dir, "busbar-mqtt")
-			versions[name] = "commit " + gitCommit()
+			versions[name] = "commit " + host.GitCommit()
 		case "mochi":
 			build(dir, "mochi")
 			out, _ := exec.Command(filepath.Join(dir, "mochi"), "-version").Output()
@@ -141,7 +144,7 @@ func main() {
 	for _, name := range brokers {
 		fmt.Printf("  %-10s %s\n", name, versions[name])
 	}
-	fmt.Printf("  load average at start: %s\n", loadavg())
+	fmt.Printf("  load average at start: %s\n", host.LoadAvg())
 	for _, s := range todo {
 		runs := map[string][]result{}
 		errs := map[string][]string{}
@@ -167,7 +170,7 @@ func main() {
 		}
 		printTable(s, brokers, runs, errs)
 	}
-	fmt.Printf("\nload average at end: %s (other processes on the machine disturb the figures, paced p99 most)\n", loadavg())
+	fmt.Printf("\nload average at end: %s (other processes on the machine disturb the figures, paced p99 most)\n", host.LoadAvg())
 	fmt.Printf("runtime %v. ratio = busbar / best peer (highest msgs/s and conns/s, lowest of the rest);\n", time.Since(start).Round(time.Second))
 	fmt.Println("targets: msgs/s >= 1x, cpu <= 0.5x, paced p99 <= 0.5x, idle <= 4 KiB/conn. cpu µs/msg = CPU s per million delivered.")
 }
@@ -192,7 +195,7 @@ func printTable(s scenario, brokers []string, runs map[string][]result, errs map
 			for _, r := range runs[name] {
 				v = append(v, r[m.key])
 			}
-			med[name][m.key] = median(v)
+			med[name][m.key] = stats.Median(v)
 			fmt.Printf(" %11s", num(med[name][m.key]))
 		}
 		if n := len(runs[name]); n < len(runs[name])+len(errs[name]) {
@@ -286,33 +289,6 @@ func build(dir, name string) {
 	if err := cmd.Run(); err != nil {
 		fail(fmt.Errorf("building %s (run from bench/): %w", name, err))
 	}
-}
-
-// gitCommit names the commit busbar-mqtt was built from; the build uses
-// the working tree (replace ../), so uncommitted changes outside bench/
-// (Go files, go.mod, go.sum) are flagged.
-func gitCommit() string {
-	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
-	if err != nil {
-		return "unknown (not a git checkout)"
-	}
-	c := strings.TrimSpace(string(out))
-	if exec.Command("git", "-C", "..", "diff", "--quiet", "HEAD", "--", "*.go", "go.mod", "go.sum", ":(exclude)bench").Run() != nil {
-		c += " + uncommitted Go changes outside bench/"
-	}
-	return c
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func fail(err error) {

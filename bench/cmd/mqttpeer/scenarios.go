@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/busbar/busbar/bench/internal/stats"
 )
 
 const payloadSize = 64
-
-var zeros [payloadSize]byte
 
 type config struct {
 	duration    time.Duration // publishing time of a throughput run
@@ -143,12 +143,12 @@ func throughput(b *broker, cfg config, qos byte, nsubs int) (result, error) {
 	for _, s := range subs {
 		s.close()
 	}
-	var h hist
+	var h stats.Hist
 	for _, s := range subs {
 		if s.err != nil {
 			return nil, fmt.Errorf("subscriber: %w", s.err)
 		}
-		h.merge(&s.hist)
+		h.Merge(&s.hist)
 	}
 	subs = nil
 	if acks != nil && acks.err != nil {
@@ -159,8 +159,8 @@ func throughput(b *broker, cfg config, qos byte, nsubs int) (result, error) {
 	}
 	return result{
 		mRate: float64(delivered) / (float64(end-t0) / 1e9),
-		mP50:  h.quantile(0.50),
-		mP99:  h.quantile(0.99),
+		mP50:  h.Quantile(0.50) / 1e3,
+		mP99:  h.Quantile(0.99) / 1e3,
 		mCPU:  float64(c1-c0) / 1e3 / float64(delivered),
 		mLost: float64(sent*int64(nsubs) - delivered),
 	}, nil
@@ -269,8 +269,8 @@ func paced(b *broker, cfg config, qos byte) (result, error) {
 		return nil, errors.New("nothing delivered")
 	}
 	return result{
-		mP50:  sub.hist.quantile(0.50),
-		mP99:  sub.hist.quantile(0.99),
+		mP50:  sub.hist.Quantile(0.50) / 1e3,
+		mP99:  sub.hist.Quantile(0.99) / 1e3,
 		mCPU:  float64(c1-c0) / 1e3 / float64(delivered),
 		mLost: float64(total - delivered),
 	}, nil

@@ -1,0 +1,75 @@
+// Package host is what the bench programs ask of the machine they run on:
+// the facts a report's header prints (CPU model, load average, the busbar
+// commit measured) and, for the broker processes they start, when to stop.
+package host
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// CPUModel is the first "model name" of /proc/cpuinfo, or "unknown".
+func CPUModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown"
+}
+
+// LoadAvg is the 1, 5 and 15 minute load averages, or "unknown".
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// GitCommit names the commit busbar was built from, run from bench/: the
+// build uses the working tree (replace ../), so uncommitted changes
+// outside bench/ (Go files, go.mod, go.sum) are flagged.
+func GitCommit() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown (not a git checkout)"
+	}
+	c := strings.TrimSpace(string(out))
+	if exec.Command("git", "-C", "..", "diff", "--quiet", "HEAD", "--", "*.go", "go.mod", "go.sum", ":(exclude)bench").Run() != nil {
+		c += " + uncommitted Go changes outside bench/"
+	}
+	return c
+}
+
+// WaitForStop blocks until SIGINT or SIGTERM arrives or, with stdin,
+// standard input closes (the bench program that started this process
+// ended).
+func WaitForStop(stdin bool) {
+	done := make(chan struct{}, 2)
+	if stdin {
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			done <- struct{}{}
+		}()
+	}
+	go func() {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+		<-ch
+		done <- struct{}{}
+	}()
+	<-done
+}
