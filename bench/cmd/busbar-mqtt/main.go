@@ -10,11 +10,10 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/signal"
 	"runtime/pprof"
-	"syscall"
 	"time"
 
+	"github.com/busbar/busbar/bench/internal/runenv"
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/mqtt"
 	"github.com/busbar/busbar/store/filestore"
@@ -62,9 +61,7 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Println(t.Addr().String())
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-	<-ch
+	runenv.WaitForStop(false)
 	if st != nil {
 		// The store closes only after the broker has stopped writing to it.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -14,13 +14,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/signal"
 	"runtime/pprof"
-	"syscall"
 	"time"
 
+	"github.com/busbar/busbar/bench/internal/runenv"
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/natsproto"
 	"github.com/busbar/busbar/websocket"
@@ -76,25 +74,10 @@ func main() {
 	}
 	fmt.Printf("LISTEN %s\n", t.Addr())
 
-	waitForStop()
+	runenv.WaitForStop(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = b.Shutdown(ctx)
-}
-
-// waitForStop blocks until stdin closes or a termination signal arrives.
-func waitForStop() {
-	done := make(chan struct{}, 2)
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		done <- struct{}{}
-	}()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-sig:
-	}
 }
 
 func fatal(err error) {

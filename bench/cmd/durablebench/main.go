@@ -32,8 +32,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/busbar/busbar/bench/internal/host"
 	"github.com/busbar/busbar/bench/internal/mqttwire"
+	"github.com/busbar/busbar/bench/internal/runenv"
 	"github.com/busbar/busbar/bench/internal/stats"
 )
 
@@ -316,7 +316,7 @@ func main() {
 			if err := build(bin, "busbar-mqtt", "./cmd/busbar-mqtt"); err != nil {
 				fail(err)
 			}
-			versions[p.name] = "commit " + host.GitCommit()
+			versions[p.name] = "commit " + runenv.GitCommit()
 		case "nats", "nats-sync":
 			if err := build(bin, "natsmqtt", "./cmd/durablebench/natsmqtt"); err != nil {
 				fail(err)
@@ -345,7 +345,7 @@ func main() {
 		fmt.Printf("  %-11s %s\n", p.name, versions[p.name])
 		fmt.Printf("  %-11s   durability: %s\n", "", p.durability)
 	}
-	fmt.Printf("  load average at start: %s\n", host.LoadAvg())
+	fmt.Printf("  load average at start: %s\n", runenv.LoadAvg())
 
 	type scenario struct {
 		key, title string
@@ -392,7 +392,7 @@ func main() {
 		}
 		printTable(s.title, s.paced, peers, runs, errs)
 	}
-	fmt.Printf("\nload average at end: %s (other processes on the machine disturb the figures; flush/s counts the whole device)\n", host.LoadAvg())
+	fmt.Printf("\nload average at end: %s (other processes on the machine disturb the figures; flush/s counts the whole device)\n", runenv.LoadAvg())
 	fmt.Printf("runtime %v. busbar/best = busbar / the best peer (highest msgs/s, lowest latency and cpu);\n", time.Since(t0).Round(time.Second))
 	fmt.Println("busbar/best fsync = the same against the peers that fsync every message before its PUBACK.")
 	fmt.Println("targets: throughput msgs/s >= 2x the best peer's durable throughput; paced p99 < 10 ms at 5,000 msgs/s.")

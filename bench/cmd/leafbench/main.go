@@ -29,6 +29,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/busbar/busbar/bench/internal/runenv"
 	"github.com/nats-io/nats.go"
 )
 
@@ -156,7 +157,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	fmt.Fprintf(stdout, "leafbench %s  %d CPUs (%s)  %s  nats.go %s  runtime %v\n",
-		time.Now().Format("2006-01-02 15:04"), runtime.NumCPU(), cpuModel(), runtime.Version(), nats.Version, time.Since(began).Round(time.Second))
+		time.Now().Format("2006-01-02 15:04"), runtime.NumCPU(), runenv.CPUModel(), runtime.Version(), nats.Version, time.Since(began).Round(time.Second))
 	fmt.Fprintf(stdout, "  hub nats-server %s; %d run(s); throughput ≤ %d msgs or %v, window %d B; %d requests; failover %d msgs/s, kill after %v, tail %v\n",
 		l.version(), *count, cfg.count, cfg.maxDur, cfg.window, cfg.requests, cfg.rate, cfg.killAfter, cfg.tail)
 	fmt.Fprintf(stdout, "  command: go run ./cmd/leafbench %s\n", strings.Join(args, " "))
@@ -437,17 +438,4 @@ func fmtNum(v float64) string {
 	default:
 		return fmt.Sprintf("%.2f", v)
 	}
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-		}
-	}
-	return "unknown"
 }

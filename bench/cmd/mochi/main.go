@@ -8,13 +8,11 @@ package main
 import (
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/busbar/busbar/bench/internal/runenv"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -42,19 +40,6 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Println(*addr)
-	done := make(chan struct{}, 2)
-	if *watchStdin {
-		go func() {
-			_, _ = io.Copy(io.Discard, os.Stdin)
-			done <- struct{}{}
-		}()
-	}
-	go func() {
-		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-		<-ch
-		done <- struct{}{}
-	}()
-	<-done
+	runenv.WaitForStop(*watchStdin)
 	_ = s.Close()
 }

@@ -28,7 +28,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/busbar/busbar/bench/internal/host"
+	"github.com/busbar/busbar/bench/internal/runenv"
 	"github.com/busbar/busbar/bench/internal/stats"
 )
 
@@ -125,7 +125,7 @@ func main() {
 		switch name {
 		case "busbar":
 			build(dir, "busbar-mqtt")
-			versions[name] = "commit " + host.GitCommit()
+			versions[name] = "commit " + runenv.GitCommit()
 		case "mochi":
 			build(dir, "mochi")
 			out, _ := exec.Command(filepath.Join(dir, "mochi"), "-version").Output()
@@ -144,7 +144,7 @@ func main() {
 	for _, name := range brokers {
 		fmt.Printf("  %-10s %s\n", name, versions[name])
 	}
-	fmt.Printf("  load average at start: %s\n", host.LoadAvg())
+	fmt.Printf("  load average at start: %s\n", runenv.LoadAvg())
 	for _, s := range todo {
 		runs := map[string][]result{}
 		errs := map[string][]string{}
@@ -170,7 +170,7 @@ func main() {
 		}
 		printTable(s, brokers, runs, errs)
 	}
-	fmt.Printf("\nload average at end: %s (other processes on the machine disturb the figures, paced p99 most)\n", host.LoadAvg())
+	fmt.Printf("\nload average at end: %s (other processes on the machine disturb the figures, paced p99 most)\n", runenv.LoadAvg())
 	fmt.Printf("runtime %v. ratio = busbar / best peer (highest msgs/s and conns/s, lowest of the rest);\n", time.Since(start).Round(time.Second))
 	fmt.Println("targets: msgs/s >= 1x, cpu <= 0.5x, paced p99 <= 0.5x, idle <= 4 KiB/conn. cpu µs/msg = CPU s per million delivered.")
 }

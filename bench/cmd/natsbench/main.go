@@ -22,6 +22,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/busbar/busbar/bench/internal/runenv"
 	"github.com/nats-io/nats.go"
 )
 
@@ -226,7 +227,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 
 	header := fmt.Sprintf("natsbench %s  %d CPUs (%s)  %s  nats.go %s  runtime %v\n",
-		time.Now().Format("2006-01-02 15:04"), runtime.NumCPU(), cpuModel(), runtime.Version(), nats.Version, time.Since(began).Round(time.Second))
+		time.Now().Format("2006-01-02 15:04"), runtime.NumCPU(), runenv.CPUModel(), runtime.Version(), nats.Version, time.Since(began).Round(time.Second))
 	for _, k := range kinds {
 		header += fmt.Sprintf("  %s %s\n", k.Name, versions[k.Name])
 	}
@@ -243,7 +244,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			Go       string            `json:"go"`
 			Versions map[string]string `json:"versions"`
 			Results  []Result          `json:"results"`
-		}{time.Now().Format(time.RFC3339), runtime.NumCPU(), cpuModel(), runtime.Version(), versions, results}
+		}{time.Now().Format(time.RFC3339), runtime.NumCPU(), runenv.CPUModel(), runtime.Version(), versions, results}
 		js, err := json.MarshalIndent(doc, "", "  ")
 		if err != nil {
 			return err
@@ -520,19 +521,6 @@ func parseInts(s string) ([]int, error) {
 		return nil, errors.New("empty list")
 	}
 	return out, nil
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-		}
-	}
-	return "unknown"
 }
 
 func plural(n int, word string) string {

@@ -11,15 +11,13 @@ package main
 import (
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
+	"github.com/busbar/busbar/bench/internal/runenv"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -76,24 +74,9 @@ func main() {
 	}
 	fmt.Printf("LISTEN %s\n", net.JoinHostPort(*host, strconv.Itoa(addr.Port)))
 
-	waitForStop()
+	runenv.WaitForStop(true)
 	s.Shutdown()
 	s.WaitForShutdown()
-}
-
-// waitForStop blocks until stdin closes or a termination signal arrives.
-func waitForStop() {
-	done := make(chan struct{}, 2)
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		done <- struct{}{}
-	}()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-sig:
-	}
 }
 
 func fatal(err error) {

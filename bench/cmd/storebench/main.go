@@ -50,6 +50,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/busbar/busbar/bench/internal/runenv"
 )
 
 // Record sizes of the workload.
@@ -154,7 +156,7 @@ func main() {
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU(), parent, fsType(parent))
 	fmt.Printf("record: key %d B, value %d B; op = durable put (+ delete of the record put %d op(s) earlier in the same write); %v per run after a %v warm-up with %d connections, %d rounds\n",
 		keyLen, valLen, *lag, *dur, *warmup, warmupConns, *rounds)
-	fmt.Printf("load average at start: %s\n", loadavg())
+	fmt.Printf("load average at start: %s\n", runenv.LoadAvg())
 
 	// Rounds interleave the engines (rotating which goes first), so a
 	// burst of outside disk or CPU load lands on one run of each, not on
@@ -175,7 +177,7 @@ func main() {
 			}
 		}
 	}
-	fmt.Printf("load average at end:   %s\n\n", loadavg())
+	fmt.Printf("load average at end:   %s\n\n", runenv.LoadAvg())
 	var rows [][]result
 	for _, e := range selected {
 		for _, c := range conns {
@@ -183,18 +185,6 @@ func main() {
 		}
 	}
 	printTable(rows)
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func fatalf(format string, args ...any) {

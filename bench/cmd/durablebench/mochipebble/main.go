@@ -20,15 +20,13 @@ package main
 import (
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"syscall"
 
+	"github.com/busbar/busbar/bench/internal/runenv"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
@@ -77,19 +75,6 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Println(*addr)
-	done := make(chan struct{}, 2)
-	if *watchStdin {
-		go func() {
-			_, _ = io.Copy(io.Discard, os.Stdin)
-			done <- struct{}{}
-		}()
-	}
-	go func() {
-		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-		<-ch
-		done <- struct{}{}
-	}()
-	<-done
+	runenv.WaitForStop(*watchStdin)
 	_ = s.Close()
 }

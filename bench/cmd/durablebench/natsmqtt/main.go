@@ -17,14 +17,12 @@ package main
 import (
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
+	"github.com/busbar/busbar/bench/internal/runenv"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -74,20 +72,7 @@ func main() {
 	}
 	fmt.Printf("LISTEN %s\n", net.JoinHostPort(*host, strconv.Itoa(*port)))
 
-	done := make(chan struct{}, 2)
-	if *watchStdin {
-		go func() {
-			_, _ = io.Copy(io.Discard, os.Stdin)
-			done <- struct{}{}
-		}()
-	}
-	go func() {
-		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-		<-ch
-		done <- struct{}{}
-	}()
-	<-done
+	runenv.WaitForStop(*watchStdin)
 	s.Shutdown()
 	s.WaitForShutdown()
 }

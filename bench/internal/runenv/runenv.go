@@ -1,7 +1,7 @@
-// Package host is what the bench programs ask of the machine they run on:
+// Package runenv is what the bench programs ask of the machine they run on:
 // the facts a report's header prints (CPU model, load average, the busbar
 // commit measured) and, for the broker processes they start, when to stop.
-package host
+package runenv
 
 import (
 	"io"
@@ -58,18 +58,18 @@ func GitCommit() string {
 // standard input closes (the bench program that started this process
 // ended).
 func WaitForStop(stdin bool) {
-	done := make(chan struct{}, 2)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	done := make(chan struct{})
 	if stdin {
 		go func() {
 			_, _ = io.Copy(io.Discard, os.Stdin)
-			done <- struct{}{}
+			close(done)
 		}()
 	}
-	go func() {
-		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-		<-ch
-		done <- struct{}{}
-	}()
-	<-done
+	select {
+	case <-done:
+	case <-sig:
+	}
 }
