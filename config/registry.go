@@ -50,9 +50,9 @@ type TransportBlock struct {
 // Env is what a transport's New gets beside its own options.
 type Env struct {
 	// Config is the whole configuration, as the host may have changed it
-	// after Load: Broker holds the limits, Auth the authentication (NATS
-	// .Nonce tells whether it needs a nonce in INFO), NATS the main
-	// listener and its tls {}. Read it; do not change it. Connections are
+	// after Load: Broker holds the limits, Auth the authentication, NATS
+	// the main listener (its tls {}; Nonce: the authentication needs a
+	// nonce in INFO). Read it; do not change it. Connections are
 	// authenticated by the broker when they present credentials
 	// (broker.Authenticate), so the host's own Authenticator applies to a
 	// registered transport as to the built-in ones.
