@@ -61,62 +61,25 @@ func (s *subscriber) start() {
 
 func (s *subscriber) loop() {
 	defer close(s.done)
-	r := mqttwire.NewReader(s.c, 256<<10)
-	acks := make([]byte, 0, 4096)
 	var count, dups, maxSeq int64 = 0, 0, -1
-	for {
-		if err := r.Read(); err != nil {
-			if !s.closing.Load() || errors.Is(err, mqttwire.ErrTooLarge) {
-				s.err = err
-			}
+	err := mqttwire.ReadPublishes(s.c, 256<<10, nowNS, func(now, ts int64, seq uint64) {
+		w := int(seq / 64)
+		for w >= len(s.seen) {
+			s.seen = append(s.seen, make([]uint64, len(s.seen)+1024)...)
+		}
+		if s.seen[w]&(1<<(seq%64)) != 0 {
+			dups++
 			return
 		}
-		now := nowNS()
-		for {
-			h, body, ok := r.Next()
-			if !ok {
-				break
-			}
-			if h>>4 != 3 {
-				continue // not a PUBLISH
-			}
-			qos, id, payload, ok := mqttwire.ParsePublish(h, body)
-			if !ok {
-				continue
-			}
-			if qos > 0 {
-				acks = mqttwire.AppendPuback(acks, id)
-			}
-			ts, seq, ok := mqttwire.Stamp(payload)
-			if !ok {
-				continue
-			}
-			w := int(seq / 64)
-			for w >= len(s.seen) {
-				s.seen = append(s.seen, make([]uint64, len(s.seen)+1024)...)
-			}
-			if s.seen[w]&(1<<(seq%64)) != 0 {
-				dups++
-				continue
-			}
-			s.seen[w] |= 1 << (seq % 64)
-			count++
-			if int64(seq) > maxSeq {
-				maxSeq = int64(seq)
-			}
-			if seq >= s.warmSeq {
-				s.hist.Add(now - ts)
-			}
+		s.seen[w] |= 1 << (seq % 64)
+		count++
+		if int64(seq) > maxSeq {
+			maxSeq = int64(seq)
 		}
-		if len(acks) > 0 {
-			if _, err := s.c.Write(acks); err != nil {
-				if !s.closing.Load() {
-					s.err = err
-				}
-				return
-			}
-			acks = acks[:0]
+		if seq >= s.warmSeq {
+			s.hist.Add(now - ts)
 		}
+	}, func(now int64) {
 		s.count.Store(count)
 		s.dups.Store(dups)
 		s.maxSeq.Store(maxSeq)
@@ -125,6 +88,9 @@ func (s *subscriber) loop() {
 		case s.progress <- struct{}{}:
 		default:
 		}
+	})
+	if !s.closing.Load() || errors.Is(err, mqttwire.ErrTooLarge) {
+		s.err = err
 	}
 }
 
@@ -159,36 +125,23 @@ func (a *ackReader) start() {
 
 func (a *ackReader) loop() {
 	defer close(a.done)
-	r := mqttwire.NewReader(a.c, 64<<10)
 	var n int64
-	for {
-		if err := r.Read(); err != nil {
-			if !a.closing.Load() || errors.Is(err, mqttwire.ErrTooLarge) {
-				a.err = err
-			}
-			return
+	err := mqttwire.ReadPubacks(a.c, nowNS, func(now int64, id uint16) {
+		n++
+		rec := &a.sent[id]
+		if seq := rec.seq.Load(); seq >= int64(a.warmSeq) {
+			a.hist.Add(now - rec.ts.Load())
 		}
-		now := nowNS()
-		for {
-			h, body, ok := r.Next()
-			if !ok {
-				break
-			}
-			if h>>4 != 4 || len(body) != 2 {
-				continue // not a PUBACK
-			}
-			n++
-			rec := &a.sent[int(body[0])<<8|int(body[1])]
-			if seq := rec.seq.Load(); seq >= int64(a.warmSeq) {
-				a.hist.Add(now - rec.ts.Load())
-			}
-		}
+	}, func(now int64) {
 		a.acked.Store(n)
 		a.last.Store(now)
 		select {
 		case a.progress <- struct{}{}:
 		default:
 		}
+	})
+	if !a.closing.Load() || errors.Is(err, mqttwire.ErrTooLarge) {
+		a.err = err
 	}
 }
 

@@ -68,53 +68,16 @@ func (s *subscriber) start() { go s.loop() }
 
 func (s *subscriber) loop() {
 	defer close(s.done)
-	r := mqttwire.NewReader(s.c, 256<<10)
-	acks := make([]byte, 0, 4096)
 	var count, maxSeq int64 = 0, -1
-	for {
-		if err := r.Read(); err != nil {
-			if !s.closing.Load() || errors.Is(err, mqttwire.ErrTooLarge) {
-				s.err = err
-			}
-			return
+	err := mqttwire.ReadPublishes(s.c, 256<<10, nowNS, func(now, ts int64, seq uint64) {
+		count++
+		if int64(seq) > maxSeq {
+			maxSeq = int64(seq)
 		}
-		now := nowNS()
-		for {
-			h, body, ok := r.Next()
-			if !ok {
-				break
-			}
-			if h>>4 != 3 {
-				continue // not a PUBLISH
-			}
-			qos, id, payload, ok := mqttwire.ParsePublish(h, body)
-			if !ok {
-				continue
-			}
-			if qos > 0 {
-				acks = mqttwire.AppendPuback(acks, id)
-			}
-			ts, seq, ok := mqttwire.Stamp(payload)
-			if !ok {
-				continue
-			}
-			count++
-			if int64(seq) > maxSeq {
-				maxSeq = int64(seq)
-			}
-			if seq >= s.warmSeq {
-				s.hist.Add(now - ts)
-			}
+		if seq >= s.warmSeq {
+			s.hist.Add(now - ts)
 		}
-		if len(acks) > 0 {
-			if _, err := s.c.Write(acks); err != nil {
-				if !s.closing.Load() {
-					s.err = err
-				}
-				return
-			}
-			acks = acks[:0]
-		}
+	}, func(now int64) {
 		s.count.Store(count)
 		s.maxSeq.Store(maxSeq)
 		s.last.Store(now)
@@ -122,6 +85,9 @@ func (s *subscriber) loop() {
 		case s.progress <- struct{}{}:
 		default:
 		}
+	})
+	if !s.closing.Load() || errors.Is(err, mqttwire.ErrTooLarge) {
+		s.err = err
 	}
 }
 
@@ -149,29 +115,16 @@ func newAckReader(c net.Conn, progress chan struct{}) *ackReader {
 
 func (a *ackReader) loop() {
 	defer close(a.done)
-	r := mqttwire.NewReader(a.c, 64<<10)
 	var n int64
-	for {
-		if err := r.Read(); err != nil {
-			if !a.closing.Load() || errors.Is(err, mqttwire.ErrTooLarge) {
-				a.err = err
-			}
-			return
-		}
-		for {
-			h, body, ok := r.Next()
-			if !ok {
-				break
-			}
-			if h>>4 == 4 && len(body) == 2 {
-				n++
-			}
-		}
+	err := mqttwire.ReadPubacks(a.c, nowNS, func(int64, uint16) { n++ }, func(int64) {
 		a.acked.Store(n)
 		select {
 		case a.progress <- struct{}{}:
 		default:
 		}
+	})
+	if !a.closing.Load() || errors.Is(err, mqttwire.ErrTooLarge) {
+		a.err = err
 	}
 }
 

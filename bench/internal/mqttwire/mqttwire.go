@@ -228,3 +228,68 @@ func (r *Reader) Next() (h byte, body []byte, ok bool) {
 	r.r = i + rem
 	return r.buf[p], r.buf[i : i+rem], true
 }
+
+// ReadPublishes reads PUBLISH packets from c (through a buffer of size
+// bytes) until an error, which it returns. It answers those at QoS 1 or
+// more with a PUBACK, written after the read that brought them; hands
+// onPublish the stamp of each (now is clock() at that read); and calls
+// onRead after each read. Other packets are skipped.
+func ReadPublishes(c net.Conn, size int, clock func() int64, onPublish func(now, ts int64, seq uint64), onRead func(now int64)) error {
+	r := NewReader(c, size)
+	acks := make([]byte, 0, 4096)
+	for {
+		if err := r.Read(); err != nil {
+			return err
+		}
+		now := clock()
+		for {
+			h, body, ok := r.Next()
+			if !ok {
+				break
+			}
+			if h>>4 != 3 {
+				continue // not a PUBLISH
+			}
+			qos, id, payload, ok := ParsePublish(h, body)
+			if !ok {
+				continue
+			}
+			if qos > 0 {
+				acks = AppendPuback(acks, id)
+			}
+			if ts, seq, ok := Stamp(payload); ok {
+				onPublish(now, ts, seq)
+			}
+		}
+		if len(acks) > 0 {
+			if _, err := c.Write(acks); err != nil {
+				return err
+			}
+			acks = acks[:0]
+		}
+		onRead(now)
+	}
+}
+
+// ReadPubacks reads a publisher's connection until an error, which it
+// returns: onPuback gets each PUBACK's packet identifier (now is clock()
+// at the read that brought it), onRead is called after each read.
+func ReadPubacks(c net.Conn, clock func() int64, onPuback func(now int64, id uint16), onRead func(now int64)) error {
+	r := NewReader(c, 64<<10)
+	for {
+		if err := r.Read(); err != nil {
+			return err
+		}
+		now := clock()
+		for {
+			h, body, ok := r.Next()
+			if !ok {
+				break
+			}
+			if h>>4 == 4 && len(body) == 2 {
+				onPuback(now, binary.BigEndian.Uint16(body))
+			}
+		}
+		onRead(now)
+	}
+}
