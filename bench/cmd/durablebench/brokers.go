@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/busbar/busbar/bench/internal/runenv"
 )
 
 // tempDirs are the directories to remove, and pids the broker processes
@@ -103,19 +105,10 @@ type broker struct {
 	store string
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // startBroker starts a fresh broker; bin holds the built binaries, data
 // is the parent of the store directories.
 func startBroker(name, bin, data string) (*broker, error) {
-	port, err := freePort()
+	port, err := runenv.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -198,18 +191,7 @@ func spawn(name, bin, data string, port int) (b *broker, err error) {
 // stop asks the broker to exit and kills it after 10 s; then removes its
 // store.
 func (b *broker) stop() {
-	_ = b.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		_ = b.cmd.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-done
-	}
+	runenv.Stop(b.cmd, 10*time.Second)
 	tempDirs.Lock()
 	delete(tempDirs.pids, b.pid)
 	tempDirs.Unlock()

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/busbar/busbar/bench/internal/runenv"
 )
 
 // clockTicks is USER_HZ, the unit of utime/stime in /proc/<pid>/stat.
@@ -212,22 +214,12 @@ func (p *proc) waitPort(port int) error {
 
 func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 
-// freePort asks the kernel for a free loopback port.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 func freePorts(n int) ([]int, error) {
 	ps := make([]int, n)
 	seen := map[int]bool{}
 	for i := range ps {
 		for {
-			p, err := freePort()
+			p, err := runenv.FreePort()
 			if err != nil {
 				return nil, err
 			}
@@ -352,7 +344,7 @@ func (n *leafNode) url() string { return "nats://" + addr(n.client) }
 // urls in this order (no_randomize), and waits until hub (the one it
 // should attach to) lists it.
 func (l *lab) startLeaf(kind leafKind, name string, urls []string, attach *hub) (*leafNode, error) {
-	port, err := freePort()
+	port, err := runenv.FreePort()
 	if err != nil {
 		return nil, err
 	}

@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/busbar/busbar/bench/internal/errlist"
 	"github.com/nats-io/nats.go"
 )
 
@@ -60,32 +59,9 @@ func (t *topo) hubCPU() time.Duration {
 
 func (t *topo) leafCPU() time.Duration { return t.a.cpuTime() + t.b.cpuTime() }
 
-// errList collects asynchronous client errors of one run.
-type errList struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (e *errList) add(format string, args ...any) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.list) < 5 {
-		e.list = append(e.list, fmt.Sprintf(format, args...))
-	}
-}
-
-func (e *errList) err() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.list) == 0 {
-		return nil
-	}
-	return errors.New(strings.Join(e.list, "; "))
-}
-
 // clients holds the nats.go connections of one run.
 type clients struct {
-	el    errList
+	el    errlist.List
 	conns []*nats.Conn
 }
 
@@ -96,11 +72,11 @@ func (c *clients) connect(url, name string, timeout time.Duration) (*nats.Conn, 
 		nats.Timeout(timeout),
 		nats.FlusherTimeout(timeout),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			c.el.add("%s: async error: %v", name, err)
+			c.el.Add("%s: async error: %v", name, err)
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
-				c.el.add("%s: disconnected: %v", name, err)
+				c.el.Add("%s: disconnected: %v", name, err)
 			}
 		}),
 	)
@@ -198,7 +174,7 @@ func runThroughput(t *topo, cfg *config, size int) (map[string]float64, error) {
 		stall := time.Now()
 		for published-n.Load() > window {
 			if time.Since(stall) > cfg.timeout {
-				return nil, errors.Join(fmt.Errorf("no delivery progress for %v (%d published, %d received)", cfg.timeout, published, n.Load()), cl.el.err())
+				return nil, errors.Join(fmt.Errorf("no delivery progress for %v (%d published, %d received)", cfg.timeout, published, n.Load()), cl.el.Err())
 			}
 			time.Sleep(20 * time.Microsecond)
 		}
@@ -211,12 +187,12 @@ func runThroughput(t *topo, cfg *config, size int) (map[string]float64, error) {
 		if got := n.Load(); got != lastGot {
 			lastGot, lastProgress = got, time.Now()
 		} else if time.Since(lastProgress) > cfg.timeout {
-			return nil, errors.Join(fmt.Errorf("received %d of %d; nothing more for %v", got, published, cfg.timeout), cl.el.err())
+			return nil, errors.Join(fmt.Errorf("received %d of %d; nothing more for %v", got, published, cfg.timeout), cl.el.Err())
 		}
 		time.Sleep(time.Millisecond)
 	}
 	leaf1, hub1 := t.leafCPU(), t.hubCPU()
-	if err := cl.el.err(); err != nil {
+	if err := cl.el.Err(); err != nil {
 		return nil, err
 	}
 	got := n.Load()
@@ -246,7 +222,7 @@ func runRoundTrip(t *topo, cfg *config) (map[string]float64, error) {
 	subj := fmt.Sprintf("bench.rr.%d", time.Now().UnixNano())
 	if _, err := rc.Subscribe(subj, func(m *nats.Msg) {
 		if err := m.Respond(m.Data); err != nil {
-			cl.el.add("respond: %v", err)
+			cl.el.Add("respond: %v", err)
 		}
 	}); err != nil {
 		return nil, err
@@ -281,7 +257,7 @@ func runRoundTrip(t *topo, cfg *config) (map[string]float64, error) {
 		lats = append(lats, time.Since(t0))
 	}
 	leaf1 := t.leafCPU()
-	if err := cl.el.err(); err != nil {
+	if err := cl.el.Err(); err != nil {
 		return nil, err
 	}
 	slices.Sort(lats)
@@ -363,7 +339,7 @@ func runFailover(t *topo, cfg *config) (map[string]float64, error) {
 		return nil, err
 	}
 	time.Sleep(200 * time.Millisecond)
-	if err := cl.el.err(); err != nil {
+	if err := cl.el.Err(); err != nil {
 		return nil, err
 	}
 	got := n.Load()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/busbar/busbar/bench/internal/runenv"
 )
 
 // broker is one broker child process on a free loopback port.
@@ -31,18 +33,9 @@ var busbarArgs []string
 // error-only logging so that connection logging does not cost CPU.
 const mosquittoConf = "allow_anonymous true\npersistence false\nmax_queued_messages 0\nconnection_messages false\nlog_type error\nlog_dest stderr\n"
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // startBroker starts a fresh broker; dir holds the built binaries.
 func startBroker(name, dir string) (*broker, error) {
-	port, err := freePort()
+	port, err := runenv.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -85,18 +78,7 @@ func startBroker(name, dir string) (*broker, error) {
 // stop asks the broker to exit (SIGTERM, so that a CPU profile is
 // written) and kills it after 3 s.
 func (b *broker) stop() {
-	_ = b.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		_ = b.cmd.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(3 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-done
-	}
+	runenv.Stop(b.cmd, 3*time.Second)
 }
 
 // alive reports whether the child is still running (not exited, not a

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/busbar/busbar/bench/internal/errlist"
 	"github.com/nats-io/nats.go"
 )
 
@@ -50,34 +51,11 @@ type config struct {
 	timeout     time.Duration // no-progress limit while draining
 }
 
-// errList collects asynchronous client errors of one run.
-type errList struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (e *errList) add(format string, args ...any) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.list) < 5 {
-		e.list = append(e.list, fmt.Sprintf(format, args...))
-	}
-}
-
-func (e *errList) err() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.list) == 0 {
-		return nil
-	}
-	return errors.New(strings.Join(e.list, "; "))
-}
-
 // connect opens a nats.go connection that never reconnects (a broker that
 // drops us should show as an error, not be papered over) and records
 // asynchronous errors in el. Dialing and every write give up after
 // timeout.
-func connect(url, name string, el *errList, timeout time.Duration) (*nats.Conn, error) {
+func connect(url, name string, el *errlist.List, timeout time.Duration) (*nats.Conn, error) {
 	return nats.Connect(url,
 		nats.Name(name),
 		nats.NoReconnect(),
@@ -89,11 +67,11 @@ func connect(url, name string, el *errList, timeout time.Duration) (*nats.Conn, 
 			if sub != nil {
 				subj = " on " + sub.Subject
 			}
-			el.add("%s: async error%s: %v", name, subj, err)
+			el.Add("%s: async error%s: %v", name, subj, err)
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
-				el.add("%s: disconnected: %v", name, err)
+				el.Add("%s: disconnected: %v", name, err)
 			}
 		}),
 	)
@@ -127,7 +105,7 @@ type flowSpec struct {
 // slow-consumer limit, and nats.go's buffers bounded, while the pipeline
 // stays full.
 func runFlow(srv *server, cfg *config, spec flowSpec, size int) (map[string]float64, error) {
-	el := &errList{}
+	el := &errlist.List{}
 	base := time.Now()
 	url := srv.url()
 	if spec.ws {
@@ -236,7 +214,7 @@ func runFlow(srv *server, cfg *config, spec flowSpec, size int) (map[string]floa
 	close(pubErr)
 	for err := range pubErr {
 		if err != nil {
-			return nil, errors.Join(err, el.err())
+			return nil, errors.Join(err, el.Err())
 		}
 	}
 
@@ -260,7 +238,7 @@ func runFlow(srv *server, cfg *config, spec flowSpec, size int) (map[string]floa
 		if got != lastGot {
 			lastGot, lastProgress = got, time.Now()
 		} else if time.Since(lastProgress) > cfg.timeout {
-			return nil, errors.Join(fmt.Errorf("received %d of %d messages; nothing more for %v", got, want, cfg.timeout), el.err())
+			return nil, errors.Join(fmt.Errorf("received %d of %d messages; nothing more for %v", got, want, cfg.timeout), el.Err())
 		}
 		if !srv.alive() {
 			return nil, fmt.Errorf("%s exited during the run", srv.kind.Name)
@@ -271,7 +249,7 @@ func runFlow(srv *server, cfg *config, spec flowSpec, size int) (map[string]floa
 	if err != nil {
 		return nil, err
 	}
-	if err := el.err(); err != nil {
+	if err := el.Err(); err != nil {
 		return nil, err
 	}
 
@@ -301,7 +279,7 @@ func runFlow(srv *server, cfg *config, spec flowSpec, size int) (map[string]floa
 // runReqRep runs one responder connection and n requester connections,
 // each sending requests one after another for cfg.duration.
 func runReqRep(srv *server, cfg *config, n int) (map[string]float64, error) {
-	el := &errList{}
+	el := &errlist.List{}
 	var conns []*nats.Conn
 	defer func() {
 		for _, nc := range conns {
@@ -315,7 +293,7 @@ func runReqRep(srv *server, cfg *config, n int) (map[string]float64, error) {
 	conns = append(conns, rc)
 	sub, err := rc.Subscribe("bench.rr", func(m *nats.Msg) {
 		if err := m.Respond(m.Data); err != nil {
-			el.add("respond: %v", err)
+			el.Add("respond: %v", err)
 		}
 	})
 	if err != nil {
@@ -376,7 +354,7 @@ func runReqRep(srv *server, cfg *config, n int) (map[string]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := errors.Join(errors.Join(errs...), el.err()); err != nil {
+	if err := errors.Join(errors.Join(errs...), el.Err()); err != nil {
 		return nil, err
 	}
 	all := slices.Concat(lats...)
@@ -395,7 +373,7 @@ func runReqRep(srv *server, cfg *config, n int) (map[string]float64, error) {
 // below either broker's capacity this is transit time, not queueing. The
 // first 10% of messages are warm-up and not counted.
 func runLatency(srv *server, cfg *config) (map[string]float64, error) {
-	el := &errList{}
+	el := &errlist.List{}
 	var conns []*nats.Conn
 	defer func() {
 		for _, nc := range conns {
@@ -470,7 +448,7 @@ func runLatency(srv *server, cfg *config) (map[string]float64, error) {
 		if got := recv.Load(); got != lastGot {
 			lastGot, lastProgress = got, time.Now()
 		} else if time.Since(lastProgress) > cfg.timeout {
-			return nil, errors.Join(fmt.Errorf("received %d of %d messages", got, total), el.err())
+			return nil, errors.Join(fmt.Errorf("received %d of %d messages", got, total), el.Err())
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -478,7 +456,7 @@ func runLatency(srv *server, cfg *config) (map[string]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := el.err(); err != nil {
+	if err := el.Err(); err != nil {
 		return nil, err
 	}
 	m := percentiles(lats[skip:])

@@ -1,15 +1,18 @@
 // Package runenv is what the bench programs ask of the machine they run on:
 // the facts a report's header prints (CPU model, load average, the busbar
-// commit measured) and, for the broker processes they start, when to stop.
+// commit measured), free ports, and the life of the broker processes they
+// start.
 package runenv
 
 import (
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // CPUModel is the first "model name" of /proc/cpuinfo, or "unknown".
@@ -71,5 +74,33 @@ func WaitForStop(stdin bool) {
 	select {
 	case <-done:
 	case <-sig:
+	}
+}
+
+// FreePort asks the kernel for a free loopback port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Stop asks a started process to exit (SIGTERM, so that a broker writes
+// its CPU profile) and kills it after grace; it returns once the process
+// is waited for.
+func Stop(cmd *exec.Cmd, grace time.Duration) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
+		<-done
 	}
 }
