@@ -2,9 +2,13 @@ package hub_test
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,4 +198,144 @@ func BenchmarkSubscribeRetained(b *testing.B) {
 			report(b, d)
 		})
 	}
+}
+
+// BenchmarkQoS1AcrossInstances: QoS 1 publishes on one instance to a QoS 1
+// subscriber on the other (3.1.1, paho; the subscriber's session
+// persistent: its queue is the hub's, or nats-server's $MQTT_msgs, so
+// every message goes through the hub's JetStream), one message per
+// iteration, 64-byte payloads carrying their send time:
+//
+//	go test ./hub -run '^$' -bench QoS1 -benchtime 10000x
+//
+// window100: the publisher keeps up to 100 PUBACKs outstanding; msgs/s
+// counts first publish to last delivery, and the latencies are under that
+// load. one-by-one: the next message is published once the previous one
+// was delivered and acknowledged, so p50/p99 are latency without queueing.
+// busbar-local is one instance with its state in memory (publisher and
+// subscriber on it).
+func BenchmarkQoS1AcrossInstances(b *testing.B) {
+	for name, p := range benchPeers(b) {
+		for _, w := range []struct {
+			name   string
+			window int
+		}{{"window100", 100}, {"one-by-one", 1}} {
+			b.Run(name+"/"+w.name, func(b *testing.B) { qos1Across(b, name, p, w.window) })
+		}
+	}
+}
+
+var benchRun atomic.Int64
+
+func qos1Across(b *testing.B, name string, p peers, window int) {
+	n := b.N
+	run := strconv.FormatInt(benchRun.Add(1), 10)
+	topic := "q1/" + name + "/" + run
+	const warm = 50 // published one by one before the clock starts
+	var (
+		mu    sync.Mutex
+		seen  = make([]bool, n+warm)
+		lat   = make([]time.Duration, 0, n)
+		count int
+		last  time.Time
+	)
+	arrived := make(chan int, n+warm)
+	sub := paho.NewClient(paho.NewClientOptions().AddBroker(p.other()).SetClientID(name + "-q1s" + run).
+		SetCleanSession(false).SetAutoReconnect(false).SetConnectRetry(false).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+			now := time.Now()
+			pl := m.Payload()
+			if len(pl) < 16 {
+				return
+			}
+			sent := int64(binary.BigEndian.Uint64(pl))
+			seq := int(binary.BigEndian.Uint64(pl[8:]))
+			mu.Lock()
+			if seq < 0 || seq >= len(seen) || seen[seq] {
+				mu.Unlock()
+				return // a redelivery
+			}
+			seen[seq] = true
+			if seq >= warm {
+				lat = append(lat, now.Sub(time.Unix(0, sent)))
+				count++
+				last = now
+			}
+			mu.Unlock()
+			arrived <- seq
+		}))
+	if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.Fatal(tok.Error())
+	}
+	defer sub.Disconnect(0)
+	if tok := sub.Subscribe(topic, 1, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.Fatal(tok.Error())
+	}
+	pub := paho.NewClient(paho.NewClientOptions().AddBroker(p.a).SetClientID(name + "-q1p" + run).
+		SetAutoReconnect(false).SetConnectRetry(false))
+	if tok := pub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.Fatal(tok.Error())
+	}
+	defer pub.Disconnect(0)
+	payload := func(seq int) []byte {
+		pl := make([]byte, 64)
+		binary.BigEndian.PutUint64(pl, uint64(time.Now().UnixNano()))
+		binary.BigEndian.PutUint64(pl[8:], uint64(seq))
+		return pl
+	}
+	waitTok := func(t paho.Token) {
+		if !t.WaitTimeout(30*time.Second) || t.Error() != nil {
+			b.Fatalf("publish: %v", t.Error())
+		}
+	}
+	waitArrival := func() {
+		select {
+		case <-arrived:
+		case <-time.After(30 * time.Second):
+			mu.Lock()
+			defer mu.Unlock()
+			b.Fatalf("%d of %d messages delivered", count, n)
+		}
+	}
+	// Warm-up: the subscription (on nats-server its JetStream consumer)
+	// delivers before the clock starts.
+	waitFor(b, 30*time.Second, "subscription on the other instance", func() error {
+		waitTok(pub.Publish(topic, 1, false, payload(0)))
+		select {
+		case <-arrived:
+			return nil
+		case <-time.After(time.Second):
+			return errors.New("first message not delivered")
+		}
+	})
+	for i := 1; i < warm; i++ {
+		waitTok(pub.Publish(topic, 1, false, payload(i)))
+		waitArrival()
+	}
+	toks := make([]paho.Token, n)
+	b.ResetTimer()
+	start := time.Now()
+	for i := range n {
+		if i >= window {
+			waitTok(toks[i-window])
+		}
+		toks[i] = pub.Publish(topic, 1, false, payload(warm+i))
+		if window == 1 {
+			waitTok(toks[i])
+			waitArrival()
+		}
+	}
+	for _, t := range toks {
+		waitTok(t)
+	}
+	if window > 1 {
+		for range n {
+			waitArrival()
+		}
+	}
+	b.StopTimer()
+	mu.Lock()
+	defer mu.Unlock()
+	b.ReportMetric(float64(count)/last.Sub(start).Seconds(), "msgs/s")
+	report(b, lat)
 }

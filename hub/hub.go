@@ -76,6 +76,11 @@ type Options struct {
 	Logger  *slog.Logger
 }
 
+// maxPendingWrites is nats.go's bound on unacknowledged asynchronous
+// publishes, set past anything the MQTT limits let pile up (a session
+// queues at most 100,000 messages by default), so a write never stalls.
+const maxPendingWrites = 1 << 24
+
 // Store is MQTT state in the hub's JetStream.
 type Store struct {
 	opts Options
@@ -89,6 +94,7 @@ type Store struct {
 	ready    error
 	closed   bool
 	cancel   context.CancelFunc
+	ttl      map[string]bool   // buckets whose deletion markers expire (markerTTL)
 	held     map[string]uint64 // session keys this broker holds: revision of its own.<k> record
 	retRev   map[string]uint64 // revision of each retained message applied (by encoded key)
 	retSeen  uint64            // every retained bucket sequence up to it was applied here
@@ -99,7 +105,7 @@ type Store struct {
 	sess     map[string]*store.Session
 	subs     map[string]map[string]bool
 	out      map[string]map[uint64]*store.Inflight
-	futs     []jetstream.PubAckFuture // writes since the last Durable
+	futs     []*write // writes since the last Durable
 	takeover []func(string)
 	adopt    []func(string, *store.SessionState)
 	peers    map[string]time.Time // other instances' last heartbeat
@@ -111,8 +117,17 @@ type Store struct {
 }
 
 type durable struct {
-	futs []jetstream.PubAckFuture
+	futs []*write
 	fn   func(error)
+}
+
+// write is one asynchronous write and, once serveDurable saw it, its
+// outcome (a future's channels give their value once).
+type write struct {
+	f    jetstream.PubAckFuture
+	done bool
+	ack  *jetstream.PubAck
+	err  error
 }
 
 // Stats are the hub state's figures for monitoring.
@@ -178,11 +193,18 @@ func (s *Store) Serve(ctx context.Context, b *broker.Broker) error {
 		return fmt.Errorf("hub: connect in-process: %w", err)
 	}
 	defer nc.Close()
+	// A write never waits for acknowledgements (nats.go stalls a publish
+	// while 4,000 are outstanding by default): the acknowledgements come
+	// back through the same leaf link whose read loop delivers the messages
+	// that cause the writes, so a write that waited there would hold them
+	// up (a QoS 1 stream faster than the hub stalled for good). What is
+	// outstanding is bounded by the sessions' queue limits instead.
+	jsOpts := []jetstream.JetStreamOpt{jetstream.WithPublishAsyncMaxPending(maxPendingWrites)}
 	var js jetstream.JetStream
 	if s.opts.Domain != "" {
-		js, err = jetstream.NewWithDomain(nc, s.opts.Domain)
+		js, err = jetstream.NewWithDomain(nc, s.opts.Domain, jsOpts...)
 	} else {
-		js, err = jetstream.New(nc)
+		js, err = jetstream.New(nc, jsOpts...)
 	}
 	if err != nil {
 		return fmt.Errorf("hub: %w", err)
@@ -218,8 +240,9 @@ func (s *Store) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ttl := map[string]bool{StateBucket: s.allowTTL(ctx, StateBucket), RetainedBucket: s.allowTTL(ctx, RetainedBucket)}
 	s.mu.Lock()
-	s.kv, s.ret = kv, ret
+	s.kv, s.ret, s.ttl = kv, ret, ttl
 	s.mu.Unlock()
 	notices, err := s.nc.Subscribe(retainedNotice, s.onRetainedNotice)
 	if err != nil {
@@ -364,7 +387,7 @@ func (s *Store) adoptFrom(ctx context.Context, peer string) {
 		st, err := s.load(ctx, enc(key))
 		if err != nil || st == nil {
 			// Nothing stored (a clean session): no owner either.
-			_ = kv.Delete(ctx, name, jetstream.LastRevision(rev))
+			_ = s.deleteKey(ctx, kv, StateBucket, name, rev)
 			continue
 		}
 		s.mu.Lock()
@@ -504,6 +527,47 @@ func (s *Store) bucket(ctx context.Context, name string) (jetstream.KeyValue, er
 	return nil, fmt.Errorf("hub: bucket %s: %w", name, err)
 }
 
+// markerTTL is how long a deletion's marker stays in a bucket whose
+// stream allows message TTLs (nats-server 2.11+). Without it every key
+// ever deleted keeps a marker: one per QoS 1/2 message a persistent
+// session was sent (o.<k>.<seq>), one per client id that connected. A
+// marker only has to replace the value; nothing here watches the state
+// bucket, and a retained key without a value or a marker is as deleted.
+const markerTTL = time.Second
+
+// allowTTL turns on message TTLs in the stream of bucket (buckets made
+// before this version have them off) and reports whether the hub took it.
+func (s *Store) allowTTL(ctx context.Context, bucket string) bool {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	st, err := s.js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return false
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.AllowMsgTTL {
+		return true
+	}
+	cfg.AllowMsgTTL = true
+	info, err := s.js.UpdateStream(ctx, cfg)
+	if err != nil || !info.CachedInfo().Config.AllowMsgTTL {
+		s.log.Info("hub: the hub keeps deletion markers (no message TTLs before nats-server 2.11)", "bucket", bucket, "err", err)
+		return false
+	}
+	return true
+}
+
+// deleteKey removes key from bucket if its revision is still rev.
+func (s *Store) deleteKey(ctx context.Context, kv jetstream.KeyValue, bucket, key string, rev uint64) error {
+	s.mu.Lock()
+	ttl := s.ttl[bucket]
+	s.mu.Unlock()
+	if ttl {
+		return kv.Purge(ctx, key, jetstream.LastRevision(rev), jetstream.PurgeTTL(markerTTL))
+	}
+	return kv.Delete(ctx, key, jetstream.LastRevision(rev))
+}
+
 func (s *Store) apiPrefix() string {
 	if s.opts.Domain != "" {
 		return "$JS." + s.opts.Domain + ".API."
@@ -571,7 +635,7 @@ func (s *Store) put(bucket, key string, value []byte, del bool) error {
 	return err
 }
 
-func (s *Store) putF(bucket, key string, value []byte, del bool) (jetstream.PubAckFuture, error) {
+func (s *Store) putF(bucket, key string, value []byte, del bool) (*write, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ready != nil && s.js == nil {
@@ -587,7 +651,12 @@ func (s *Store) putF(bucket, key string, value []byte, del bool) (jetstream.PubA
 		subj = s.apiPrefix() + subj
 	}
 	m := &nats.Msg{Subject: subj, Data: value, Header: nats.Header{}}
-	if del {
+	if del && s.ttl[bucket] {
+		// The value goes at once, its marker after markerTTL.
+		m.Header.Set("KV-Operation", "PURGE")
+		m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+		m.Header.Set(jetstream.MsgTTLHeader, markerTTL.String())
+	} else if del {
 		m.Header.Set("KV-Operation", "DEL")
 	}
 	f, err := s.js.PublishMsgAsync(m)
@@ -596,8 +665,9 @@ func (s *Store) putF(bucket, key string, value []byte, del bool) (jetstream.PubA
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	s.stats.Writes++
-	s.futs = append(s.futs, f)
-	return f, nil
+	w := &write{f: f}
+	s.futs = append(s.futs, w)
+	return w, nil
 }
 
 // Durable runs fn once the hub acknowledged every write issued before.
@@ -624,17 +694,29 @@ func (s *Store) serveDurable() {
 		timeout := s.opts.Timeout
 		s.mu.Unlock()
 		var err error
-		for _, f := range d.futs {
-			select {
-			case <-f.Ok():
-			case e := <-f.Err():
-				err = fmt.Errorf("hub: %w", e)
-			case <-time.After(timeout):
-				err = fmt.Errorf("%w: no acknowledgement from the hub within %v", store.ErrUnavailable, timeout)
+		var timer *time.Timer
+		for _, w := range d.futs {
+			if !w.done {
+				if timer == nil {
+					timer = time.NewTimer(timeout)
+				} else {
+					timer.Reset(timeout)
+				}
+				select {
+				case w.ack = <-w.f.Ok():
+				case e := <-w.f.Err():
+					w.err = fmt.Errorf("hub: %w", e)
+				case <-timer.C:
+					w.err = fmt.Errorf("%w: no acknowledgement from the hub within %v", store.ErrUnavailable, timeout)
+				}
+				w.done = true
 			}
-			if err != nil {
+			if err = w.err; err != nil {
 				break
 			}
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 		if err != nil {
 			s.mu.Lock()
@@ -817,20 +899,15 @@ func (s *Store) SetRetained(_ context.Context, key string, m *store.Message) err
 		v = encodeRetained(m)
 	}
 	k := enc(key)
-	f, err := s.putF(RetainedBucket, k, v, v == nil)
+	w, err := s.putF(RetainedBucket, k, v, v == nil)
 	if err != nil {
 		return err
 	}
 	s.Durable(func(err error) {
-		if err != nil {
+		if err != nil || w.ack == nil {
 			return
 		}
-		var rev uint64
-		select {
-		case a := <-f.Ok():
-			rev = a.Sequence
-		default:
-		}
+		rev := w.ack.Sequence // serveDurable kept it: this runs after
 		s.mu.Lock()
 		if rev > s.retRev[k] {
 			s.retRev[k] = rev
@@ -1161,7 +1238,7 @@ func (s *Store) Unclaim(key string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 	defer cancel()
-	if err := kv.Delete(ctx, "own."+enc(key), jetstream.LastRevision(rev)); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+	if err := s.deleteKey(ctx, kv, StateBucket, "own."+enc(key), rev); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
 		s.log.Debug("hub: releasing a session", "err", err)
 	}
 }
