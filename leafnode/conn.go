@@ -96,7 +96,7 @@ func (l *link) connect(ctx context.Context, u *url.URL) (up bool, err error) {
 	d := net.Dialer{Timeout: l.r.DialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
-		return false, fmt.Errorf("dial: %w", err)
+		return false, fmt.Errorf("%w: %w", errDial, err)
 	}
 	c := &conn{l: l, b: l.b, nc: nc, url: u, start: time.Now()}
 	if isWS(u) {
@@ -130,7 +130,7 @@ func (c *conn) tlsUpgrade() error {
 	tc := tls.Client(c.nc, c.l.tlsConfig(c.url.Hostname()))
 	_ = tc.SetDeadline(time.Now().Add(c.l.r.TLSTimeout))
 	if err := tc.Handshake(); err != nil {
-		return fmt.Errorf("tls handshake: %w", err)
+		return fmt.Errorf("%w: %w", errTLS, err)
 	}
 	_ = tc.SetDeadline(time.Time{})
 	c.nc = tc
@@ -153,9 +153,9 @@ func (c *conn) handshake(ctx context.Context) error {
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return errFirstInfo
+			return fmt.Errorf("%w within first_info_timeout (%v): is the URL a leafnode port?", errFirstInfo, r.FirstInfoTimeout)
 		}
-		return fmt.Errorf("read INFO: %w", err)
+		return fmt.Errorf("%w: %w", errFirstInfo, err)
 	}
 	_ = c.nc.SetReadDeadline(time.Time{})
 	op, arg := wire.SplitOp(line)
@@ -170,7 +170,7 @@ func (c *conn) handshake(ctx context.Context) error {
 	}
 	if (wantTLS || c.info.TLSRequired) && !r.TLSHandshakeFirst && !ws {
 		if len(rest) > 0 {
-			return fmt.Errorf("leafnode: data after INFO before the TLS handshake")
+			return fmt.Errorf("%w: data after INFO before the TLS handshake", errParse)
 		}
 		if err := c.tlsUpgrade(); err != nil {
 			return err
@@ -238,7 +238,7 @@ func readLine(nc net.Conn, max int) (line, rest []byte, err error) {
 			return bytes.TrimRight(buf[:i], "\r"), buf[i+1:], nil
 		}
 		if len(buf) > max {
-			return nil, nil, fmt.Errorf("leafnode: INFO longer than %d bytes", max)
+			return nil, nil, fmt.Errorf("%w: INFO longer than %d bytes", errParse, max)
 		}
 		if len(buf) == cap(buf) {
 			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]

@@ -40,20 +40,6 @@ const (
 	DefaultErrorDelay = 30 * time.Second
 )
 
-// Sentinel errors.
-var (
-	ErrNoURL        = errors.New("leafnode: a remote needs at least one URL")
-	ErrBadURL       = errors.New("leafnode: invalid remote URL")
-	ErrWrongPort    = errors.New("leafnode: the remote is not a leafnode port (no leafnode INFO)")
-	ErrLoop         = errors.New("leafnode: loop detected")
-	ErrHubRefused   = errors.New("leafnode: the hub closed the link")
-	ErrCredentials  = errors.New("leafnode: credentials")
-	ErrClosed       = errors.New("leafnode: closed")
-	ErrStale        = errors.New("leafnode: stale connection (no PONG)")
-	errFirstInfo    = errors.New("leafnode: no INFO from the hub in time (first_info_timeout)")
-	errNotConnected = errors.New("leafnode: link not connected")
-)
-
 // Options configures the leaf node links of one broker.
 type Options struct {
 	Remotes []Remote

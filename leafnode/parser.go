@@ -2,17 +2,8 @@ package leafnode
 
 import (
 	"bytes"
-	"errors"
 
 	"github.com/busbar/busbar/internal/wire"
-)
-
-// Errors of the leaf protocol parser. The link closes on any of them.
-var (
-	errParse       = errors.New("leafnode: protocol parse error")
-	errControlLine = errors.New("leafnode: control line too long")
-	errPayload     = errors.New("leafnode: message larger than max_payload")
-	errUnknownOp   = errors.New("leafnode: unknown protocol operation")
 )
 
 // handler receives the operations a hub sends a leaf. Every []byte
