@@ -112,7 +112,7 @@ func (p *parser) payload(buf []byte) ([]byte, error) {
 	need := p.size + 2
 	if p.msg == nil && len(buf) >= need {
 		if buf[p.size] != '\r' || buf[p.size+1] != '\n' {
-			return nil, errParser
+			return nil, errUnknownOp // nats-server's parser: no CR where the payload ends
 		}
 		err := p.publish(buf[:p.size], false)
 		return buf[need:], err
@@ -128,7 +128,7 @@ func (p *parser) payload(buf []byte) ([]byte, error) {
 		return nil, nil
 	}
 	if p.msg[p.size] != '\r' || p.msg[p.size+1] != '\n' {
-		return nil, errParser
+		return nil, errUnknownOp
 	}
 	msg := p.msg[:p.size:p.size]
 	p.msg = nil
@@ -170,7 +170,7 @@ func (p *parser) directFilled(n int) error {
 		return nil
 	}
 	if p.msg[p.size] != '\r' || p.msg[p.size+1] != '\n' {
-		return errParser
+		return errUnknownOp
 	}
 	msg := p.msg[:p.size:p.size]
 	p.msg = nil

@@ -124,50 +124,6 @@ func TestProtoLowerCaseAndTabs(t *testing.T) {
 	r.expect(`PONG`)
 }
 
-// TestProtoErrors covers each -ERR string nats-server sends and whether
-// the connection survives it.
-func TestProtoErrors(t *testing.T) {
-	cases := []struct {
-		name   string
-		opts   broker.Options
-		send   string
-		err    string
-		closes bool
-	}{
-		{name: "unknown op", send: "FOO bar\r\n", err: "Unknown Protocol Operation", closes: true},
-		{name: "max payload", opts: broker.Options{MaxPayload: 8}, send: "PUB foo 9\r\n123456789\r\n", err: "Maximum Payload Violation", closes: true},
-		{name: "max control line", opts: broker.Options{MaxControlLine: 16}, send: "SUB " + strings.Repeat("a", 32) + " 1\r\n", err: "maximum control line exceeded", closes: true},
-		{name: "control line without newline", opts: broker.Options{MaxControlLine: 16}, send: "SUB " + strings.Repeat("a", 32), err: "maximum control line exceeded", closes: true},
-		{name: "invalid subject", send: "SUB foo..bar 1\r\n", err: "Invalid Subject"},
-		{name: "invalid publish subject", send: "PUB foo.* 1\r\nx\r\n", err: "Invalid Publish Subject"},
-		{name: "max subscriptions", opts: broker.Options{MaxSubscriptions: 1}, send: "SUB a 1\r\nSUB b 2\r\n", err: "Maximum Subscriptions Exceeded"},
-		{name: "bad pub args", send: "PUB foo\r\n", err: "Parser Error", closes: true},
-		{name: "bad payload terminator", send: "PUB foo 1\r\nxy\r\n", err: "Parser Error", closes: true},
-		{name: "headers not declared", send: "HPUB foo 12 12\r\nNATS/1.0\r\n\r\n\r\n", err: "message headers not supported", closes: true},
-		{name: "bad connect json", send: "CONNECT {nope\r\n", err: "Parser Error", closes: true},
-		{name: "no_responders needs headers", send: "CONNECT {\"no_responders\":true}\r\n", err: "no responders requires headers support", closes: true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			s := startServer(t, tc.opts)
-			r := dialRaw(t, s)
-			if !strings.HasPrefix(tc.send, "CONNECT") && !strings.HasPrefix(tc.send, "HPUB") {
-				r.send("CONNECT {}\r\n")
-			} else if strings.HasPrefix(tc.send, "HPUB") {
-				r.send("CONNECT {\"headers\":false}\r\n")
-			}
-			r.send(tc.send)
-			r.expect("-ERR '" + regexp.QuoteMeta(tc.err) + "'")
-			if tc.closes {
-				r.expectClosed()
-				return
-			}
-			r.send("PING\r\n")
-			r.expect("PONG")
-		})
-	}
-}
-
 func TestProtoPermissionViolations(t *testing.T) {
 	perms := &auth.Permissions{
 		Publish:   &auth.SubjectPermission{Allow: []string{"ok.>"}},
