@@ -48,6 +48,9 @@ type conn struct {
 	counted     bool              // counted in srv.conns (MaxConnections)
 	endedStored bool              // CONNECT ended a stored session (clean start): CONNACK waits for its deletion
 	inRecv      int               // QoS 2 receptions awaiting PUBREL (server receive maximum)
+	pubacksRead int               // PUBACKs in acks (read loop)
+	pubacksOwed atomic.Int32      // PUBACKs waiting for a commit: unacknowledged QoS 1 PUBLISHes (server receive maximum)
+	noProblem   bool              // 5.0 Request Problem Information 0: Reason Strings on CONNACK and DISCONNECT only (reason.go)
 	normal      bool              // DISCONNECT received: no will (unless 5.0 0x04)
 	sendWill    bool
 	clientMax   int       // the client's Maximum Packet Size (5.0); 0: none
@@ -358,15 +361,22 @@ func (c *conn) tooLarge(om *outMsg) bool {
 }
 
 // sendAck writes a PUBACK, PUBREC, PUBREL or PUBCOMP.
-func (c *conn) sendAck(t packet.Type, id uint16, code packet.Code) {
+func (c *conn) sendAck(t packet.Type, id uint16, code packet.Code) { c.sendAckWhy(t, id, code, "") }
+
+// sendAckWhy is sendAck with a Reason String (5.0, reason.go; "": none).
+func (c *conn) sendAckWhy(t packet.Type, id uint16, code packet.Code, reason string) {
 	if c.grouped != nil && (t == packet.Puback || t == packet.Pubrec || t == packet.Pubrel || t == packet.Pubcomp) {
 		// Acknowledged only once what the packet changed is on disk:
 		// sent by flushAcks after the commit that covers it.
-		c.acks = packet.AppendAck(c.acks, c.v, &packet.AckPacket{Type: t, PacketID: id, Code: code})
+		if t == packet.Puback {
+			c.pubacksRead++
+			c.pubacksOwed.Add(1)
+		}
+		c.acks = c.appendAck(c.acks, t, id, code, reason)
 		return
 	}
 	var buf [16]byte // 4 bytes in 3.1.1 and in 5.0 without properties
-	c.write(packet.AppendAck(buf[:0], c.v, &packet.AckPacket{Type: t, PacketID: id, Code: code}))
+	c.write(c.appendAck(buf[:0], t, id, code, reason))
 }
 
 // flushAcks hands this read's acknowledgements to the store, to be sent
@@ -378,13 +388,14 @@ func (c *conn) flushAcks() {
 	if len(c.acks) == 0 {
 		return
 	}
-	acks := c.acks
-	c.acks = nil
+	acks, pubacks := c.acks, int32(c.pubacksRead)
+	c.acks, c.pubacksRead = nil, 0
 	c.grouped.Durable(func(err error) {
 		if err != nil {
 			c.Close(fmt.Errorf("%w: store: %w", packet.UnspecifiedError, err))
 			return
 		}
+		c.pubacksOwed.Add(-pubacks) // before the client can see them
 		c.out.Write(acks)
 		c.out.Wake()
 	})
@@ -405,7 +416,7 @@ func (c *conn) Close(reason error) {
 	if !c.closing.CompareAndSwap(false, true) {
 		return
 	}
-	reason = shutdownReason(reason) // lameduck.go
+	reason = reloadReason(shutdownReason(reason)) // lameduck.go, reason.go
 	c.reason.Store(&reason)
 	var code packet.Code
 	if errors.As(reason, &code) && code >= 0x80 {
@@ -413,7 +424,7 @@ func (c *conn) Close(reason error) {
 	}
 	// No DISCONNECT before a successful CONNACK [MQTT-3.14.0-1].
 	if c.v == packet.V5 && c.accepted.Load() && errors.As(reason, &code) && code >= 0x80 {
-		c.write(packet.AppendDisconnect(nil, c.v, &packet.DisconnectPacket{Code: code}))
+		c.write(c.disconnect(code, reason))
 	}
 	if errors.Is(reason, broker.ErrSlowConsumer) {
 		c.out.Close(false)

@@ -18,9 +18,10 @@ import (
 // then the session and CONNACK (accept).
 
 // refuse answers CONNECT with an error code, then the connection closes
-// ([MQTT-3.2.2-5]: session present 0 on an error CONNACK).
+// ([MQTT-3.2.2-5]: session present 0 on an error CONNACK). A 5.0 client
+// gets the Reason String why carries (withReason).
 func (c *conn) refuse(code packet.Code, why error) error {
-	c.write(packet.AppendConnack(nil, c.v, &packet.ConnackPacket{Code: code}))
+	c.write(c.connackRefusal(code, why))
 	return fmt.Errorf("%w: %w", code, why)
 }
 
@@ -46,6 +47,7 @@ func (c *conn) onConnect(raw []byte) error {
 		return err
 	}
 	c.v = cp.Version
+	c.problemSettings(cp)
 	h := &hello{cp: cp, clientID: string(cp.ClientID)}
 	for _, step := range []func(*hello) error{c.connectLimits, c.connectIdentity, c.connectWill, c.connectSettings} {
 		if err := step(h); err != nil {
@@ -74,14 +76,16 @@ func (c *conn) connectLimits(h *hello) error {
 	o := &c.srv.opts
 	c.counted = true
 	if n := c.srv.conns.Add(1); o.MaxConnections > 0 && n > int64(o.MaxConnections) {
-		return c.refuse(c.connackCode(packet.QuotaExceeded), fmt.Errorf("%w: mqtt max_connections %d", broker.ErrMaxConnections, o.MaxConnections)) // 3.1.1: 0x03
+		err := fmt.Errorf("%w: mqtt max_connections %d", broker.ErrMaxConnections, o.MaxConnections)
+		return c.refuse(c.connackCode(packet.QuotaExceeded), withReason(err, reasonServerConns)) // 3.1.1: 0x03
 	}
 	if cp := h.cp; cp.WillFlag && len(cp.WillPayload) > c.maxPayload {
 		err := fmt.Errorf("%w: a will payload of %d bytes, max_payload %d", packet.PacketTooLarge, len(cp.WillPayload), c.maxPayload)
 		if c.v != packet.V5 {
 			return err // 3.1.1 has no return code for it: close
 		}
-		return c.refuse(packet.PacketTooLarge, err)
+		return c.refuse(packet.PacketTooLarge, withReason(err,
+			fmt.Sprintf("a will payload of %d bytes is over the server's max_payload (%d)", len(cp.WillPayload), c.maxPayload)))
 	}
 	return nil
 }
@@ -99,25 +103,27 @@ func (c *conn) connectIdentity(h *hello) error {
 	}
 	id, cr, err := c.authenticate(cp, h.clientID)
 	if err != nil {
-		code := packet.NotAuthorized
+		code, reason := packet.NotAuthorized, reasonAuthFailed
 		if errors.Is(err, broker.ErrMaxConnections) {
-			code = packet.QuotaExceeded
+			code, reason = packet.QuotaExceeded, reasonUserConns
 		}
 		if cp.UsernameFlag && errors.Is(err, auth.ErrNotAuthorized) {
-			code = packet.BadUserOrPassword
+			code, reason = packet.BadUserOrPassword, reasonBadLogin
 		}
-		return c.refuse(c.connackCode(code), err)
+		return c.refuse(c.connackCode(code), withReason(err, reason))
 	}
 	h.id, h.cr = id, cr
+	reason := reasonServerConns
 	c.bs, err = c.srv.b.Connect(c, id, broker.ConnectOptions{Transport: "mqtt", ConnType: c.ct, Name: h.clientID, Remote: c.nc.RemoteAddr().String()})
 	if err == nil {
 		if err = c.bs.Admit(id); err != nil { // the identity's own max_connections
 			c.bs.Close()
 			c.bs = nil
+			reason = reasonUserConns
 		}
 	}
 	if errors.Is(err, broker.ErrMaxConnections) {
-		return c.refuse(c.connackCode(packet.QuotaExceeded), err) // 3.1.1: 0x03
+		return c.refuse(c.connackCode(packet.QuotaExceeded), withReason(err, reason)) // 3.1.1: 0x03
 	}
 	if err != nil {
 		return c.refuse(c.connackCode(packet.ServerUnavailable), err)
@@ -139,17 +145,33 @@ func (c *conn) connectWill(h *hello) error {
 		if c.v != packet.V5 {
 			return err // 3.1.1 has no return code for it: close [MQTT-3.1.2-?]
 		}
-		return c.refuse(packet.TopicNameInvalid, err)
+		return c.refuse(packet.TopicNameInvalid, withReason(err, reasonWillTopic))
 	}
 	if !c.bs.CanPublish(h.willSubj) {
-		return c.refuse(c.connackCode(packet.NotAuthorized), fmt.Errorf("%w: will topic %q", broker.ErrPermPublish, cp.WillTopic))
+		err := fmt.Errorf("%w: will topic %q", broker.ErrPermPublish, cp.WillTopic)
+		return c.refuse(c.connackCode(packet.NotAuthorized), withReason(err, reasonWillDenied))
 	}
 	return nil
 }
 
+// problemSettings takes what a 5.0 client's CONNECT says of the packets it
+// gets, refusals included: its Maximum Packet Size and Request Problem
+// Information (reason.go). Read loop.
+func (c *conn) problemSettings(cp *packet.ConnectPacket) {
+	if c.v != packet.V5 {
+		return
+	}
+	if v, ok := cp.Props.MaximumPacketSize(); ok {
+		c.clientMax = int(v)
+	}
+	if v, ok := cp.Props.RequestProblemInfo(); ok && v == 0 {
+		c.noProblem = true
+	}
+}
+
 // connectSettings takes the keep alive (with max_keep_alive,
 // [MQTT-3.1.2-21/-22] in 5.0) and the 5.0 client's Receive Maximum and
-// Maximum Packet Size. Read loop.
+// Topic Alias Maximum. Read loop.
 func (c *conn) connectSettings(h *hello) error {
 	o := &c.srv.opts
 	h.ka = h.cp.KeepAlive
@@ -162,12 +184,9 @@ func (c *conn) connectSettings(h *hello) error {
 	}
 	if v, ok := h.cp.Props.ReceiveMaximum(); ok {
 		if v == 0 {
-			return c.refuse(packet.ProtocolError, errors.New("receive maximum 0 [MQTT-3.1.2-?]"))
+			return c.refuse(packet.ProtocolError, withReason(errors.New("receive maximum 0 [MQTT-3.1.2-?]"), reasonRecvMaxZero))
 		}
 		c.clientRecv = int(v)
-	}
-	if v, ok := h.cp.Props.MaximumPacketSize(); ok {
-		c.clientMax = int(v)
 	}
 	if v, ok := h.cp.Props.TopicAliasMaximum(); ok {
 		c.aliasOut = newAliasOut(v, c.srv.opts.MaxTopicAlias) // none when absent or 0 [MQTT-3.1.2-27]
@@ -180,7 +199,7 @@ func (c *conn) connectSettings(h *hello) error {
 func (c *conn) accept(h *hello) error {
 	o := &c.srv.opts
 	if err := c.srv.sharedReady(); err != nil {
-		return c.refuse(c.connackCode(packet.ServerUnavailable), err) // 3.1.1: 0x03
+		return c.refuse(c.connackCode(packet.ServerUnavailable), withReason(err, reasonStore)) // 3.1.1: 0x03
 	}
 	owner := ""
 	if h.id != nil {
@@ -188,11 +207,11 @@ func (c *conn) accept(h *hello) error {
 	}
 	s, present, err := c.srv.attach(c, h.clientID, owner, h.cp, h.cr, h.willSubj)
 	if err != nil {
-		code := packet.NotAuthorized
+		code, reason := packet.NotAuthorized, reasonClientIDOwned
 		if errors.Is(err, store.ErrUnavailable) {
-			code = packet.ServerUnavailable
+			code, reason = packet.ServerUnavailable, reasonStore
 		}
-		return c.refuse(c.connackCode(code), err)
+		return c.refuse(c.connackCode(code), withReason(err, reason))
 	}
 	c.sess = s
 
@@ -204,6 +223,10 @@ func (c *conn) accept(h *hello) error {
 		if h.serverKA {
 			ack.Props.SetServerKeepAlive(h.ka)
 		}
+		if v, _ := h.cp.Props.SessionExpiryInterval(); c.srv.lowersExpiry(v) {
+			// The client would otherwise believe its own value (5.0 §3.2.2.3.2).
+			ack.Props.SetSessionExpiryInterval(uint32(o.SessionExpiry / time.Second))
+		}
 		ack.Props.SetReceiveMaximum(o.ReceiveMaximum)
 		if c.aliasMax > 0 {
 			ack.Props.SetTopicAliasMaximum(uint16(c.aliasMax))
@@ -211,7 +234,7 @@ func (c *conn) accept(h *hello) error {
 		ack.Props.SetMaximumPacketSize(uint32(c.maxPacket))
 	}
 	if err := c.sessionDurable(s); err != nil {
-		return c.refuse(c.connackCode(packet.ServerUnavailable), err)
+		return c.refuse(c.connackCode(packet.ServerUnavailable), withReason(err, reasonStore))
 	}
 	c.write(packet.AppendConnack(nil, c.v, &ack))
 	c.accepted.Store(true)
@@ -349,14 +372,27 @@ func sessionExpiry(c *conn, cp *packet.ConnectPacket) time.Duration {
 		return -1
 	}
 	v, _ := cp.Props.SessionExpiryInterval()
+	return c.srv.boundExpiry(v)
+}
+
+// boundExpiry is a 5.0 Session Expiry Interval of v seconds (0xFFFFFFFF:
+// never, -1) within session_expiry.
+func (srv *server) boundExpiry(v uint32) time.Duration {
 	d := time.Duration(v) * time.Second
 	if v == 0xFFFFFFFF {
 		d = -1
 	}
-	if lim := c.srv.opts.SessionExpiry; lim > 0 && (d < 0 || d > lim) {
-		d = lim
+	if srv.lowersExpiry(v) {
+		d = srv.opts.SessionExpiry
 	}
 	return d
+}
+
+// lowersExpiry reports whether session_expiry lowers a 5.0 Session Expiry
+// Interval of v seconds (CONNACK then says what applies).
+func (srv *server) lowersExpiry(v uint32) bool {
+	lim := srv.opts.SessionExpiry
+	return lim > 0 && (v == 0xFFFFFFFF || time.Duration(v)*time.Second > lim)
 }
 
 // willSubject maps and checks a will topic: a valid topic name that is a

@@ -73,7 +73,7 @@ func (c *conn) onDisconnect(p *packet.DisconnectPacket) error {
 				s.mu.Unlock()
 				return fmt.Errorf("%w: session expiry set at DISCONNECT after 0 at CONNECT", packet.ProtocolError)
 			}
-			s.expiry = time.Duration(v) * time.Second
+			s.expiry = c.srv.boundExpiry(v) // session_expiry holds here too
 			s.saveLocked()
 			s.mu.Unlock()
 		}
@@ -89,40 +89,42 @@ func (c *conn) onDisconnect(p *packet.DisconnectPacket) error {
 func (c *conn) onPublish(p *packet.PublishPacket) error {
 	if len(p.Payload) > c.maxPayload {
 		// As a NATS client's max_payload: 5.0 DISCONNECT 0x95, 3.1.1 close.
-		return fmt.Errorf("%w: a payload of %d bytes, max_payload %d", packet.PacketTooLarge, len(p.Payload), c.maxPayload)
+		return withReason(fmt.Errorf("%w: a payload of %d bytes, max_payload %d", packet.PacketTooLarge, len(p.Payload), c.maxPayload),
+			fmt.Sprintf("a payload of %d bytes is over the server's max_payload (%d)", len(p.Payload), c.maxPayload))
 	}
 	topic := p.Topic
 	if c.v == packet.V5 {
 		if a, ok := p.Props.TopicAlias(); ok {
 			if a == 0 || int(a) > c.aliasMax { // [MQTT-3.3.2-8/-9]
-				return fmt.Errorf("%w: topic alias %d", packet.TopicAliasInvalid, a)
+				return withReason(fmt.Errorf("%w: topic alias %d", packet.TopicAliasInvalid, a), c.aliasReason(a))
 			}
 			if len(topic) > 0 {
 				if err := c.setAlias(a, topic); err != nil {
 					return err
 				}
 			} else if topic = c.aliases[a]; topic == nil {
-				return fmt.Errorf("%w: unknown topic alias %d", packet.ProtocolError, a)
+				return withReason(fmt.Errorf("%w: unknown topic alias %d", packet.ProtocolError, a),
+					fmt.Sprintf("topic alias %d was not set on this connection", a))
 			}
 		}
 	}
 	if !packet.ValidTopicName(topic) { // [MQTT-3.3.2-2]
-		return fmt.Errorf("%w: %q", packet.TopicNameInvalid, topic)
+		return withReason(fmt.Errorf("%w: %q", packet.TopicNameInvalid, topic), reasonTopicName)
 	}
 	var err error
 	c.subj, err = TopicToSubject(c.subj[:0], topic, false)
 	if err != nil || !c.bs.Routable(c.subj) {
-		return fmt.Errorf("%w: %q", packet.TopicNameInvalid, topic)
+		return withReason(fmt.Errorf("%w: %q", packet.TopicNameInvalid, topic), reasonTopicName)
 	}
-	if p.QoS == 2 {
-		if c.sess.received(p.PacketID) {
-			// A repeat before PUBREL: PUBREC again, no second delivery [MQTT-4.3.3-9].
-			c.sendAck(packet.Pubrec, p.PacketID, 0)
-			return nil
-		}
-		if c.v == packet.V5 && c.inRecv >= int(c.srv.opts.ReceiveMaximum) {
-			return fmt.Errorf("%w", packet.ReceiveMaxExceeded) // [MQTT-3.3.4-9]
-		}
+	if p.QoS == 2 && c.sess.received(p.PacketID) {
+		// A repeat before PUBREL: PUBREC again, no second delivery [MQTT-4.3.3-9].
+		c.sendAck(packet.Pubrec, p.PacketID, 0)
+		return nil
+	}
+	// Unacknowledged: QoS 2 until PUBREL, QoS 1 until its PUBACK leaves
+	// (after the commit, with a group-committing store).
+	if p.QoS > 0 && c.v == packet.V5 && c.inRecv+int(c.pubacksOwed.Load()) >= int(c.srv.opts.ReceiveMaximum) {
+		return c.receiveMaxExceeded() // reason.go
 	}
 	if c.grouped != nil && p.QoS == 2 {
 		c.grouped.Begin() // the routing records and the id: one commit group
@@ -138,19 +140,15 @@ func (c *conn) onPublish(p *packet.PublishPacket) error {
 		c.sess.receive(p.PacketID)
 		c.inRecv++
 	}
+	code, reason := packet.Success, ""
+	if !allowed && c.v == packet.V5 {
+		code, reason = packet.NotAuthorized, reasonPublishDenied
+	}
 	switch p.QoS {
 	case 1:
-		code := packet.Success
-		if !allowed && c.v == packet.V5 {
-			code = packet.NotAuthorized
-		}
-		c.sendAck(packet.Puback, p.PacketID, code)
+		c.sendAckWhy(packet.Puback, p.PacketID, code, reason)
 	case 2:
-		code := packet.Success
-		if !allowed && c.v == packet.V5 {
-			code = packet.NotAuthorized
-		}
-		c.sendAck(packet.Pubrec, p.PacketID, code)
+		c.sendAckWhy(packet.Pubrec, p.PacketID, code, reason)
 	}
 	return nil
 }
@@ -173,7 +171,8 @@ func (c *conn) setAlias(a uint16, topic []byte) error {
 		n += int64(len(topic) - cap(old))
 	}
 	if n > MaxAliasBytes {
-		return fmt.Errorf("%w: topic aliases would hold %d bytes, limit %d", packet.QuotaExceeded, n, MaxAliasBytes)
+		return withReason(fmt.Errorf("%w: topic aliases would hold %d bytes, limit %d", packet.QuotaExceeded, n, MaxAliasBytes),
+			fmt.Sprintf("the topics of this connection's topic aliases would pass %d bytes", MaxAliasBytes))
 	}
 	if c.aliases == nil {
 		c.aliases = make(map[uint16][]byte)
@@ -222,7 +221,7 @@ func (c *conn) onAck(p *packet.AckPacket) error {
 	case packet.Pubrel:
 		code := packet.Success
 		if s.release(p.PacketID) { // the id is new again [MQTT-4.3.3-12]
-			c.inRecv--
+			c.inRecv = max(c.inRecv-1, 0) // not counted when received before a reconnect
 		} else if c.v == packet.V5 {
 			code = packet.PacketIDNotFound
 		}
@@ -251,7 +250,7 @@ func (c *conn) onSubscribe(p *packet.SubscribePacket) error {
 			replay = append(replay, st)
 		}
 	}
-	suback := packet.AppendSuback(nil, c.v, &packet.SubackPacket{PacketID: p.PacketID, Codes: codes})
+	suback := c.suback(p.PacketID, codes) // reason.go
 	c.afterDurable(suback, func() { c.replayRetained(replay) })
 	return nil
 }

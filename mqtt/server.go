@@ -41,8 +41,12 @@ type Options struct {
 	// broker's max_payload plus 64 KiB bounds it too (PacketLimit).
 	MaxPacketSize int
 	MaxKeepAlive  uint16        // 0: none; else a longer (or zero) keep alive is lowered to it
-	SessionExpiry time.Duration // upper bound of a 5.0 session expiry; 0: none
-	// ReceiveMaximum the server announces (5.0); default 65535.
+	SessionExpiry time.Duration // upper bound of a 5.0 session expiry (CONNACK says so when it lowers the client's); 0: none
+	// ReceiveMaximum is the Receive Maximum the server announces (5.0):
+	// how many QoS 1 and 2 PUBLISHes a client may have unacknowledged (a
+	// QoS 1 one until its PUBACK is sent, after the store made it durable;
+	// a QoS 2 one until PUBREL). One more ends the connection with
+	// DISCONNECT 0x93. 0: DefaultReceiveMaximum.
 	ReceiveMaximum uint16
 
 	// MaxConnections bounds this broker's MQTT connections (TCP and
@@ -76,6 +80,11 @@ const (
 	DefaultMaxQueuedBytes    = 64 << 20 // nats-server's max_pending for a client
 	DefaultMaxQueuedMessages = 100000
 	DefaultMaxOfflineBytes   = 256 << 20
+	// DefaultReceiveMaximum is ReceiveMaximum's default: max_ack_pending's
+	// default, the window in the other direction. A client can never pass
+	// 65535 (it has no more packet identifiers), so announcing that would
+	// leave a client that ignores the limit unchecked.
+	DefaultReceiveMaximum = 1024
 	// MaxAliasBytes bounds the topics one connection's aliases name;
 	// past it the connection ends with DISCONNECT 0x97.
 	MaxAliasBytes = 64 << 10
@@ -101,7 +110,7 @@ func (o *Options) setDefaults() {
 		o.MaxPacketSize = 256 << 20
 	}
 	if o.ReceiveMaximum == 0 {
-		o.ReceiveMaximum = 65535
+		o.ReceiveMaximum = DefaultReceiveMaximum
 	}
 	switch {
 	case o.MaxTopicAlias == 0:
