@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"sync"
@@ -17,13 +18,6 @@ import (
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/subject"
 	"github.com/busbar/busbar/transport"
-)
-
-// Read buffer sizes: start small so idle connections stay cheap, grow
-// while reads fill the buffer, shrink back when they stop.
-const (
-	minReadBuf = 512
-	maxReadBuf = 64 << 10
 )
 
 // connectOpts is the client's CONNECT JSON.
@@ -51,13 +45,13 @@ type sub struct {
 	sid []byte
 }
 
-// conn is one NATS client connection: a read loop (the goroutine running
-// serve) and a writer goroutine draining out.
+// conn is one NATS client connection: the protocol on a transport.Conn
+// (read loop, outbound queue and writer, ping timer, figures).
 type conn struct {
+	tc    transport.Conn
+	out   *transport.Outbound // tc.Out(), for the delivery path
 	b     *broker.Broker
 	t     *Transport
-	nc    net.Conn
-	out   *transport.Outbound
 	sess  *broker.Session
 	p     *parser
 	nonce []byte
@@ -67,7 +61,6 @@ type conn struct {
 	onEnd func()                  // ConnOptions.OnEnd: run by finish or refuse
 
 	// Read loop state.
-	rb        readBuf
 	handoff   bool // move the read loop to a fresh goroutine after CONNECT
 	batch     broker.Batch
 	msg       broker.Message
@@ -81,22 +74,18 @@ type conn struct {
 	mu   sync.Mutex // guards subs
 	subs map[string]*broker.Subscription
 
-	pingsOut  atomic.Int32
-	pingTimer *time.Timer
 	authTimer *time.Timer
-	closing   atomic.Bool
 	asyncInfo atomic.Bool                    // PONG sent after a CONNECT with protocol 1: INFO updates are safe
 	cid       atomic.Uint64                  // c.sess.ID() for Close, which may run before serve has c.sess
 	sessp     atomic.Pointer[broker.Session] // c.sess for the same readers (log.go)
-	closeErr  atomic.Pointer[error]
-	outMsgs   atomic.Int64
-	outBytes  atomic.Int64
-	st        connStats // monitoring (stats.go)
+	client    atomic.Pointer[clientMeta]     // CONNECT's lang and version (stats.go)
 }
 
 var (
 	_ broker.Client              = (*conn)(nil)
 	_ broker.SubscriptionRevoker = (*conn)(nil)
+	_ transport.Handler          = (*conn)(nil)
+	_ transport.DirectReader     = (*conn)(nil)
 )
 
 // Deliver formats MSG/HMSG for s into the outbound queue. Publisher's
@@ -154,8 +143,7 @@ func (c *conn) Deliver(s *broker.Subscription, m *broker.Message) bool {
 	o.AppendLocked(crlf)
 	over := o.OverLocked()
 	o.Unlock()
-	c.outMsgs.Add(1)
-	c.outBytes.Add(int64(size))
+	c.tc.CountOut(size)
 	return !over
 }
 
@@ -164,21 +152,23 @@ var crlf = []byte("\r\n")
 // Wake flushes the writer once per publish batch.
 func (c *conn) Wake() { c.out.Wake() }
 
-// Close ends the connection from any goroutine. A *protoError reason is
-// sent as -ERR first; a slow consumer is cut without flushing.
-func (c *conn) Close(reason error) {
-	if !c.closing.CompareAndSwap(false, true) {
-		return
-	}
-	c.closeErr.Store(&reason)
+// Close ends the connection from any goroutine (transport.Conn.Close:
+// the first reason wins; Closing says it to the client).
+func (c *conn) Close(reason error) { c.tc.Close(reason) }
+
+// Closing reports why the connection closes: a *protoError is sent as
+// -ERR first; a slow consumer is cut without flushing, so it gets none.
+// transport.Conn.Close, once.
+func (c *conn) Closing(reason error) {
 	c.log().Debug("nats: closing", "reason", reason)
-	c.pingTimer.Stop()
+	var we *broker.WriteError
+	if errors.As(reason, &we) {
+		c.log().Warn("nats: write failed, closing", "err", we.Err)
+	}
 	if c.cs != nil {
 		c.cs.SetCloseStatus(closeStatus(reason))
 	}
 	if errors.Is(reason, broker.ErrSlowConsumer) {
-		c.out.Close(false)
-		_ = c.nc.Close()
 		return
 	}
 	var pe *protoError
@@ -188,7 +178,6 @@ func (c *conn) Close(reason error) {
 	case errors.Is(reason, auth.ErrNotAuthorized): // refused at a reload
 		c.out.Write(errLine(errAuthViolation.text))
 	}
-	c.out.Close(true)
 }
 
 // closeStatus is the WebSocket close code and reason for why a
@@ -221,39 +210,36 @@ func errLine(text string) []byte { return []byte("-ERR '" + text + "'\r\n") }
 // sendErr reports a non-fatal error to the client.
 func (c *conn) sendErr(text string) { c.out.Write(errLine(text)) }
 
-// serve runs the connection until it ends. The calling goroutine becomes
-// the read loop.
-func (c *conn) serve(ctx context.Context) error {
+// serve runs the connection on nc until it ends. The calling goroutine
+// becomes the read loop (until the hand-off, with c.handoff).
+func (c *conn) serve(ctx context.Context, nc net.Conn) error {
 	opts := c.b.Options()
-	c.out = transport.NewOutbound(opts.MaxPending)
+	c.tc.Init(c.b, nc, c, transport.ConnConfig{
+		MaxPending: opts.MaxPending, WriteDeadline: opts.WriteDeadline, Ping: pingLine, Stale: errStale,
+	})
+	c.out = c.tc.Out()
 	c.p = newParser(c, opts.MaxControlLine, opts.MaxPayload)
-	// Made (stopped) before the session exists: Close, from any
-	// goroutine, may stop it as soon as the broker knows the client.
-	c.pingTimer = time.AfterFunc(time.Hour, c.ping)
-	c.pingTimer.Stop()
-	c.st.begin()
 	var err error
 	c.sess, err = c.b.Connect(c, nil, broker.ConnectOptions{
-		Transport: c.t.Name(), ConnType: c.connType(), Remote: c.nc.RemoteAddr().String(),
+		Transport: c.t.Name(), ConnType: c.connType(), Remote: nc.RemoteAddr().String(),
 	})
 	if c.sess != nil {
 		c.cid.Store(c.sess.ID())
 		c.sessp.Store(c.sess)
 	}
 	if err != nil {
-		c.pingTimer.Stop()
 		if c.onEnd != nil {
 			defer c.onEnd()
 		}
 		return c.refuse(err)
 	}
-	c.nc, err = c.t.sendInfo(ctx, c)
+	nc, err = c.t.sendInfo(ctx, c)
 	if err != nil {
-		_ = c.nc.Close()
+		_ = nc.Close()
 		c.finish()
 		return err
 	}
-	c.out.Start(transport.ConnSink(c.nc), c.nc.SetWriteDeadline, opts.WriteDeadline, c.b.Go, c.writerEnded)
+	c.tc.Start(nc)
 	if c.b.AuthRequired() {
 		timeout := opts.AuthTimeout
 		if c.pre != nil && c.pre.timeout > 0 {
@@ -263,20 +249,45 @@ func (c *conn) serve(ctx context.Context) error {
 			c.Close(errAuthTimeout)
 		})
 	}
-	c.pingTimer.Reset(opts.PingInterval)
-	c.rb.b = make([]byte, minReadBuf)
-	err = c.readLoop(c.handoff)
-	if err == errHandoff {
-		// CONNECT (JSON, auth) grew this goroutine's stack; go on reading
-		// on a fresh one so an idle connection keeps a small stack.
-		c.b.Go(func() {
-			_ = c.readLoop(false)
-			c.finish()
-		})
-		return nil
+	c.tc.StartPing()
+	err = c.tc.Serve(c.handoff)
+	var pe *protoError
+	if errors.As(err, &pe) {
+		return err
+	}
+	return nil
+}
+
+// Received parses what the read loop read, then wakes the writers it
+// queued for (transport.Handler). Read loop.
+func (c *conn) Received(b []byte) (int, int, error) {
+	err := c.p.parse(b)
+	c.batch.Flush()
+	return len(b), 0, err
+}
+
+// DirectBuf and DirectFilled read a large payload spanning reads straight
+// into its own buffer (transport.DirectReader). Read loop.
+func (c *conn) DirectBuf() []byte { return c.p.directBuf() }
+
+func (c *conn) DirectFilled(n int) error {
+	err := c.p.directFilled(n)
+	c.batch.Flush()
+	return err
+}
+
+// Ended closes the connection once the read loop stopped: after a
+// protocol error, with its -ERR, reading and dropping input until the
+// writer has sent it and closed the socket (a peer still writing would
+// otherwise never read it on a synchronous transport such as the
+// in-process pipe, and could fill the socket buffers on TCP).
+func (c *conn) Ended(err error) {
+	c.Close(err)
+	var pe *protoError
+	if errors.As(err, &pe) {
+		c.tc.Drain(c.b.Options().WriteDeadline, math.MaxInt64)
 	}
 	c.finish()
-	return err
 }
 
 // finish releases what the read loop held, once it has ended.
@@ -284,7 +295,6 @@ func (c *conn) finish() {
 	if c.onEnd != nil {
 		defer c.onEnd()
 	}
-	c.pingTimer.Stop()
 	if c.authTimer != nil {
 		c.authTimer.Stop()
 	}
@@ -303,115 +313,14 @@ func (c *conn) connType() auth.ConnType {
 
 // refuse answers a connection the broker would not take.
 func (c *conn) refuse(err error) error {
+	nc := c.tc.NetConn()
 	if errors.Is(err, broker.ErrMaxConnections) {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = c.nc.Write(c.t.infoLine(c, nil))
-		_, _ = c.nc.Write(errLine(errMaxConns.text))
+		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = nc.Write(c.t.infoLine(c, nil))
+		_, _ = nc.Write(errLine(errMaxConns.text))
 	}
-	_ = c.nc.Close()
+	_ = nc.Close()
 	return err
-}
-
-// writerEnded runs once the outbound queue is closed and drained, or a
-// write failed: the socket is closed, which ends the read loop.
-func (c *conn) writerEnded(err error) {
-	if err != nil && !c.closing.Load() {
-		// A write that times out is a slow consumer, as in nats-server.
-		c.b.CountSlowConsumer()
-		c.log().Warn("nats: write failed, closing", "err", err)
-		c.Close(&broker.WriteError{Err: err}) // the reason monitoring shows
-	}
-	_ = c.nc.Close()
-}
-
-// readLoop reads and parses until the connection ends. With handoff it
-// returns errHandoff after the read that completed CONNECT.
-func (c *conn) readLoop(handoff bool) error {
-	rb := &c.rb
-	for {
-		var n int
-		var err, perr error
-		if d := c.p.directBuf(); d != nil {
-			// A large payload spanning reads: read it in place.
-			n, err = c.nc.Read(d)
-			perr = c.p.directFilled(n)
-		} else {
-			n, err = c.nc.Read(rb.b)
-			if n > 0 {
-				perr = c.p.parse(rb.b[:n])
-				rb.resize(n)
-			}
-		}
-		if n > 0 {
-			c.batch.Flush()
-			c.st.touch()
-		}
-		if perr != nil {
-			c.Close(perr)
-			c.drain()
-			return perr
-		}
-		if err != nil {
-			c.Close(err)
-			return nil
-		}
-		if handoff && c.connected {
-			return errHandoff
-		}
-	}
-}
-
-// drain reads and drops input after a fatal protocol error until the
-// writer has sent the -ERR and closed the socket. A peer still writing
-// would otherwise never read the error on a synchronous transport such as
-// the in-process pipe (and could fill the socket buffers on TCP).
-func (c *conn) drain() {
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.b.Options().WriteDeadline))
-	buf := c.rb.b
-	if len(buf) == 0 {
-		buf = make([]byte, minReadBuf)
-	}
-	for {
-		if _, err := c.nc.Read(buf); err != nil {
-			return
-		}
-	}
-}
-
-// readBuf is the read loop's buffer. It doubles while reads fill it and
-// halves after a run of short reads, so idle connections stay small
-// without a busy one reallocating back and forth.
-type readBuf struct {
-	b     []byte
-	short int // consecutive reads under a quarter of the buffer
-}
-
-func (r *readBuf) resize(n int) {
-	switch {
-	case n == len(r.b) && len(r.b) < maxReadBuf:
-		r.b, r.short = make([]byte, len(r.b)*2), 0
-	case n < len(r.b)/4 && len(r.b) > minReadBuf:
-		if r.short++; r.short >= 16 {
-			r.b, r.short = make([]byte, len(r.b)/2), 0
-		}
-	default:
-		r.short = 0
-	}
-}
-
-// ping runs on the ping timer.
-func (c *conn) ping() {
-	if c.closing.Load() {
-		return
-	}
-	opts := c.b.Options()
-	if int(c.pingsOut.Add(1)) > opts.PingMax {
-		c.Close(errStale)
-		return
-	}
-	c.st.pinged()
-	c.out.Write(pingLine)
-	c.pingTimer.Reset(opts.PingInterval)
 }
 
 var (
@@ -468,8 +377,9 @@ func (c *conn) onConnect(arg []byte) error {
 	c.proto = o.Protocol
 	c.sess.SetEcho(o.Echo == nil || *o.Echo)
 	c.sess.SetName(o.Name)
-	c.st.setClient(o.Lang, o.Version)
+	c.client.Store(&clientMeta{lang: o.Lang, version: o.Version})
 	c.connected = true
+	c.tc.SetUp()
 	c.ok()
 	return nil
 }
@@ -502,7 +412,7 @@ func (c *conn) authenticate(o *connectOpts) error {
 // credentials gathers what the client presented in CONNECT.
 func (c *conn) credentials(o *connectOpts) *auth.Credentials {
 	cr := &auth.Credentials{
-		Conn: c.connType(), RemoteAddr: c.nc.RemoteAddr(),
+		Conn: c.connType(), RemoteAddr: c.tc.NetConn().RemoteAddr(),
 		User: o.User, Password: o.Pass, Token: o.AuthToken, JWT: o.JWT, NKey: o.NKey,
 		Nonce: c.nonce,
 	}
@@ -515,7 +425,7 @@ func (c *conn) credentials(o *connectOpts) *auth.Credentials {
 			cr.Sig = sig
 		}
 	}
-	cr.TLS = transport.TLSState(c.nc)
+	cr.TLS = transport.TLSState(c.tc.NetConn())
 	if c.pre != nil {
 		cr.AddRequest(c.pre.cr) // the WebSocket upgrade request, for the Authenticator
 	}
@@ -684,7 +594,6 @@ func (c *conn) onPing() error {
 }
 
 func (c *conn) onPong() error {
-	c.pingsOut.Store(0)
-	c.st.ponged()
+	c.tc.Ponged()
 	return nil
 }

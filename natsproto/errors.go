@@ -50,7 +50,3 @@ const closeViolation = "Protocol Violation"
 
 // ErrClosed is returned by ServeConn when the connection ended normally.
 var ErrClosed = errors.New("natsproto: connection closed")
-
-// errHandoff tells serve the read loop should continue on a new goroutine
-// (never returned to a caller).
-var errHandoff = errors.New("natsproto: hand off the read loop")

@@ -11,7 +11,7 @@ var _ broker.LameDuckNotifier = (*conn)(nil)
 // with protocol 1 and has had its first PONG, so the notice never lands
 // in the middle of its connect handshake. Any goroutine; never blocks.
 func (c *conn) NotifyLameDuck() {
-	if c.closing.Load() || !c.asyncInfo.Load() {
+	if c.tc.Closing() || !c.asyncInfo.Load() {
 		return
 	}
 	in := c.t.infoDoc(c)

@@ -9,5 +9,5 @@ func (c *conn) log() *slog.Logger {
 	if s := c.sessp.Load(); s != nil {
 		return s.Log()
 	}
-	return c.b.Logger().With("transport", c.t.Name(), "remote", c.nc.RemoteAddr().String())
+	return c.b.Logger().With("transport", c.t.Name(), "remote", c.tc.NetConn().RemoteAddr().String())
 }

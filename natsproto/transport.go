@@ -78,24 +78,24 @@ func (t *Transport) Name() string { return "nats" }
 func (t *Transport) Serve(ctx context.Context, b *broker.Broker) error {
 	t.Log = b.Logger()
 	return t.Accept(ctx, b.Go, func(nc net.Conn) {
-		c := &conn{b: b, t: t, nc: nc, handoff: true}
-		_ = t.start(ctx, c)
+		c := &conn{b: b, t: t, handoff: true}
+		_ = t.start(ctx, c, nc)
 	})
 }
 
 // ServeConn runs the NATS protocol on an accepted connection (for
 // example a WebSocket one); it returns when the connection ends.
 func (t *Transport) ServeConn(ctx context.Context, b *broker.Broker, nc net.Conn, o transport.ConnOptions) error {
-	c := &conn{b: b, t: t, nc: nc, ws: o.WebSocket, onEnd: o.OnEnd, handoff: o.OnEnd != nil}
+	c := &conn{b: b, t: t, ws: o.WebSocket, onEnd: o.OnEnd, handoff: o.OnEnd != nil}
 	c.cs, _ = nc.(transport.CloseStatuser)
 	if o.Identity != nil || o.Credentials != nil || o.AuthTimeout > 0 || len(o.ConnectURLs) > 0 {
 		c.pre = &preAuth{id: o.Identity, cr: o.Credentials, timeout: o.AuthTimeout, urls: o.ConnectURLs}
 	}
-	return t.start(ctx, c)
+	return t.start(ctx, c, nc)
 }
 
 func (t *Transport) serveConn(ctx context.Context, b *broker.Broker, nc net.Conn, ws bool) error {
-	return t.start(ctx, &conn{b: b, t: t, nc: nc, ws: ws})
+	return t.start(ctx, &conn{b: b, t: t, ws: ws}, nc)
 }
 
 // preAuth is what a WebSocket connection brings from its handshake.
@@ -107,14 +107,15 @@ type preAuth struct {
 	vouched bool              // InProcessAs: id is busbar's own, never checked again
 }
 
-// start serves c. Without c.handoff it returns when the connection ends.
-func (t *Transport) start(ctx context.Context, c *conn) error {
+// start serves c on nc. Without c.handoff it returns when the connection
+// ends.
+func (t *Transport) start(ctx context.Context, c *conn, nc net.Conn) error {
 	if t.opts.Nonce || c.b.NonceRequired() {
 		var raw [11]byte
 		_, _ = rand.Read(raw[:])
 		c.nonce = []byte(base64.RawURLEncoding.EncodeToString(raw[:]))
 	}
-	return c.serve(ctx)
+	return c.serve(ctx, nc)
 }
 
 // info is the INFO document, with nats-server's field names.
@@ -153,7 +154,7 @@ func (t *Transport) infoDoc(c *conn) info {
 	if c.sess != nil {
 		in.ClientID = c.sess.ID()
 	}
-	if host, _, err := net.SplitHostPort(c.nc.RemoteAddr().String()); err == nil {
+	if host, _, err := net.SplitHostPort(c.tc.NetConn().RemoteAddr().String()); err == nil {
 		in.ClientIP = host
 	}
 	if t.opts.ClientAdvertise != "" && !c.ws {
@@ -181,7 +182,7 @@ func (t *Transport) port() int {
 // connection (nats-server sends INFO in the clear first, unless
 // handshake_first). It returns the connection to use from then on.
 func (t *Transport) sendInfo(ctx context.Context, c *conn) (net.Conn, error) {
-	nc := c.nc
+	nc := c.tc.NetConn()
 	if t.tlsCfg != nil && !c.ws && t.opts.TLS.HandshakeFirst {
 		tc, err := transport.ServerHandshake(ctx, nc, t.tlsCfg, t.opts.TLS.HandshakeTimeout())
 		if err != nil {
@@ -232,7 +233,7 @@ func (p inProcess) InProcessConn() (net.Conn, error) {
 	client, server := net.Pipe()
 	if p.id != nil {
 		p.b.Go(func() {
-			_ = p.t.start(p.b.Context(), &conn{b: p.b, t: p.t, nc: server, pre: &preAuth{id: p.id, vouched: true}})
+			_ = p.t.start(p.b.Context(), &conn{b: p.b, t: p.t, pre: &preAuth{id: p.id, vouched: true}}, server)
 		})
 		return client, nil
 	}

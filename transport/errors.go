@@ -16,3 +16,7 @@ var ErrTLSConfig = errors.New("transport: invalid TLS configuration")
 
 // ErrOutboundClosed is returned by writes after Close.
 var ErrOutboundClosed = errors.New("transport: outbound closed")
+
+// errHandoff ends a Conn's first read-loop goroutine once the connection
+// is set up (never returned to a caller).
+var errHandoff = errors.New("transport: hand off the read loop")

@@ -1,85 +1,16 @@
 package transport
 
 import (
-	"crypto/tls"
 	"net"
 	"sync"
 	"time"
 )
 
-// RefThreshold is the payload size from which Outbound queues a reference
-// to the (stable) payload instead of copying it into the pending buffer.
-// Below it, one memcpy into a buffer that is written anyway is cheaper
-// than a retained allocation.
+// RefThreshold is the payload size from which a protocol queues a
+// reference to the (stable) payload instead of copying it into the
+// pending buffer (AppendPayloadLocked). Below it, one memcpy into a
+// buffer that is written anyway is cheaper than a retained allocation.
 const RefThreshold = 4096
-
-// Sink writes a batch of buffers. TCP uses writev; a WebSocket sink adds
-// one frame header for the whole batch; TLS coalesces into records.
-type Sink interface {
-	WriteBuffers(bufs *net.Buffers) (int64, error)
-}
-
-// SinkProvider is a connection that frames its own writes (a WebSocket
-// connection: one frame per batch). ConnSink uses its Sink.
-type SinkProvider interface {
-	Sink() Sink
-}
-
-// ConnSink returns the Sink for a connection: its own when it is a
-// SinkProvider, else writev for a plain one and coalesced records for TLS.
-func ConnSink(c net.Conn) Sink {
-	if sp, ok := c.(SinkProvider); ok {
-		return sp.Sink()
-	}
-	if _, ok := c.(*tls.Conn); ok {
-		return &tlsSink{c: c}
-	}
-	return netSink{c}
-}
-
-type netSink struct{ c net.Conn }
-
-func (s netSink) WriteBuffers(b *net.Buffers) (int64, error) { return b.WriteTo(s.c) }
-
-// tlsSink coalesces small buffers into ≤16 KiB writes so tls.Conn makes
-// full records instead of one per buffer.
-type tlsSink struct {
-	c       net.Conn
-	scratch []byte
-}
-
-func (s *tlsSink) WriteBuffers(b *net.Buffers) (int64, error) {
-	var n int64
-	for _, p := range *b {
-		if len(s.scratch)+len(p) > 16<<10 && len(s.scratch) > 0 {
-			w, err := s.c.Write(s.scratch)
-			n += int64(w)
-			s.scratch = s.scratch[:0]
-			if err != nil {
-				return n, err
-			}
-		}
-		if len(p) >= 16<<10 {
-			w, err := s.c.Write(p)
-			n += int64(w)
-			if err != nil {
-				return n, err
-			}
-			continue
-		}
-		s.scratch = append(s.scratch, p...)
-	}
-	if len(s.scratch) > 0 {
-		w, err := s.c.Write(s.scratch)
-		n += int64(w)
-		s.scratch = s.scratch[:0]
-		if err != nil {
-			return n, err
-		}
-	}
-	*b = (*b)[:0]
-	return n, nil
-}
 
 // ChunkSize is the size of the pooled buffers queued bytes are copied
 // into. The queue is a list of chunks (and references to large payloads),
@@ -98,12 +29,24 @@ func putChunk(b []byte) {
 	}
 }
 
-// Outbound is one connection's write queue: any goroutine appends, one
-// writer goroutine (Run) takes the queue under the lock and writes it
-// outside the lock, so no publisher waits on a socket. Appends never
-// block: going over the pending limit reports false, and the caller
-// closes the connection as a slow consumer. An idle connection holds no
-// buffer at all.
+// inlineRounds bounds how many batches the goroutine that woke the queue
+// writes itself before a writer goroutine takes over (others kept
+// appending meanwhile).
+const inlineRounds = 4
+
+// Outbound is one connection's write queue: any goroutine appends; one
+// goroutine at a time holds the writer role, takes the queue under the
+// lock and writes it outside the lock, so no publisher waits on a socket.
+// Appends never block: going over the pending limit reports false, and
+// the caller closes the connection as a slow consumer. An idle connection
+// holds no buffer and no goroutine.
+//
+// The writer role goes to whoever wakes an idle queue. With a TrySink
+// (plain TCP on Linux) that goroutine writes the batch itself without
+// waiting (a publisher's read loop, say: no goroutine is started and none
+// is woken); what the socket does not take at once, and every batch of a
+// Sink that cannot try, is written by a writer goroutine started for it,
+// which exits when the queue is empty.
 type Outbound struct {
 	mu      sync.Mutex  // guards the fields up to w
 	segs    net.Buffers // complete segments, in order: chunk slices and references
@@ -115,44 +58,55 @@ type Outbound struct {
 	max     int64
 	closed  bool
 	abort   bool
-	running bool // a writer goroutine exists
+	running bool // a goroutine holds the writer role
 	ended   bool // the writer finished for good (closed and drained, or failed)
+	over    bool // ... and onEnd has returned: Done is closed
+	done    chan struct{}
 
-	w    writer
-	done chan struct{}
+	w writer
 }
 
-// writer is how the queue is written; set once by Start.
+// writer is how the queue is written; set once by Start. The slices are
+// the writer role's (only the goroutine holding it touches them).
 type writer struct {
 	sink        Sink
+	try         TrySink // sink, when it can write without waiting
 	setDeadline func(time.Time) error
 	deadline    time.Duration
 	spawn       func(func())
 	onEnd       func(error)
-	// Writer-goroutine state: the slices swapped in, reused.
-	segs  net.Buffers
-	owned [][]byte
+	// The lists of the batch written last, reused. While begun, they
+	// hold a batch a write without waiting began, and carry the part of
+	// it left for the writer goroutine; carry is also the batch being
+	// written (a field, so writes allocate nothing).
+	segs, owned [][]byte
+	carry       net.Buffers
+	begun       bool
 }
 
 // NewOutbound makes a queue that holds at most maxPending bytes (0: no limit).
 func NewOutbound(maxPending int64) *Outbound {
-	return &Outbound{max: maxPending, done: make(chan struct{})}
+	return &Outbound{max: maxPending}
 }
 
-// Start sets how the queue is written. The writer goroutine is started
-// through spawn only while there is something to write, and exits when
-// the queue is empty, so an idle connection costs no goroutine. Each write
-// has deadline (0: none; setDeadline may be nil). onEnd runs once, on the
-// writer goroutine, when the queue is closed and drained (err nil) or a
+// Start sets how the queue is written. A writer goroutine is started
+// through spawn only while the socket is not taking the bytes at once
+// (or the sink cannot try), and exits when the queue is empty, so an idle
+// connection costs no goroutine. Each blocking write has deadline (0:
+// none; setDeadline may be nil). onEnd runs once, on a goroutine holding
+// the writer role, when the queue is closed and drained (err nil) or a
 // write failed (the queue is then closed and its contents dropped).
 func (o *Outbound) Start(sink Sink, setDeadline func(time.Time) error, deadline time.Duration, spawn func(func()), onEnd func(error)) {
 	o.mu.Lock()
 	if o.ended { // closed before it started: nothing will be written
 		o.mu.Unlock()
-		onEnd(nil)
+		if onEnd != nil {
+			onEnd(nil)
+		}
 		return
 	}
-	o.w = writer{sink: sink, setDeadline: setDeadline, deadline: deadline, spawn: spawn, onEnd: onEnd}
+	try, _ := sink.(TrySink)
+	o.w = writer{sink: sink, try: try, setDeadline: setDeadline, deadline: deadline, spawn: spawn, onEnd: onEnd}
 	o.mu.Unlock()
 	o.Wake()
 }
@@ -254,8 +208,11 @@ func (o *Outbound) Pending() int64 {
 	return o.queued + o.writing
 }
 
-// Wake makes sure a writer runs when there is something to write (or the
-// queue was closed). Never blocks; cheap when the writer already runs.
+// Wake makes sure what is queued gets written (or the queue, once
+// closed, ended). Never blocks: with a TrySink and no writer running, the
+// calling goroutine writes what the socket takes at once and hands the
+// rest, if any, to a writer goroutine. Cheap when a writer already runs.
+// Any goroutine; no lock of the queue held.
 func (o *Outbound) Wake() {
 	o.mu.Lock()
 	if o.running || o.ended || o.w.spawn == nil || (o.queued == 0 && !o.closed) {
@@ -263,9 +220,75 @@ func (o *Outbound) Wake() {
 		return
 	}
 	o.running = true
-	spawn := o.w.spawn
+	if o.w.try != nil && !o.closed {
+		if o.writeInline() {
+			return
+		}
+	} else {
+		o.mu.Unlock()
+	}
+	o.w.spawn(o.run)
+}
+
+// writeInline writes batches without waiting, on the goroutine that woke
+// the queue. o.mu held on entry, released on return; true when it gave
+// the writer role back (nothing left), false when a writer goroutine must
+// take over (the socket's buffer is full, a write failed, the queue was
+// closed or kept filling).
+func (o *Outbound) writeInline() bool {
+	for range inlineRounds {
+		segs, owned := o.takeLocked()
+		o.mu.Unlock()
+		o.w.carry = segs // a field: a local's address would escape to the heap
+		_, err := o.w.try.TryWriteBuffers(&o.w.carry)
+		if err != nil || len(o.w.carry) > 0 {
+			// The writer goroutine finishes this batch (and meets the
+			// error again, which it reports).
+			o.w.begun = true
+			o.w.segs, o.w.owned = segs, owned
+			return false
+		}
+		o.w.carry = nil
+		o.recycle(segs, owned)
+		switch {
+		case o.closed:
+			o.mu.Unlock()
+			return false // the writer goroutine flushes the rest and ends the queue
+		case o.queued == 0:
+			o.running = false
+			o.mu.Unlock()
+			return true
+		}
+	}
 	o.mu.Unlock()
-	spawn(o.run)
+	return false
+}
+
+// takeLocked swaps the queued batch out for writing. o.mu held, writer role.
+func (o *Outbound) takeLocked() (segs, owned [][]byte) {
+	o.seal()
+	if o.cur != nil {
+		o.owned = append(o.owned, o.cur)
+		o.cur, o.start = nil, 0
+	}
+	segs, owned = o.segs, o.owned
+	o.segs, o.owned = o.w.segs[:0], o.w.owned[:0]
+	o.w.segs, o.w.owned = nil, nil
+	o.writing, o.queued = o.queued, 0
+	return segs, owned
+}
+
+// recycle returns a written batch's chunks to the pool and keeps its
+// lists for the next batch. Writer role; returns with o.mu held.
+func (o *Outbound) recycle(segs, owned [][]byte) {
+	for _, c := range owned {
+		putChunk(c)
+	}
+	clear(segs) // drop payload references for the GC
+	clear(owned)
+	o.mu.Lock()
+	o.w.segs, o.w.owned = shrinkList(segs), shrinkList(owned)
+	o.writing = 0
 }
 
 // Close stops the queue. With flush, the writer writes what is queued
@@ -280,21 +303,47 @@ func (o *Outbound) Close(flush bool) {
 	noWriter := o.w.spawn == nil && !o.ended
 	if noWriter {
 		o.ended = true
+		o.finishLocked()
 	}
 	o.mu.Unlock()
 	if noWriter { // never started: nothing can be written
-		close(o.done)
 		return
 	}
 	o.Wake()
 }
 
 // Done is closed when the writer has finished for good.
-func (o *Outbound) Done() <-chan struct{} { return o.done }
+func (o *Outbound) Done() <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.done == nil {
+		o.done = make(chan struct{})
+		if o.over {
+			close(o.done)
+		}
+	}
+	return o.done
+}
+
+// finishLocked marks the queue over and closes Done's channel if it
+// exists (made on demand, so a connection nobody waits for never
+// allocates one). o.mu held.
+func (o *Outbound) finishLocked() {
+	o.over = true
+	if o.done != nil {
+		close(o.done)
+	}
+}
 
 // run is the writer goroutine: it writes batches until the queue is empty,
 // then exits (or, once closed and drained, ends the queue).
 func (o *Outbound) run() {
+	if o.w.begun {
+		if err := o.writeCarry(); err != nil {
+			o.end(err)
+			return
+		}
+	}
 	for {
 		more, stop, err := o.flushOnce()
 		if err != nil || stop {
@@ -315,6 +364,31 @@ func (o *Outbound) run() {
 	}
 }
 
+// writeCarry finishes the batch a write without waiting began. Writer
+// goroutine.
+func (o *Outbound) writeCarry() error {
+	segs, owned := o.w.segs, o.w.owned
+	o.w.segs, o.w.owned, o.w.begun = nil, nil, false
+	var err error
+	if len(o.w.carry) > 0 {
+		err = o.blockingWrite()
+	}
+	o.w.carry = nil
+	o.recycle(segs, owned)
+	o.mu.Unlock()
+	return err
+}
+
+// blockingWrite writes o.w.carry, waiting up to the write deadline.
+// Writer goroutine.
+func (o *Outbound) blockingWrite() error {
+	if o.w.setDeadline != nil && o.w.deadline > 0 {
+		_ = o.w.setDeadline(time.Now().Add(o.w.deadline))
+	}
+	_, err := o.w.sink.WriteBuffers(&o.w.carry)
+	return err
+}
+
 func (o *Outbound) end(err error) {
 	o.mu.Lock()
 	o.closed, o.ended, o.running = true, true, false
@@ -325,11 +399,13 @@ func (o *Outbound) end(err error) {
 	if o.w.onEnd != nil {
 		o.w.onEnd(err)
 	}
-	close(o.done)
+	o.mu.Lock()
+	o.finishLocked()
+	o.mu.Unlock()
 }
 
 // flushOnce writes one batch. more: something was written (look again
-// before sleeping). stop: closed and drained.
+// before sleeping). stop: closed and drained. Writer goroutine.
 func (o *Outbound) flushOnce() (more, stop bool, err error) {
 	o.mu.Lock()
 	if o.abort {
@@ -341,30 +417,12 @@ func (o *Outbound) flushOnce() (more, stop bool, err error) {
 		o.mu.Unlock()
 		return false, closed, nil
 	}
-	o.seal()
-	if o.cur != nil {
-		o.owned = append(o.owned, o.cur)
-		o.cur, o.start = nil, 0
-	}
-	segs, owned, n := o.segs, o.owned, o.queued
-	o.segs, o.owned = o.w.segs[:0], o.w.owned[:0]
-	o.queued, o.writing = 0, n
+	segs, owned := o.takeLocked()
 	o.mu.Unlock()
-
-	if o.w.setDeadline != nil && o.w.deadline > 0 {
-		_ = o.w.setDeadline(time.Now().Add(o.w.deadline))
-	}
-	iov := segs
-	_, err = o.w.sink.WriteBuffers(&iov)
-
-	for _, c := range owned {
-		putChunk(c)
-	}
-	clear(segs) // drop payload references for the GC
-	clear(owned)
-	o.mu.Lock()
-	o.w.segs, o.w.owned = shrinkList(segs), shrinkList(owned)
-	o.writing = 0
+	o.w.carry = segs
+	err = o.blockingWrite()
+	o.w.carry = nil
+	o.recycle(segs, owned)
 	o.mu.Unlock()
 	if err != nil {
 		return false, true, err

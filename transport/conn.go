@@ -1,0 +1,403 @@
+package transport
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/busbar/busbar/broker"
+)
+
+// Handler is a protocol on a Conn: its parser and the handlers behind it.
+// The Conn owns the socket, the read loop and its buffer, the outbound
+// queue and its writer, the ping timer and the connection's figures.
+type Handler interface {
+	// Received handles b, the input read and not consumed yet (it starts
+	// with what the last call left), and returns how many bytes from the
+	// front it consumed: the rest stays at the front of the buffer for
+	// the next call. need is the length of the unit (packet) at the front
+	// when the rest is its beginning and the length is known, 0 otherwise:
+	// the buffer grows to hold it. b is the read buffer, valid until
+	// Received returns. An error ends the read loop. Read loop.
+	Received(b []byte) (used, need int, err error)
+	// Closing runs once, on the goroutine that called Close, when the
+	// connection starts closing for reason: the protocol queues its last
+	// words (an -ERR, a DISCONNECT) with Out().Write. The queue is closed
+	// after it returns: flushed, or dropped for a slow consumer.
+	Closing(reason error)
+	// Ended runs once, on the read loop, when it has stopped with err
+	// (io.EOF when the peer closed, the error Received returned, a read
+	// error, net.ErrClosed after Close): the protocol closes the
+	// connection with its reason and releases its state. The read loop's
+	// goroutine exits after it returns.
+	Ended(err error)
+}
+
+// DirectReader is an optional interface of a Handler: a payload that
+// spans reads and is large enough is read straight into the buffer it
+// ends up in (the NATS parser's), with no copy out of the read buffer.
+// Read loop.
+type DirectReader interface {
+	// DirectBuf is the unfilled part of that buffer, or nil.
+	DirectBuf() []byte
+	// DirectFilled accounts n bytes read into DirectBuf's slice.
+	DirectFilled(n int) error
+}
+
+// ConnConfig is how a Conn runs, fixed when the protocol makes it.
+type ConnConfig struct {
+	MaxPending    int64         // the Outbound's limit (max_pending); 0: none
+	WriteDeadline time.Duration // bounds each blocking write; 0: none
+	// ReadBuf and MaxReadBuf bound the read buffer (readBuf); 0:
+	// DefaultReadBuf and DefaultMaxReadBuf.
+	ReadBuf, MaxReadBuf int
+	// PreSetUp, when set, is told the read buffer's size in bytes while
+	// the connection is not set up (and 0 once it is): a protocol counts
+	// unauthenticated connections' buffers against a budget with it. An
+	// error ends the read loop with it.
+	PreSetUp func(n int) error
+	// Ping is the protocol's keep-alive probe (NATS "PING\r\n"); nil:
+	// the Conn sends none. StartPing arms it: every ping_interval it is
+	// queued, and past ping_max unanswered ones the Conn closes with
+	// Stale.
+	Ping  []byte
+	Stale error
+}
+
+// Conn is one connection's plumbing, the same for every protocol (NATS,
+// MQTT, the leaf node link, over TCP, TLS, WebSocket or an in-process
+// pipe): the read loop with its buffer (readBuf's policy) and its
+// hand-off after set-up, the Outbound queue and its writer, one rule for
+// write errors, the ping timer, close-once with a reason, and the
+// figures monitoring reads. A protocol embeds one, implements Handler,
+// and keeps its parser, handlers and encoders.
+//
+// Write errors: a write that times out (write_deadline) is a slow
+// consumer, as is a queue past max_pending (reported by the protocol's
+// Deliver, closed by the broker): both are counted in the broker's
+// SlowConsumers, as nats-server counts them. Any other write error (the
+// peer reset the connection) closes it with a *broker.WriteError and is
+// not counted.
+type Conn struct {
+	nc  net.Conn
+	h   Handler
+	b   *broker.Broker
+	out Outbound
+	cfg ConnConfig
+
+	// Read loop state.
+	rb     readBuf
+	direct DirectReader
+	setUp  bool
+	rto    time.Duration // refresh the read deadline by it after each read
+	rdl    bool          // a read deadline is set
+
+	closing atomic.Bool
+	reason  atomic.Pointer[error]
+	linger  atomic.Bool // the writer half-closes after flushing; Drain closes
+
+	start    time.Time    // set by Init
+	last     atomic.Int64 // unix ns of the last read from the peer
+	outMsgs  atomic.Int64
+	outBytes atomic.Int64
+
+	ping     *time.Timer
+	pingsOut atomic.Int32
+	pingSent atomic.Int64 // unix ns of the PING awaiting its PONG; 0: none
+	rtt      atomic.Int64 // ns, the last PING round trip
+}
+
+// Init prepares c for nc, before the broker knows the connection: from
+// here on Close works (from any goroutine) and bytes can be queued; they
+// are written once Start runs.
+func (c *Conn) Init(b *broker.Broker, nc net.Conn, h Handler, cfg ConnConfig) {
+	if cfg.ReadBuf <= 0 {
+		cfg.ReadBuf = DefaultReadBuf
+	}
+	if cfg.MaxReadBuf <= 0 {
+		cfg.MaxReadBuf = DefaultMaxReadBuf
+	}
+	c.nc, c.h, c.b, c.cfg = nc, h, b, cfg
+	c.out.max = cfg.MaxPending
+	c.rb.min, c.rb.max = cfg.ReadBuf, cfg.MaxReadBuf
+	c.direct, _ = h.(DirectReader)
+	c.start = time.Now()
+	c.last.Store(c.start.UnixNano())
+	if cfg.Ping != nil {
+		c.ping = time.AfterFunc(time.Hour, c.pinged)
+		c.ping.Stop()
+	}
+}
+
+// Start makes nc (the connection after a TLS upgrade, or the one Init
+// had) the socket and starts writing what is queued. The protocol's
+// goroutine, before Serve.
+func (c *Conn) Start(nc net.Conn) {
+	c.nc = nc
+	c.out.Start(ConnSink(nc), nc.SetWriteDeadline, c.cfg.WriteDeadline, c.b.Go, c.writerEnded)
+}
+
+// NetConn is the socket (after Start, the one Start was given).
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// Out is the connection's write queue.
+func (c *Conn) Out() *Outbound { return &c.out }
+
+// Wake makes the writer write what was queued (broker.Client's Wake).
+func (c *Conn) Wake() { c.out.Wake() }
+
+// Serve runs the read loop on the calling goroutine until the connection
+// ends, then Handler.Ended. With handoff, once the protocol called SetUp
+// the loop goes on on a fresh goroutine and Serve returns nil at once:
+// set-up (JSON, authentication) grew this goroutine's stack, and an idle
+// connection keeps the small stack of the new one. Otherwise it returns
+// the error the loop ended with.
+func (c *Conn) Serve(handoff bool) error {
+	err := c.readLoop(handoff)
+	if errors.Is(err, errHandoff) {
+		c.b.Go(func() { c.end(c.readLoop(false)) })
+		return nil
+	}
+	c.end(err)
+	return err
+}
+
+func (c *Conn) end(err error) {
+	c.h.Ended(err)
+	c.rb.release()
+}
+
+// SetUp marks the connection set up (authenticated, CONNECT done): the
+// read loop hands off after this read, and the buffer grows freely. Read
+// loop.
+func (c *Conn) SetUp() {
+	if c.setUp {
+		return
+	}
+	c.setUp = true
+	if c.cfg.PreSetUp != nil {
+		_ = c.cfg.PreSetUp(0)
+	}
+}
+
+// IsSetUp reports whether SetUp was called. Read loop.
+func (c *Conn) IsSetUp() bool { return c.setUp }
+
+// SetReadDeadline sets an absolute read deadline (a bound on set-up); it
+// is cleared after the first read once the connection is set up, unless
+// SetReadTimeout refreshes it. Read loop.
+func (c *Conn) SetReadDeadline(t time.Time) {
+	_ = c.nc.SetReadDeadline(t)
+	c.rdl = !t.IsZero()
+}
+
+// SetReadTimeout makes every read refresh the read deadline to d from
+// then (a keep-alive: the peer must send something within d); 0: no
+// deadline. A read past it ends the loop with a timeout error. Read loop.
+func (c *Conn) SetReadTimeout(d time.Duration) { c.rto = d }
+
+// readLoop reads and hands input to the protocol until the connection
+// ends. With handoff it returns errHandoff after the read that completed
+// set-up.
+func (c *Conn) readLoop(handoff bool) error {
+	for {
+		var n int
+		var err, perr error
+		if d := c.directBuf(); d != nil {
+			n, err = c.nc.Read(d)
+			if n > 0 {
+				perr = c.direct.DirectFilled(n)
+			}
+		} else {
+			free := c.rb.free()
+			n, err = c.nc.Read(free)
+			if n > 0 {
+				perr = c.received(n, n == len(free))
+			}
+		}
+		if n > 0 {
+			c.last.Store(time.Now().UnixNano())
+			c.refreshDeadline()
+		}
+		if perr != nil {
+			return perr
+		}
+		if err != nil {
+			return err
+		}
+		if handoff && c.setUp {
+			return errHandoff
+		}
+	}
+}
+
+func (c *Conn) directBuf() []byte {
+	if c.direct == nil || c.rb.kept > 0 {
+		return nil
+	}
+	return c.direct.DirectBuf()
+}
+
+// received hands the buffer's input to the protocol and resizes it.
+func (c *Conn) received(n int, filled bool) error {
+	total := c.rb.kept + n
+	used, need, err := c.h.Received(c.rb.b[:total])
+	if err != nil {
+		return err
+	}
+	wasSetUp := c.setUp
+	if c.rb.next(total, used, n, need, filled, c.setUp) && !wasSetUp && c.cfg.PreSetUp != nil {
+		return c.cfg.PreSetUp(len(c.rb.b))
+	}
+	return nil
+}
+
+func (c *Conn) refreshDeadline() {
+	switch {
+	case c.rto > 0:
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.rto))
+		c.rdl = true
+	case c.rdl && c.setUp:
+		_ = c.nc.SetReadDeadline(time.Time{})
+		c.rdl = false
+	}
+}
+
+// Close ends the connection once, from any goroutine: the first reason
+// wins (Reason) and later calls return false. Handler.Closing queues the
+// protocol's last words; then the queue is flushed and the socket closed
+// by the writer, or, for a slow consumer (errors.Is(reason,
+// broker.ErrSlowConsumer)), the queue is dropped and the socket closed at
+// once. The read loop then ends with net.ErrClosed (or what it met first).
+func (c *Conn) Close(reason error) bool {
+	if !c.closing.CompareAndSwap(false, true) {
+		return false
+	}
+	c.reason.Store(&reason)
+	if c.ping != nil {
+		c.ping.Stop()
+	}
+	c.h.Closing(reason)
+	if errors.Is(reason, broker.ErrSlowConsumer) {
+		c.out.Close(false)
+		_ = c.nc.Close()
+		return true
+	}
+	c.out.Close(true)
+	return true
+}
+
+// Closing reports whether Close was called. Any goroutine.
+func (c *Conn) Closing() bool { return c.closing.Load() }
+
+// Reason is why the connection closed (Close's first reason), or nil
+// while it is open. Any goroutine.
+func (c *Conn) Reason() error {
+	if r := c.reason.Load(); r != nil {
+		return *r
+	}
+	return nil
+}
+
+// SetLinger makes the writer half-close the socket after its last bytes
+// instead of closing it, so a peer still sending does not get a reset
+// that would discard them; Drain then closes it. Before Close.
+func (c *Conn) SetLinger(on bool) { c.linger.Store(on) }
+
+// Drain reads and discards input after Close, for at most d and max
+// bytes, until the writer has closed the socket (or the peer closed its
+// side, when lingering; the socket is closed then). Read loop.
+func (c *Conn) Drain(d time.Duration, max int64) {
+	_ = c.nc.SetReadDeadline(time.Now().Add(d))
+	_, _ = io.CopyN(io.Discard, c.nc, max)
+	if c.linger.Load() {
+		_ = c.nc.Close()
+	}
+}
+
+// writerEnded runs once the queue is closed and drained, or a write
+// failed: the socket is closed (half-closed when lingering), which ends
+// the read loop.
+func (c *Conn) writerEnded(err error) {
+	if err != nil && !c.closing.Load() {
+		we := &broker.WriteError{Err: err}
+		if errors.Is(we, broker.ErrSlowConsumer) { // the write deadline passed
+			c.b.CountSlowConsumer()
+		}
+		c.Close(we)
+	}
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && err == nil && c.linger.Load() {
+		_ = cw.CloseWrite()
+		return
+	}
+	_ = c.nc.Close()
+}
+
+// StartPing arms the ping timer (ConnConfig.Ping) at the broker's
+// ping_interval.
+func (c *Conn) StartPing() {
+	if c.ping != nil && !c.closing.Load() {
+		c.ping.Reset(c.b.Options().PingInterval)
+	}
+}
+
+// pinged runs on the ping timer.
+func (c *Conn) pinged() {
+	if c.closing.Load() {
+		return
+	}
+	opts := c.b.Options()
+	if int(c.pingsOut.Add(1)) > opts.PingMax {
+		c.Close(c.cfg.Stale)
+		return
+	}
+	c.SendPing()
+	c.ping.Reset(opts.PingInterval)
+}
+
+// SendPing queues the protocol's PING, timing it for RTT when no other
+// is awaiting its PONG. Any goroutine.
+func (c *Conn) SendPing() {
+	c.pingSent.CompareAndSwap(0, time.Now().UnixNano())
+	c.out.Write(c.cfg.Ping)
+}
+
+// Ponged records the peer's PONG: the pings are answered, and the round
+// trip of the timed one is the RTT. Read loop.
+func (c *Conn) Ponged() {
+	c.pingsOut.Store(0)
+	if t := c.pingSent.Swap(0); t != 0 {
+		c.rtt.Store(time.Now().UnixNano() - t)
+	}
+}
+
+// RTT is the last PING round trip (0: none measured). Any goroutine.
+func (c *Conn) RTT() time.Duration { return time.Duration(c.rtt.Load()) }
+
+// CountOut counts one message of n payload bytes queued for the peer
+// (ConnStats' OutMsgs and OutBytes). Any goroutine.
+func (c *Conn) CountOut(n int) {
+	c.outMsgs.Add(1)
+	c.outBytes.Add(int64(n))
+}
+
+// LastRead is when the last read returned input (unix ns; Init's time
+// before any). Any goroutine.
+func (c *Conn) LastRead() int64 { return c.last.Load() }
+
+// Stats are the connection's figures for monitoring (broker.ConnStats
+// without Lang, Version and Reason, which the protocol names). Any
+// goroutine, the broker's lock possibly held: atomics and the queue's
+// leaf lock only.
+func (c *Conn) Stats() broker.ConnStats {
+	return broker.ConnStats{
+		Start:        c.start,
+		LastActivity: time.Unix(0, c.last.Load()),
+		OutMsgs:      c.outMsgs.Load(),
+		OutBytes:     c.outBytes.Load(),
+		Pending:      c.out.Pending(),
+		RTT:          c.RTT(),
+	}
+}
