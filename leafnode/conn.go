@@ -41,25 +41,21 @@ type serverInfo struct {
 	Export        *auth.SubjectPermission `json:"export"`
 }
 
-// Read buffer sizes, as natsproto's.
-const (
-	minReadBuf = 512
-	maxReadBuf = 64 << 10
-)
-
 var (
 	pingLine = []byte("PING\r\n")
 	pongLine = []byte("PONG\r\n")
 	crlf     = []byte("\r\n")
 )
 
-// conn is one connection of a link to a hub: a read loop (the link's run
-// goroutine) and a writer goroutine draining out.
+// conn is one connection of a link to a hub: the leaf protocol on a
+// transport.Conn (read loop on the link's run goroutine, outbound queue
+// and writer, ping timer).
 type conn struct {
+	tc   transport.Conn
 	l    *link
 	b    *broker.Broker
-	nc   net.Conn
-	out  *transport.Outbound
+	nc   net.Conn            // the dialled connection, until serve hands it to tc
+	out  *transport.Outbound // tc.Out(), for the forwarding path
 	sess *broker.Session
 	p    *parser
 	info serverInfo
@@ -69,7 +65,7 @@ type conn struct {
 	perms atomic.Pointer[auth.Permissions] // Subscribe: what may come from the hub; Publish: what may go to it
 
 	// Read loop state.
-	rb     []byte
+	rest   []byte // read past the hub's INFO during the handshake
 	batch  broker.Batch
 	msg    broker.Message
 	subs   map[string]*broker.Subscription // the hub's interest, by "subject" or "subject queue"
@@ -77,18 +73,15 @@ type conn struct {
 	ready  atomic.Bool                     // local interest flows (the hub's permissions are known)
 	upFlag atomic.Bool                     // up, for other goroutines
 
-	pingsOut  atomic.Int32
-	pingSent  atomic.Int64 // UnixNano of the PING whose PONG gives the RTT
-	rtt       atomic.Int64
-	pingTimer *time.Timer
-	closing   atomic.Bool
-	closeErr  atomic.Pointer[error]
-	hubErr    atomic.Pointer[string] // the last -ERR text
-	start     time.Time
-	subsN     atomic.Int64
+	hubErr atomic.Pointer[string] // the last -ERR text
+	start  time.Time
+	subsN  atomic.Int64
 }
 
-var _ broker.Forwarder = (*conn)(nil)
+var (
+	_ broker.Forwarder  = (*conn)(nil)
+	_ transport.Handler = (*conn)(nil)
+)
 
 // connect makes one connection to u and serves it until it ends. up
 // reports whether the hub accepted the link (answered our first PING).
@@ -176,7 +169,7 @@ func (c *conn) handshake(ctx context.Context) error {
 			return err
 		}
 	}
-	c.rb = append(make([]byte, 0, minReadBuf), rest...)
+	c.rest = rest
 	c.hdrs = c.info.Headers
 	c.setPerms(c.info.Import, c.info.Export)
 	c.l.addURLs(c.discovered(&c.info), c.url)
@@ -272,6 +265,7 @@ func (c *conn) serve() (up bool, err error) {
 		pass, hasPass = ui.Password()
 	}
 	if err := sign(&ci, r, user, pass, hasPass, []byte(c.info.Nonce)); err != nil {
+		_ = c.nc.Close()
 		return false, err
 	}
 	opts := c.b.Options()
@@ -280,9 +274,9 @@ func (c *conn) serve() (up bool, err error) {
 		maxPayload = c.info.MaxPayload
 	}
 	c.p = newParser(c, max(opts.MaxControlLine, 4096), maxPayload)
-	c.out = transport.NewOutbound(0) // no pending limit on a leaf link, as nats-server
-	c.pingTimer = time.AfterFunc(time.Hour, c.ping)
-	c.pingTimer.Stop()
+	// No pending limit on a leaf link, as nats-server.
+	c.tc.Init(c.b, c.nc, c, transport.ConnConfig{WriteDeadline: opts.WriteDeadline, Ping: pingLine, Stale: ErrStale})
+	c.out = c.tc.Out()
 	// The link's identity: the bound local account, and deny_imports as
 	// its publish deny list, so the broker's publish gate drops what the
 	// remote may not bring in (Session.PublishRemote).
@@ -295,10 +289,11 @@ func (c *conn) serve() (up bool, err error) {
 		Remote: c.nc.RemoteAddr().String(), Detached: true,
 	})
 	if err != nil {
+		_ = c.nc.Close()
 		return false, err
 	}
 	c.out.Write(appendConnect(nil, &ci))
-	c.out.Start(transport.ConnSink(c.nc), c.nc.SetWriteDeadline, opts.WriteDeadline, c.b.Go, c.writerEnded)
+	c.tc.Start(c.nc)
 
 	// From here on interest changes reach this connection; Each then
 	// sends the full set while changes wait (see broker.InterestWatch).
@@ -308,13 +303,18 @@ func (c *conn) serve() (up bool, err error) {
 	if !c.info.InfoOnConnect {
 		c.startInterest() // an old hub: no INFO with our permissions comes
 	}
-	c.pingSent.Store(time.Now().UnixNano())
-	c.out.Write(pingLine)
-	c.pingTimer.Reset(opts.PingInterval)
+	c.tc.SendPing()
+	c.tc.StartPing()
 
-	err = c.readLoop()
-	c.finish()
-	return c.up, err
+	if rest := c.rest; len(rest) > 0 { // what followed the INFO
+		c.rest = nil
+		if _, _, err := c.Received(rest); err != nil {
+			c.Ended(err)
+			return c.up, c.reason(err)
+		}
+	}
+	err = c.tc.Serve(false)
+	return c.up, c.reason(err)
 }
 
 func accountName(a string) string {
@@ -362,53 +362,26 @@ func (c *conn) sendLine(b []byte) {
 	c.out.Write(b)
 }
 
-// readLoop reads and parses until the connection ends.
-func (c *conn) readLoop() error {
-	rb := c.rb[:cap(c.rb)]
-	if len(c.rb) > 0 {
-		err := c.p.parse(c.rb)
-		c.batch.Flush()
-		if err != nil {
-			c.Close(err)
-			return c.reason(err)
-		}
-	}
-	for {
-		n, err := c.nc.Read(rb)
-		if n > 0 {
-			perr := c.p.parse(rb[:n])
-			c.batch.Flush()
-			if perr != nil {
-				c.Close(perr)
-				return c.reason(perr)
-			}
-			if n == len(rb) && len(rb) < maxReadBuf {
-				rb = make([]byte, len(rb)*2)
-			}
-		}
-		if err != nil {
-			c.Close(err)
-			return c.reason(err)
-		}
+// Received parses what the read loop read (transport.Handler). Read loop.
+func (c *conn) Received(b []byte) (int, int, error) {
+	err := c.p.parse(b)
+	c.batch.Flush()
+	return len(b), 0, err
+}
+
+// Closing logs a failed write (transport.Handler); a leaf link has no
+// last words for the hub.
+func (c *conn) Closing(reason error) {
+	var we *broker.WriteError
+	if errors.As(reason, &we) {
+		c.l.log.Warn("leafnode: write failed, closing", "err", we.Err)
 	}
 }
 
-// reason is why the connection ended: the first Close reason, with the
-// hub's -ERR text when it sent one.
-func (c *conn) reason(fallback error) error {
-	err := fallback
-	if p := c.closeErr.Load(); p != nil {
-		err = *p
-	}
-	if h := c.hubErr.Load(); h != nil {
-		return fmt.Errorf("%w: -ERR %s (%w)", ErrHubRefused, *h, err)
-	}
-	return err
-}
-
-// finish releases what the connection held once its read loop ended.
-func (c *conn) finish() {
-	c.pingTimer.Stop()
+// Ended closes the connection and releases what it held once the read
+// loop stopped (transport.Handler). Read loop.
+func (c *conn) Ended(err error) {
+	c.Close(err)
 	c.l.mu.Lock()
 	if c.l.cur == c {
 		c.l.cur = nil
@@ -418,13 +391,17 @@ func (c *conn) finish() {
 	<-c.out.Done()
 }
 
-// writerEnded runs once the outbound queue is closed and drained, or a
-// write failed: closing the socket ends the read loop.
-func (c *conn) writerEnded(err error) {
-	if err != nil && !c.closing.Load() {
-		c.l.log.Warn("leafnode: write failed, closing", "err", err)
+// reason is why the connection ended: the first Close reason, with the
+// hub's -ERR text when it sent one.
+func (c *conn) reason(fallback error) error {
+	err := fallback
+	if r := c.tc.Reason(); r != nil {
+		err = r
 	}
-	_ = c.nc.Close()
+	if h := c.hubErr.Load(); h != nil {
+		return fmt.Errorf("%w: -ERR %s (%w)", ErrHubRefused, *h, err)
+	}
+	return err
 }
 
 // --- broker.Client ---
@@ -442,21 +419,9 @@ func (c *conn) Deliver(sub *broker.Subscription, m *broker.Message) bool {
 // Wake flushes the writer once per publish batch.
 func (c *conn) Wake() { c.out.Wake() }
 
-// Close ends the connection from any goroutine.
-func (c *conn) Close(reason error) {
-	if !c.closing.CompareAndSwap(false, true) {
-		return
-	}
-	c.closeErr.Store(&reason)
-	if c.pingTimer != nil {
-		c.pingTimer.Stop()
-	}
-	if c.out == nil {
-		_ = c.nc.Close()
-		return
-	}
-	c.out.Close(!errors.Is(reason, broker.ErrSlowConsumer))
-}
+// Close ends the connection from any goroutine (transport.Conn.Close:
+// the first reason wins).
+func (c *conn) Close(reason error) { c.tc.Close(reason) }
 
 // Forward writes one LMSG/HMSG for m (broker.Forwarder). Publisher's
 // goroutine; allocates nothing.
@@ -501,22 +466,6 @@ func (c *conn) Forward(m *broker.Message, plain bool, queues [][]byte) bool {
 	return !over
 }
 
-// --- timers ---
-
-func (c *conn) ping() {
-	if c.closing.Load() {
-		return
-	}
-	opts := c.b.Options()
-	if int(c.pingsOut.Add(1)) > opts.PingMax {
-		c.Close(ErrStale)
-		return
-	}
-	c.pingSent.Store(time.Now().UnixNano())
-	c.out.Write(pingLine)
-	c.pingTimer.Reset(opts.PingInterval)
-}
-
 // --- parser callbacks (read loop) ---
 
 func (c *conn) onPing() error {
@@ -525,10 +474,7 @@ func (c *conn) onPing() error {
 }
 
 func (c *conn) onPong() error {
-	c.pingsOut.Store(0)
-	if t := c.pingSent.Swap(0); t != 0 {
-		c.rtt.Store(time.Now().UnixNano() - t)
-	}
+	c.tc.Ponged()
 	c.startInterest()
 	if !c.up {
 		c.up = true
@@ -697,12 +643,12 @@ func (c *conn) onMsg(subject, reply []byte, queues [][]byte, hdrLen int, msg []b
 
 // snapshot describes the connection for Leafz.
 func (c *conn) snapshot() LeafInfo {
-	host, port, _ := net.SplitHostPort(c.nc.RemoteAddr().String())
+	host, port, _ := net.SplitHostPort(c.tc.NetConn().RemoteAddr().String())
 	var p int
 	fmt.Sscan(port, &p)
 	return LeafInfo{
 		ID: c.sess.ID(), Name: c.info.Name, IsSpoke: true, Account: accountName(c.l.r.Account),
-		IP: host, Port: p, RTT: time.Duration(c.rtt.Load()).String(),
+		IP: host, Port: p, RTT: c.tc.RTT().String(),
 		Subs: uint32(c.subsN.Load()),
 	}
 }
