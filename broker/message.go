@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"sync/atomic"
 
 	"github.com/busbar/busbar/auth"
@@ -69,7 +70,7 @@ func (m *Message) Stable() *Message {
 		n += len(m.Payload)
 	}
 	buf := make([]byte, 0, n)
-	c := &Message{QoS: m.QoS, Retain: m.Retain, MQTT: m.MQTT, Ext: m.Ext, origin: m.origin}
+	c := &Message{QoS: m.QoS, Retain: m.Retain, MQTT: m.MQTT, Ext: m.Ext, origin: m.origin, pub: m.pub}
 	buf, c.Subject = appendPart(buf, m.Subject)
 	buf, c.Reply = appendPart(buf, m.Reply)
 	buf, c.Header = appendPart(buf, m.Header)
@@ -80,6 +81,29 @@ func (m *Message) Stable() *Message {
 	}
 	m.stable = c
 	return c
+}
+
+// CopyTo copies m into dst, with the slices the publisher may reuse
+// copied into buf (reused, returned grown) and a stable Payload shared.
+// dst keeps m's origin and publish id, and is borrowed: it is valid until
+// the caller reuses buf, and a subscriber that keeps it calls Stable.
+// Publisher goroutine only, inside or after Publish.
+func (m *Message) CopyTo(dst *Message, buf []byte) []byte {
+	*dst = Message{QoS: m.QoS, Retain: m.Retain, MQTT: m.MQTT, Ext: m.Ext, origin: m.origin, pub: m.pub, borrowed: true}
+	n := len(m.Subject) + len(m.Reply) + len(m.Header)
+	if !m.PayloadStable() {
+		n += len(m.Payload)
+	}
+	buf = slices.Grow(buf[:0], n)
+	buf, dst.Subject = appendPart(buf, m.Subject)
+	buf, dst.Reply = appendPart(buf, m.Reply)
+	buf, dst.Header = appendPart(buf, m.Header)
+	if m.PayloadStable() {
+		dst.Payload, dst.ownPayload = m.Payload, true
+	} else {
+		buf, dst.Payload = appendPart(buf, m.Payload)
+	}
+	return buf
 }
 
 func appendPart(buf, p []byte) ([]byte, []byte) {

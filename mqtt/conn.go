@@ -35,6 +35,9 @@ type conn struct {
 	dec         *packet.Decoder // from decoders, held for one read's packets
 	batch       broker.Batch
 	msg         broker.Message
+	connectRead int64      // when the read that brought CONNECT returned (Unix ns; recent.go)
+	unsubAt     int64      // when the last UNSUBSCRIBE removed a subscription (Unix ns; recent.go)
+	recent      *recentLog // the account's recent publishes, once used
 	subj        []byte
 	keepAlive   time.Duration
 	aliases     map[uint16][]byte // topic aliases the client set (5.0), this connection only [MQTT-3.3.2-7]
@@ -147,6 +150,9 @@ func (c *conn) readLoop(handoff bool) error {
 		filled = n == space
 		if n > 0 {
 			c.st.touch()
+			if !connected {
+				c.connectRead = c.st.last.Load() // the read that brings CONNECT (recent.go)
+			}
 			buf = buf[:len(buf)+n]
 			var perr error
 			c.dec = decoders.Get().(*packet.Decoder)
@@ -488,13 +494,15 @@ func (c *conn) end(err error) {
 
 // lingerAfter decides whether the connection, ending with err, closes
 // gently: a 5.0 client that sent a packet over the limit (DISCONNECT
-// 0x95) has more of it on the way, and closing the socket on unread
-// input would reset the connection, losing the DISCONNECT. Then the
-// writer half-closes after it (writerEnded) and drain reads what is left.
-// Read loop.
+// 0x95) has more of it on the way, one past the Receive Maximum (0x93)
+// answers the PUBRECs it reads with PUBRELs, and closing the socket on
+// unread input would reset the connection, losing the DISCONNECT. Then
+// the writer half-closes after it (writerEnded) and drain reads what is
+// left. Read loop.
 func (c *conn) lingerAfter(err error) {
 	_, ok := c.nc.(interface{ CloseWrite() error })
-	c.linger.Store(ok && c.v == packet.V5 && c.accepted.Load() && errors.Is(err, packet.PacketTooLarge))
+	c.linger.Store(ok && c.v == packet.V5 && c.accepted.Load() &&
+		(errors.Is(err, packet.PacketTooLarge) || errors.Is(err, packet.ReceiveMaxExceeded)))
 }
 
 // drain discards the client's input until it closes, for a second and

@@ -197,8 +197,20 @@ func (c *conn) publish(p *packet.PublishPacket) error {
 	}
 	m.Borrow()
 	c.bs.CountIn(len(p.Payload)) // received, allowed or not
+	l := c.recentLog()
+	seq := l.reserve(c.st.last.Load())
 	_, err := c.bs.Publish(&c.batch, m)
+	l.fill(seq, m, err == nil)
 	return err
+}
+
+// recentLog is the log of the account's recent publishes (recent.go).
+// Read loop, after CONNECT.
+func (c *conn) recentLog() *recentLog {
+	if c.recent == nil {
+		c.recent = c.srv.recentFor(c.bs.Account())
+	}
+	return c.recent
 }
 
 func (c *conn) onAck(p *packet.AckPacket) error {
@@ -241,17 +253,25 @@ func (c *conn) onSubscribe(p *packet.SubscribePacket) error {
 		}
 	}
 	codes := make([]packet.Code, len(p.Subs))
-	var replay []*subState
+	var replay, news []*subState
+	hold := new(holdList)
 	for i := range p.Subs {
 		sp := &p.Subs[i]
-		st, isNew, code := c.subscribe(sp, subID)
+		st, isNew, code := c.subscribe(sp, subID, hold)
 		codes[i] = code
 		if st != nil && (st.rh == 0 || st.rh == 1 && isNew) && st.share == "" {
 			replay = append(replay, st)
 		}
+		if st != nil && st.hold == hold {
+			news = append(news, st)
+		}
 	}
 	suback := c.suback(p.PacketID, codes) // reason.go
 	c.afterDurable(suback, func() { c.replayRetained(replay) })
+	if len(news) > 0 { // after SUBACK and retained messages, unless they wait for the Store
+		from := max(c.connectRead, c.unsubAt, c.st.last.Load()-int64(c.srv.recentWindow()))
+		c.sess.catchUp(c.recentLog(), hold, news, from, c)
+	}
 	return nil
 }
 
@@ -305,7 +325,7 @@ func (c *conn) afterDurable(ack []byte, then func()) {
 }
 
 // subscribe adds or replaces one subscription and returns its reason code.
-func (c *conn) subscribe(sp *packet.Subscription, subID uint32) (*subState, bool, packet.Code) {
+func (c *conn) subscribe(sp *packet.Subscription, subID uint32, hold *holdList) (*subState, bool, packet.Code) {
 	st, err := newSubState(sp.Filter, sp.QoS, sp.NoLocal, sp.RetainAsPublished, sp.RetainHandling, subID)
 	if errors.Is(err, errSharedNoLocal) {
 		return nil, false, packet.ProtocolError // [MQTT-3.8.3-4]
@@ -327,6 +347,9 @@ func (c *conn) subscribe(sp *packet.Subscription, subID uint32) (*subState, bool
 	// ids: past it the subscription is refused.
 	if st.qos > 0 && (acked+1)*c.srv.opts.MaxAckPending > 65535 {
 		return nil, false, c.grantCode(packet.QuotaExceeded)
+	}
+	if !existed && st.share == "" {
+		st.hold = hold // a new subscription catches up (recent.go)
 	}
 	if err := s.addSub(key, st, true); err != nil {
 		if errors.Is(err, broker.ErrPermSubscribe) {
@@ -440,6 +463,7 @@ func (c *conn) onUnsubscribe(p *packet.UnsubscribePacket) error {
 		for _, b := range st.bsubs {
 			s.bs.Unsubscribe(b)
 		}
+		c.unsubAt = time.Now().UnixNano() // what it got is not caught up again (recent.go)
 	}
 	// UNSUBACK even when nothing matched [MQTT-3.10.4-5].
 	c.afterDurable(packet.AppendUnsuback(nil, c.v, &packet.SubackPacket{PacketID: p.PacketID, Codes: codes}), nil)

@@ -72,6 +72,8 @@ type Options struct {
 	MaxOfflineBytes int64
 
 	preBudget int64 // tests: the pre-CONNECT budget (preConnectBudget)
+	// tests: how far back a new subscription catches up (recent.go)
+	recentWindow time.Duration
 }
 
 // Defaults of the bounds in Options.
@@ -206,8 +208,9 @@ type server struct {
 	loaded  sync.Once     // the Store's sessions
 	grouped store.Grouped // the Store, when it group-commits
 
-	mu       sync.Mutex          // guards sessions
-	sessions map[string]*session // by sessionKey
+	mu       sync.Mutex            // guards sessions and recent
+	sessions map[string]*session   // by sessionKey
+	recent   map[string]*recentLog // by account (recent.go)
 
 	// Accounting (atomics): the bounds of Options and the figures of
 	// Stats.

@@ -29,6 +29,7 @@ type subState struct {
 	nats    [][]byte
 	q       []byte // the router queue group of a shared subscription
 	bsubs   []*broker.Subscription
+	hold    *holdList // new, its live deliveries held until catchUp (recent.go); s.mu
 }
 
 // outMsg is a QoS 1 or 2 message sent to the client and not yet fully
@@ -108,6 +109,18 @@ func (s *session) Deliver(sub *broker.Subscription, m *broker.Message) bool {
 	if s.ended {
 		return true
 	}
+	if st.hold != nil {
+		if !s.matchedElsewhere(st.hold, m) {
+			st.hold.add(m)
+		}
+		return true
+	}
+	return s.deliverLocked(st, m)
+}
+
+// deliverLocked delivers m through st (and, for overlapping
+// subscriptions, once for all of them). s.mu held.
+func (s *session) deliverLocked(st *subState, m *broker.Message) bool {
 	qos, retain, ids := effectiveQoS(m, st.qos), st.rap && m.Retain, st.ids
 	if st.share == "" && len(s.plain.wild) > 0 && s.plain.n > 1 {
 		// Another subscription of this session may match m too.
