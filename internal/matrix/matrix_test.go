@@ -35,6 +35,7 @@ const (
 	whyWill     = "a will needs an MQTT publisher"
 	whyRetained = "retained messages are set and replayed by MQTT clients"
 	whySession  = "only an MQTT session outlives its connection"
+	whyCatchUp  = "a new MQTT subscription catches up on MQTT publishes (mqtt/recent.go)"
 	whyLocal    = "broker.Local clients are the host's: a reload leaves them alone (ARCHITECTURE.md, Reload)"
 	whyRestPub  = "a publisher authenticates again after a restart: nothing of its publish permission is restored (live/*/pub covers it)"
 	whyNoReply  = "MQTT has no reply subject to answer a service request on"
@@ -79,6 +80,9 @@ func matrix() []row {
 			{name: "pub", run: retainedPub, skip: mqttOnly(whyRetained)},
 			{name: "sub", run: retainedSub, skip: mqttOnly(whyRetained)},
 			{name: "account", run: retainedAccount, skip: mqttOnly(whyRetained)},
+		}},
+		{path: "catchup", start: sharedBroker, checks: []check{
+			{name: "sub", run: catchUpSub, skip: mqttOnly(whyCatchUp)},
 		}},
 		{path: "offline", start: sharedBroker, checks: []check{
 			{name: "pub", run: offlinePub, skip: mqttOnly(whySession)},
