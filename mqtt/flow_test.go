@@ -96,6 +96,10 @@ func TestMQTT_3_3_4_7_ReceiveMaximumExceeded(t *testing.T) {
 		r.send(burst...)
 		for id := 1; id <= int(rm); id++ {
 			r.expectPacket([]byte{0x50, 2, byte(id >> 8), byte(id)}, "PUBREC")
+			// As paho's client: each PUBREC read is answered, though the
+			// server has stopped reading. The DISCONNECT still arrives
+			// (the server drains what comes after it, no reset).
+			r.send(0x62, 2, byte(id>>8), byte(id))
 		}
 		r.expectPacket(recvMaxDisconnect(int(rm)), "DISCONNECT 0x93")
 		r.closed()
