@@ -21,7 +21,10 @@
 //	BUSBAR_MQTT_RETAINED  <k> the retained message of one account and subject
 //
 // where <k> is the store key (broker.RetainedKey form) in unpadded
-// base64url. Writes are asynchronous JetStream publishes; Durable runs its
+// base64url. The retained messages of the account the leaf link binds
+// are in nats-server's MQTT stream $MQTT_rmsgs instead, in its record
+// format, so nats-server leaves with MQTT on the same hub share them
+// (natsmqtt.go). Writes are asynchronous JetStream publishes; Durable runs its
 // callback once the hub acknowledged every write issued before it, so an
 // MQTT acknowledgement leaves only after the hub stored what it
 // acknowledges.
@@ -99,6 +102,11 @@ type Store struct {
 	retRev   map[string]uint64 // revision of each retained message applied (by encoded key)
 	retSeen  uint64            // every retained bucket sequence up to it was applied here
 	retAhead map[uint64]bool   // sequences applied beyond retSeen (notices out of order)
+	// $MQTT_rmsgs (natsmqtt.go): the stream sequence of the record applied
+	// per subject, this instance's origin, whether markers may expire.
+	rmRev    map[string]uint64
+	rmOrigin string
+	rmTTL    bool
 	// What this broker wrote or loaded of the sessions it holds: the last
 	// full session record, the subscriptions put one by one, the outbound
 	// messages (Release rewrites one, DeleteSession removes them).
@@ -267,6 +275,11 @@ func (s *Store) session(ctx context.Context) error {
 	if err := s.nc.FlushTimeout(s.opts.Timeout); err != nil {
 		return err
 	}
+	stopRmsgs, err := s.followRmsgs(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopRmsgs()
 	last, err := s.retainedLast(ctx)
 	if err != nil {
 		return fmt.Errorf("hub: retained bucket: %w", err)
@@ -433,6 +446,10 @@ func (s *Store) loadRetained(ctx context.Context, last uint64) error {
 		}
 	}
 	for k := range live {
+		if key, ok := dec(k); !ok || s.rmsgsSubject(key) != "" {
+			delete(live, k) // the link account's are in $MQTT_rmsgs (natsmqtt.go)
+			continue
+		}
 		e, err := s.ret.Get(ctx, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			delete(live, k)
@@ -636,14 +653,6 @@ func (s *Store) put(bucket, key string, value []byte, del bool) error {
 }
 
 func (s *Store) putF(bucket, key string, value []byte, del bool) (*write, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ready != nil && s.js == nil {
-		return nil, s.ready
-	}
-	if s.closed {
-		return nil, store.ErrClosed
-	}
 	// The subject nats.go's KeyValue puts to: across a domain, behind the
 	// domain's API prefix (the hub maps it to the bucket's stream).
 	subj := "$KV." + bucket + "." + key
@@ -651,13 +660,30 @@ func (s *Store) putF(bucket, key string, value []byte, del bool) (*write, error)
 		subj = s.apiPrefix() + subj
 	}
 	m := &nats.Msg{Subject: subj, Data: value, Header: nats.Header{}}
-	if del && s.ttl[bucket] {
+	s.mu.Lock()
+	ttl := s.ttl[bucket]
+	s.mu.Unlock()
+	if del && ttl {
 		// The value goes at once, its marker after markerTTL.
 		m.Header.Set("KV-Operation", "PURGE")
 		m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 		m.Header.Set(jetstream.MsgTTLHeader, markerTTL.String())
 	} else if del {
 		m.Header.Set("KV-Operation", "DEL")
+	}
+	return s.publish(m)
+}
+
+// publish writes m to the hub's JetStream asynchronously; Durable waits
+// for it.
+func (s *Store) publish(m *nats.Msg) (*write, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ready != nil && s.js == nil {
+		return nil, s.ready
+	}
+	if s.closed {
+		return nil, store.ErrClosed
 	}
 	f, err := s.js.PublishMsgAsync(m)
 	if err != nil {
@@ -680,6 +706,13 @@ func (s *Store) Durable(fn func(err error)) {
 }
 
 func (s *Store) serveDurable() {
+	// A write that failed fails every callback queued when that was seen,
+	// not only the one whose batch held it: a batch is the writes since
+	// the previous Durable of any caller (SetRetained's own, another
+	// connection's), so the callback that owes its acknowledgement to a
+	// write may come after the batch that held it.
+	var failed error
+	failN := 0
 	for {
 		s.mu.Lock()
 		for len(s.dq) == 0 && !s.closed {
@@ -693,40 +726,53 @@ func (s *Store) serveDurable() {
 		s.dq = s.dq[1:]
 		timeout := s.opts.Timeout
 		s.mu.Unlock()
-		var err error
-		var timer *time.Timer
-		for _, w := range d.futs {
-			if !w.done {
-				if timer == nil {
-					timer = time.NewTimer(timeout)
-				} else {
-					timer.Reset(timeout)
-				}
-				select {
-				case w.ack = <-w.f.Ok():
-				case e := <-w.f.Err():
-					w.err = fmt.Errorf("hub: %w", e)
-				case <-timer.C:
-					w.err = fmt.Errorf("%w: no acknowledgement from the hub within %v", store.ErrUnavailable, timeout)
-				}
-				w.done = true
-			}
-			if err = w.err; err != nil {
-				break
-			}
-		}
-		if timer != nil {
-			timer.Stop()
-		}
-		if err != nil {
+		err := waitWrites(d.futs, timeout)
+		switch {
+		case err != nil:
 			s.mu.Lock()
+			failed, failN = err, len(s.dq)
 			s.stats.WriteFails++
 			s.stats.LastError = err.Error()
 			s.mu.Unlock()
 			s.log.Warn("hub: a write was not stored", "err", err)
+		case failN > 0:
+			err = failed
+			failN--
 		}
 		d.fn(err)
 	}
+}
+
+// waitWrites waits for each write's acknowledgement (at most timeout
+// each) and keeps it in the write; the first error.
+func waitWrites(ws []*write, timeout time.Duration) error {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for _, w := range ws {
+		if !w.done {
+			if timer == nil {
+				timer = time.NewTimer(timeout)
+			} else {
+				timer.Reset(timeout)
+			}
+			select {
+			case w.ack = <-w.f.Ok():
+			case e := <-w.f.Err():
+				w.err = fmt.Errorf("hub: %w", e)
+			case <-timer.C:
+				w.err = fmt.Errorf("%w: no acknowledgement from the hub within %v", store.ErrUnavailable, timeout)
+			}
+			w.done = true
+		}
+		if w.err != nil {
+			return w.err
+		}
+	}
+	return nil
 }
 
 // Sync waits until every write issued so far is durable.
@@ -894,6 +940,9 @@ func (s *Store) DeleteInbound(_ context.Context, key string, id uint16) error {
 // SetRetained stores (or deletes) the retained message under key; once
 // the hub stored it, every other broker is told.
 func (s *Store) SetRetained(_ context.Context, key string, m *store.Message) error {
+	if subj := s.rmsgsSubject(key); subj != "" {
+		return s.setRmsg(subj, m)
+	}
 	var v []byte
 	if m != nil && len(m.Payload) > 0 {
 		v = encodeRetained(m)
@@ -941,7 +990,7 @@ func (s *Store) OnRetained(fn func(key string, m *store.Message)) {
 // one was applied already.
 func (s *Store) applyRetained(k string, rev uint64, v []byte) {
 	key, ok := dec(k)
-	if !ok {
+	if !ok || s.rmsgsSubject(key) != "" {
 		return
 	}
 	s.mu.Lock()
