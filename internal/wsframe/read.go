@@ -136,13 +136,12 @@ func (c *Codec) header(b []byte) (used int, done bool, err error) {
 	return used, true, c.startFrame(need)
 }
 
-// startFrame checks a complete header of n bytes against RFC 6455 §5
-// (ws.CheckHeader: opcodes, control frames, masking by side, reserved
-// bits, continuation order) and RFC 7692 (RSV1 only on a message's first
-// frame), and the message size limit.
+// startFrame starts the frame whose header of n bytes is complete, once
+// it passes the checks, and applies the message size limit.
 func (c *Codec) startFrame(n int) error {
 	b0, b1 := c.hdr[0], c.hdr[1]
-	h := ws.Header{Fin: b0&0x80 != 0, Rsv: b0 >> 4 & 7, OpCode: ws.OpCode(b0 & 0x0F), Masked: b1&0x80 != 0}
+	h := &c.h // filled in place: a violation ends the stream anyway
+	*h = ws.Header{Fin: b0&0x80 != 0, Rsv: b0 >> 4 & 7, OpCode: ws.OpCode(b0 & 0x0F), Masked: b1&0x80 != 0}
 	switch l := b1 & 0x7F; l {
 	case 126:
 		h.Length = int64(binary.BigEndian.Uint16(c.hdr[2:4]))
@@ -154,8 +153,40 @@ func (c *Codec) startFrame(n int) error {
 	if h.Masked {
 		copy(h.Mask[:], c.hdr[n-4:n])
 	}
+	compressed := false
+	// The frame a connection mostly carries (final, binary or text, no
+	// reserved bits, masked as this end expects, outside a fragmented
+	// message) passes every check below: it skips them.
+	usual := h.Fin && h.Rsv == 0 && !c.inMsg && h.Masked != c.cfg.Client &&
+		(h.OpCode == ws.OpBinary || h.OpCode == ws.OpText) && h.Length >= 0
+	if !usual {
+		var err error
+		if compressed, err = c.check(h); err != nil {
+			return err
+		}
+	}
+	c.maskPos, c.left = 0, h.Length
+	if h.OpCode.IsControl() {
+		c.ctrl = c.ctrl[:0]
+		return nil
+	}
+	if h.OpCode != ws.OpContinuation {
+		c.inMsg, c.text, c.zmsg, c.msgLen = true, h.OpCode == ws.OpText, compressed, 0
+	}
+	if h.Length > int64(c.cfg.MaxMessage-c.msgLen) {
+		return &CloseError{Code: CloseMessageTooBig, Reason: fmt.Sprintf("message larger than %d bytes", c.cfg.MaxMessage)}
+	}
+	c.msgLen += int(h.Length)
+	return nil
+}
+
+// check applies RFC 6455 §5 to h (ws.CheckHeader: opcodes, control
+// frames, masking by side, reserved bits, continuation order) and RFC
+// 7692 (RSV1 only on a message's first frame, cleared from h here); it
+// reports whether the frame starts a compressed message.
+func (c *Codec) check(h *ws.Header) (compressed bool, err error) {
 	if h.Length < 0 {
-		return protocolError("frame length with its most significant bit set")
+		return false, protocolError("frame length with its most significant bit set")
 	}
 	var state ws.State // no masking rule when NoMasking on the server end
 	switch {
@@ -170,32 +201,19 @@ func (c *Codec) startFrame(n int) error {
 	if c.inMsg {
 		state |= ws.StateFragmented
 	}
-	if err := ws.CheckHeader(h, state); err != nil {
-		return protocolError(err.Error())
+	if err := ws.CheckHeader(*h, state); err != nil {
+		return false, protocolError(err.Error())
 	}
 	var ms wsflate.MessageState
 	if c.cfg.Deflate {
-		var err error
-		if h, err = ms.UnsetBits(h); err != nil {
-			return protocolError(err.Error())
+		if *h, err = ms.UnsetBits(*h); err != nil {
+			return false, protocolError(err.Error())
 		}
 	}
 	if h.Rsv != 0 {
-		return protocolError("reserved bits set that no negotiated extension defines")
+		return false, protocolError("reserved bits set that no negotiated extension defines")
 	}
-	c.h, c.maskPos, c.left = h, 0, h.Length
-	if h.OpCode.IsControl() {
-		c.ctrl = c.ctrl[:0]
-		return nil
-	}
-	if h.OpCode != ws.OpContinuation {
-		c.inMsg, c.text, c.zmsg, c.msgLen = true, h.OpCode == ws.OpText, ms.IsCompressed(), 0
-	}
-	if h.Length > int64(c.cfg.MaxMessage-c.msgLen) {
-		return &CloseError{Code: CloseMessageTooBig, Reason: fmt.Sprintf("message larger than %d bytes", c.cfg.MaxMessage)}
-	}
-	c.msgLen += int(h.Length)
-	return nil
+	return ms.IsCompressed(), nil
 }
 
 // frameEnd runs when the current frame's payload is complete.
