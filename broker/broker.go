@@ -470,6 +470,14 @@ func (b *Broker) Extension(key any, mk func() any) any {
 	return v
 }
 
+// ExtensionValue returns the per-broker value stored under key, or nil
+// when nothing made one yet (a reader that must not create it).
+func (b *Broker) ExtensionValue(key any) any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ext[key]
+}
+
 // Clients is a snapshot of the connected clients (monitoring, tests).
 func (b *Broker) Clients() []Client {
 	ss := b.sessions()

@@ -224,9 +224,13 @@ type server struct {
 
 type serverKey struct{}
 
+// serverFor is b's MQTT state, made by the first MQTT transport that
+// serves on b, with that transport's options (New set their defaults);
+// another MQTT transport on the same broker (a second listener, the
+// WebSocket one) shares it. Readers that must not make it (SessionStats)
+// use ExtensionValue.
 func serverFor(b *broker.Broker, o Options) *server {
 	srv := b.Extension(serverKey{}, func() any {
-		o.setDefaults() // a caller that passes no options (SessionStats) gets the defaults, never zeros
 		srv := &server{b: b, opts: o, sessions: make(map[string]*session)}
 		srv.grouped, _ = b.Store().(store.Grouped)
 		return srv
@@ -322,8 +326,16 @@ type Stats struct {
 }
 
 // SessionStats snapshots the MQTT state of b.
+// A broker no MQTT transport served on yet has none: zero figures.
 func SessionStats(b *broker.Broker) Stats {
-	srv := serverFor(b, Options{})
+	srv, _ := b.ExtensionValue(serverKey{}).(*server)
+	if srv == nil {
+		st := Stats{Retained: b.NumRetained(), DroppedBy: make(map[string]int64, numDrops)}
+		for r := range dropReason(numDrops) {
+			st.DroppedBy[r.String()] = 0
+		}
+		return st
+	}
 	srv.mu.Lock()
 	ss := make([]*session, 0, len(srv.sessions))
 	for _, s := range srv.sessions {
