@@ -422,8 +422,9 @@ func TestMQTT_3_3_2_12_TopicAliasUse(t *testing.T) {
 }
 
 // Row 27: never more unacknowledged QoS 1 messages than the client's
-// Receive Maximum [MQTT-3.3.4-7].
-func TestMQTT_3_3_4_7_ReceiveMaximum(t *testing.T) {
+// Receive Maximum [MQTT-3.3.4-9] (the server's side, a client past it:
+// flow_test.go, [MQTT-3.3.4-7]).
+func TestMQTT_3_3_4_9_ReceiveMaximum(t *testing.T) {
 	e := start(t, broker.Options{}, mqtt.Options{})
 	r := dialRaw(t, e)
 	// CONNECT 5.0, client id "c", properties: receive maximum (0x21) = 2.

@@ -15,7 +15,9 @@ import (
 	"github.com/busbar/busbar/store"
 )
 
-// The server side of Receive Maximum (5.0 §3.3.4, §4.9): a client may
+// Checklist row 27, the server side of Receive Maximum (5.0 §3.3.4,
+// §4.9; the client's own Receive Maximum: TestMQTT_3_3_4_9_ReceiveMaximum
+// in conformance_test.go): a client may
 // have at most the server's Receive Maximum QoS 1 and 2 PUBLISHes
 // unacknowledged [MQTT-3.3.4-7]; one more ends the connection with
 // DISCONNECT 0x93. Unacknowledged means no PUBACK or PUBCOMP sent yet: a

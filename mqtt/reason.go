@@ -85,13 +85,20 @@ func (c *conn) encodeWithReason(t packet.Type, props *packet.Properties, reason 
 }
 
 // appendAck appends a PUBACK, PUBREC, PUBREL or PUBCOMP to dst, with a
-// Reason String when reason is set (encodeWithReason).
+// Reason String when reason is set, as encodeWithReason does (without its
+// closure: dst is often a caller's stack array).
 func (c *conn) appendAck(dst []byte, t packet.Type, id uint16, code packet.Code, reason string) []byte {
 	ap := packet.AckPacket{Type: t, PacketID: id, Code: code}
-	if reason == "" {
-		return packet.AppendAck(dst, c.v, &ap)
+	if c.v == packet.V5 && reason != "" && c.problemInfo(t) {
+		ap.Props.SetReasonString([]byte(reason))
+		n := len(dst)
+		if dst = packet.AppendAck(dst, c.v, &ap); c.clientMax == 0 || len(dst)-n <= c.clientMax {
+			return dst
+		}
+		dst = dst[:n]
+		ap.Props.Clear(packet.PropReasonString)
 	}
-	return c.encodeWithReason(t, &ap.Props, reason, func() []byte { return packet.AppendAck(dst, c.v, &ap) })
+	return packet.AppendAck(dst, c.v, &ap)
 }
 
 // connackRefusal is the CONNACK refusing a connection with code, and the

@@ -20,8 +20,8 @@ import (
 // never a credential, only where the client's Request Problem Information
 // allows it [MQTT-3.1.2-29] and only when the packet stays within the
 // client's Maximum Packet Size ([MQTT-3.2.2-19], [MQTT-3.4.2-2],
-// [MQTT-3.5.2-2], [MQTT-3.9.2-1], [MQTT-3.14.2-3]). Expected packets are
-// written out byte by byte.
+// [MQTT-3.5.2-2], [MQTT-3.9.2-1], [MQTT-3.14.2-3]; checklist row 28).
+// Expected packets are written out byte by byte.
 
 const (
 	publishDenied   = "not authorized to publish to this topic"
