@@ -85,8 +85,8 @@ func (s *Session) deliverFwd(batch *Batch, r *Result, m *Message) int {
 	s.stamp(m)
 	_, fromRemote := s.client.(Forwarder)
 	base := len(s.fwdT)
-	n := 0
-	for _, sub := range r.Psubs {
+	n := s.deliverImports(batch, r, m)
+	for _, sub := range r.local {
 		if f, ok := sub.Client.(Forwarder); ok {
 			if !fromRemote && !sub.closed.Load() {
 				s.target(base, f).plain = true
@@ -170,8 +170,8 @@ func (s *Session) PublishRemote(batch *Batch, m *Message, queues [][]byte) (int,
 	r := s.match(m.Subject)
 	m.fanout = len(r.Psubs) + len(r.Qsubs)
 	s.stamp(m)
-	n := 0
-	for _, sub := range r.Psubs {
+	n := s.deliverImports(batch, r, m)
+	for _, sub := range r.local {
 		if isForwarder(sub) {
 			continue
 		}

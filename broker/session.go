@@ -347,8 +347,8 @@ func (s *Session) deliverAll(batch *Batch, r *Result, m *Message) int {
 	}
 	m.fanout = len(r.Psubs) + len(r.Qsubs)
 	s.stamp(m)
-	n := 0
-	for _, sub := range r.Psubs {
+	n := s.deliverImports(batch, r, m)
+	for _, sub := range r.local {
 		if !s.echo && sub.Client == s.client {
 			continue
 		}
@@ -390,10 +390,19 @@ func (s *Session) deliverQueue(batch *Batch, q []*Subscription, m *Message) bool
 	return false
 }
 
-func (s *Session) deliver(batch *Batch, sub *Subscription, m *Message) bool {
-	if rt, ok := sub.Client.(*route); ok { // an import: on into another account
-		return !sub.closed.Load() && s.forward(batch, rt, m)
+// deliverImports forwards m into the accounts whose imports r holds
+// and returns how many took it.
+func (s *Session) deliverImports(batch *Batch, r *Result, m *Message) int {
+	n := 0
+	for _, im := range r.imports {
+		if !im.sub.closed.Load() && s.forward(batch, im.rt, m) {
+			n++
+		}
 	}
+	return n
+}
+
+func (s *Session) deliver(batch *Batch, sub *Subscription, m *Message) bool {
 	if d := sub.deny.Load(); d != nil && !d.CanReceive(m.Subject, sub.Queue) {
 		return false
 	}

@@ -22,6 +22,18 @@ type Result struct {
 	Psubs []*Subscription   // plain subscribers
 	Qsubs [][]*Subscription // one slice per queue group (all members of that group matching the subject)
 	fwd   bool              // a Forwarder's subscription is among them (interest.go)
+	// local is Psubs without the account imports' routes, which are in
+	// imports (the same slice as Psubs when there are none): publishers
+	// walk the two lists, so no delivery asks a Client for its type.
+	local   []*Subscription
+	imports []importSub
+}
+
+// importSub is an import's subscription in the exporting (stream) or
+// importing (service) account's router, with its route.
+type importSub struct {
+	sub *Subscription
+	rt  *route
 }
 
 // emptyResult is the shared answer when nothing matches.
@@ -469,7 +481,24 @@ func newResult(psubs []*Subscription, qsubs [][]*Subscription) *Result {
 	if len(psubs) == 0 && len(qsubs) == 0 {
 		return emptyResult
 	}
-	return &Result{Psubs: psubs, Qsubs: qsubs, fwd: hasForwarder(psubs, qsubs)}
+	r := &Result{Psubs: psubs, Qsubs: qsubs, fwd: hasForwarder(psubs, qsubs), local: psubs}
+	n := 0
+	for _, sub := range psubs {
+		if _, ok := sub.Client.(*route); ok {
+			n++
+		}
+	}
+	if n > 0 {
+		r.local, r.imports = make([]*Subscription, 0, len(psubs)-n), make([]importSub, 0, n)
+		for _, sub := range psubs {
+			if rt, ok := sub.Client.(*route); ok {
+				r.imports = append(r.imports, importSub{sub, rt})
+			} else {
+				r.local = append(r.local, sub)
+			}
+		}
+	}
+	return r
 }
 
 // with returns a copy of r that also holds sub; r is left unchanged. The
