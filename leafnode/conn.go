@@ -453,11 +453,7 @@ func (c *conn) Forward(m *broker.Message, plain bool, queues [][]byte) bool {
 	if hdr != nil {
 		o.AppendLocked(hdr)
 	}
-	if len(m.Payload) >= transport.RefThreshold && (m.PayloadStable() || m.Fanout() > 1) {
-		o.AppendRefLocked(m.Stable().Payload)
-	} else {
-		o.AppendLocked(m.Payload)
-	}
+	o.AppendPayloadLocked(m) // by reference when large and shared
 	o.AppendLocked(crlf)
 	over := o.OverLocked()
 	o.Unlock()

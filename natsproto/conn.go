@@ -132,14 +132,7 @@ func (c *conn) Deliver(s *broker.Subscription, m *broker.Message) bool {
 	if hdr {
 		o.AppendLocked(m.Header)
 	}
-	// Share one stable copy of a large payload when it costs nothing (the
-	// payload is already stable) or saves copies (several subscribers);
-	// else copy it into the pooled chunks, which allocates nothing.
-	if len(m.Payload) >= transport.RefThreshold && (m.PayloadStable() || m.Fanout() > 1) {
-		o.AppendRefLocked(m.Stable().Payload)
-	} else {
-		o.AppendLocked(m.Payload)
-	}
+	o.AppendPayloadLocked(m) // by reference when large and shared
 	o.AppendLocked(crlf)
 	over := o.OverLocked()
 	o.Unlock()

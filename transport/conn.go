@@ -208,17 +208,20 @@ func (c *Conn) readLoop(handoff bool) error {
 		if d := c.directBuf(); d != nil {
 			n, err = c.nc.Read(d)
 			if n > 0 {
+				c.last.Store(time.Now().UnixNano())
+				c.out.Hold()
 				perr = c.direct.DirectFilled(n)
+				c.out.Release()
 			}
 		} else {
 			free := c.rb.free()
 			n, err = c.nc.Read(free)
 			if n > 0 {
+				c.last.Store(time.Now().UnixNano())
 				perr = c.received(n, n == len(free))
 			}
 		}
 		if n > 0 {
-			c.last.Store(time.Now().UnixNano())
 			c.refreshDeadline()
 		}
 		if perr != nil {
@@ -243,7 +246,9 @@ func (c *Conn) directBuf() []byte {
 // received hands the buffer's input to the protocol and resizes it.
 func (c *Conn) received(n int, filled bool) error {
 	total := c.rb.kept + n
+	c.out.Hold() // what the handlers queue goes out once they are done
 	used, need, err := c.h.Received(c.rb.b[:total])
+	c.out.Release()
 	if err != nil {
 		return err
 	}
@@ -384,7 +389,8 @@ func (c *Conn) CountOut(n int) {
 }
 
 // LastRead is when the last read returned input (unix ns; Init's time
-// before any). Any goroutine.
+// before any): inside Received, the time of the read that brought it.
+// Any goroutine.
 func (c *Conn) LastRead() int64 { return c.last.Load() }
 
 // Stats are the connection's figures for monitoring (broker.ConnStats

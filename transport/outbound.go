@@ -4,6 +4,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/busbar/busbar/broker"
 )
 
 // RefThreshold is the payload size from which a protocol queues a
@@ -59,6 +61,7 @@ type Outbound struct {
 	closed  bool
 	abort   bool
 	running bool // a goroutine holds the writer role
+	held    bool // the connection's read loop is handling a read: Wake waits for Release
 	ended   bool // the writer finished for good (closed and drained, or failed)
 	over    bool // ... and onEnd has returned: Done is closed
 	done    chan struct{}
@@ -179,6 +182,26 @@ func (o *Outbound) AppendRefLocked(p []byte) {
 	o.queued += int64(len(p))
 }
 
+// AppendPayloadLocked queues m's payload, the same way for every
+// protocol: a reference when it is large (RefThreshold) and sharing costs
+// nothing (the payload is stable already) or saves copies (several
+// subscribers share one Stable copy); else a copy into the chunks, which
+// allocates nothing. For a borrowed m, on its publisher's goroutine
+// (inside Deliver). o.mu held.
+func (o *Outbound) AppendPayloadLocked(m *broker.Message) {
+	p := m.Payload
+	switch {
+	case len(p) < RefThreshold:
+		o.AppendLocked(p)
+	case m.PayloadStable():
+		o.AppendRefLocked(p)
+	case m.Fanout() > 1:
+		o.AppendRefLocked(m.Stable().Payload)
+	default:
+		o.AppendLocked(p)
+	}
+}
+
 // OverLocked reports whether the queue is past its limit. o.mu held.
 func (o *Outbound) OverLocked() bool {
 	return o.max > 0 && o.queued+o.writing > o.max
@@ -212,10 +235,11 @@ func (o *Outbound) Pending() int64 {
 // closed, ended). Never blocks: with a TrySink and no writer running, the
 // calling goroutine writes what the socket takes at once and hands the
 // rest, if any, to a writer goroutine. Cheap when a writer already runs.
-// Any goroutine; no lock of the queue held.
+// While held (Hold) it leaves the writing to Release. Any goroutine; no
+// lock of the queue held.
 func (o *Outbound) Wake() {
 	o.mu.Lock()
-	if o.running || o.ended || o.w.spawn == nil || (o.queued == 0 && !o.closed) {
+	if o.running || o.ended || o.w.spawn == nil || (o.queued == 0 && !o.closed) || (o.held && !o.closed) {
 		o.mu.Unlock()
 		return
 	}
@@ -228,6 +252,27 @@ func (o *Outbound) Wake() {
 		o.mu.Unlock()
 	}
 	o.w.spawn(o.run)
+}
+
+// Hold defers writing until Release: a connection's read loop holds its
+// own queue while the protocol handles a read, so what a handler queues
+// (a CONNACK, a PONG) reaches the peer after the handler is done with the
+// state it answers for, never in the middle (with writes that need no
+// goroutine, the bytes would otherwise be on the wire at once). Other
+// goroutines' deliveries to this connection wait for the read too.
+// Closing is not deferred. Read loop.
+func (o *Outbound) Hold() {
+	o.mu.Lock()
+	o.held = true
+	o.mu.Unlock()
+}
+
+// Release ends a Hold and writes what was queued meanwhile. Read loop.
+func (o *Outbound) Release() {
+	o.mu.Lock()
+	o.held = false
+	o.mu.Unlock()
+	o.Wake()
 }
 
 // writeInline writes batches without waiting, on the goroutine that woke
