@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -20,12 +19,13 @@ import (
 
 const pubrelType = packet.Pubrel
 
-// conn is one MQTT network connection: a read loop (the goroutine running
-// serveConn) and a writer that runs while there is something to write.
+// conn is one MQTT network connection: the protocol on a transport.Conn
+// (read loop, read buffer, outbound queue and writer, close-once, figures).
 type conn struct {
+	tc   transport.Conn
 	srv  *server
-	nc   net.Conn
-	out  *transport.Outbound
+	nc   net.Conn            // the socket (tc's): addresses, TLS state
+	out  *transport.Outbound // tc.Out()
 	ct   auth.ConnType
 	sess *session
 	bs   *broker.Session // this connection as a publisher (permissions, counters)
@@ -56,53 +56,45 @@ type conn struct {
 	noProblem   bool              // 5.0 Request Problem Information 0: Reason Strings on CONNACK and DISCONNECT only (reason.go)
 	normal      bool              // DISCONNECT received: no will (unless 5.0 0x04)
 	sendWill    bool
-	clientMax   int       // the client's Maximum Packet Size (5.0); 0: none
-	clientRecv  int       // the client's Receive Maximum (5.0)
-	aliasOut    *aliasOut // topic aliases the server sends (5.0, alias_out.go); the Outbound lock guards it
-	topic, hdr  []byte    // PUBLISH scratch; the session's lock held
-	rbuf        []byte    // unconsumed input, kept across a read-loop handoff
-	connected   bool
-	closing     atomic.Bool
+	clientMax   int                        // the client's Maximum Packet Size (5.0); 0: none
+	clientRecv  int                        // the client's Receive Maximum (5.0)
+	aliasOut    *aliasOut                  // topic aliases the server sends (5.0, alias_out.go); the Outbound lock guards it
+	topic, hdr  []byte                     // PUBLISH scratch; the session's lock held
 	takenOver   atomic.Bool                // another connection took the session: no will from this one
-	linger      atomic.Bool                // close gently (lingerAfter)
 	ackTimer    atomic.Pointer[time.Timer] // 3.1.1 ack_wait redelivery
-	reason      atomic.Pointer[error]
-	pre         *transport.ConnOptions // a WebSocket connection: its upgrade request, and the identity its handshake established
-	accepted    atomic.Bool            // a CONNACK accepting the connection was queued
-	onEnd       func()                 // ConnOptions.OnEnd, run by end
-	grouped     store.Grouped          // the broker's Store when it group-commits
-	acks        []byte                 // acknowledgements waiting for this read's commit
-	st          connStats              // monitoring (stats.go)
+	pre         *transport.ConnOptions     // a WebSocket connection: its upgrade request, and the identity its handshake established
+	accepted    atomic.Bool                // a CONNACK accepting the connection was queued
+	onEnd       func()                     // ConnOptions.OnEnd, run by Ended
+	grouped     store.Grouped              // the broker's Store when it group-commits
+	acks        []byte                     // acknowledgements waiting for this read's commit
 }
 
-var _ broker.Client = (*conn)(nil)
+var (
+	_ broker.Client     = (*conn)(nil)
+	_ transport.Handler = (*conn)(nil)
+)
 
-// serveConn runs one MQTT connection until it ends.
+// serveConn runs one MQTT connection until it ends (or, with handoff,
+// until CONNECT is done: the read loop goes on on a fresh goroutine).
 func (srv *server) serveConn(nc net.Conn, ct auth.ConnType, handoff bool, pre *transport.ConnOptions) {
-	mp := srv.b.Options().MaxPayload
+	opts := srv.b.Options()
+	mp := opts.MaxPayload
 	c := &conn{srv: srv, nc: nc, ct: ct, aliasMax: max(srv.opts.MaxTopicAlias, 0),
 		maxPacket: PacketLimit(srv.opts, mp), maxConnect: ConnectLimit(srv.opts, mp), maxPayload: mp}
 	c.grouped, _ = srv.b.Store().(store.Grouped)
 	if pre != nil {
 		c.pre, c.onEnd = pre, pre.OnEnd
 	}
-	c.st.begin()
-	c.out = transport.NewOutbound(srv.b.Options().MaxPending)
-	c.out.Start(transport.ConnSink(nc), nc.SetWriteDeadline, srv.b.Options().WriteDeadline, srv.b.Go, c.writerEnded)
-	c.rbuf = make([]byte, 0, minReadBuf)
+	c.tc.Init(srv.b, nc, c, transport.ConnConfig{
+		MaxPending: opts.MaxPending, WriteDeadline: opts.WriteDeadline,
+		ReadBuf: minReadBuf, MaxReadBuf: maxReadBuf, PreSetUp: c.countPre,
+	})
+	c.out = c.tc.Out()
+	c.tc.Start(nc)
 	_ = c.countPre(minReadBuf)
-	_ = nc.SetReadDeadline(time.Now().Add(srv.b.Options().AuthTimeout * 5))
-	err := c.readLoop(handoff)
-	if err == errHandoff {
-		// CONNECT (authentication, session set-up) grew this goroutine's
-		// stack: go on reading on a fresh one, so idle connections stay small.
-		srv.b.Go(func() { c.end(c.readLoop(false)) })
-		return
-	}
-	c.end(err)
+	c.tc.SetReadDeadline(time.Now().Add(opts.AuthTimeout * 5))
+	_ = c.tc.Serve(handoff)
 }
-
-var errHandoff = errors.New("mqtt: continue the read loop on a new goroutine")
 
 // window is how many QoS 1/2 messages may be in flight to the client:
 // its Receive Maximum (5.0) and max_ack_pending, whichever is smaller.
@@ -128,103 +120,41 @@ var (
 // cache of free memory shared by all brokers, not running state.
 var decoders = sync.Pool{New: func() any { return new(packet.Decoder) }}
 
-// Read buffer sizes: small while idle, growing to hold a whole packet.
+// Read buffer sizes (transport.Conn's policy): small while idle, growing
+// to hold a whole packet; past idleReadBuf an unauthenticated connection's
+// buffer counts against the budget (countPre).
 const (
 	minReadBuf  = 128
 	idleReadBuf = 4096
 	maxReadBuf  = 64 << 10 // for bursts of small packets; a larger packet gets its own size
 )
 
-// readLoop reads and handles packets until the connection ends. With
-// handoff it returns errHandoff after the read that completed CONNECT.
-func (c *conn) readLoop(handoff bool) error {
-	buf, connected := c.rbuf, c.connected
-	defer func() { c.rbuf, c.connected = buf, connected }()
-	filled := false // the last read filled the buffer: a burst
-	for {
-		if err := c.grow(&buf, connected, filled); err != nil {
-			return err
-		}
-		space := cap(buf) - len(buf)
-		n, err := c.nc.Read(buf[len(buf):cap(buf)])
-		filled = n == space
-		if n > 0 {
-			c.st.touch()
-			if !connected {
-				c.connectRead = c.st.last.Load() // the read that brings CONNECT (recent.go)
-			}
-			buf = buf[:len(buf)+n]
-			var perr error
-			c.dec = decoders.Get().(*packet.Decoder)
-			buf, connected, perr = c.packets(buf, connected)
-			decoders.Put(c.dec)
-			c.dec = nil
-			c.batch.Flush()
-			c.flushAcks()
-			c.out.Wake() // what this read's packets queued (acks, resends, retained)
-			if perr != nil {
-				return perr
-			}
-			if len(buf) == 0 && cap(buf) > idleReadBuf && !filled {
-				buf = make([]byte, 0, minReadBuf) // a burst has passed
-				if !connected {
-					_ = c.countPre(minReadBuf)
-				}
-			}
-			if c.keepAlive > 0 {
-				_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
-			} else if connected {
-				_ = c.nc.SetReadDeadline(time.Time{})
-			}
-		}
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && connected {
-				return errKeepAlive
-			}
-			return err
-		}
-		if handoff && connected {
-			return errHandoff
-		}
+// Received handles every whole packet read (transport.Handler): the
+// rest, a packet cut by the read, stays in the buffer, which grows to its
+// length. Then the publishes are flushed, the acknowledgements handed to
+// the store, and what the packets queued written. Read loop.
+func (c *conn) Received(b []byte) (int, int, error) {
+	if !c.tc.IsSetUp() {
+		c.connectRead = c.tc.LastRead() // the read that brings CONNECT (recent.go)
 	}
-}
-
-// grow makes room in buf for the rest of the packet at its front, whose
-// length its fixed header gave (c.want), and, after CONNECT, doubles it up
-// to maxReadBuf while reads fill it (a burst: fewer reads for many small
-// packets). Before CONNECT the buffer grows only as bytes arrive (doubling
-// when full, up to that length, itself bounded by ConnectLimit) and counts
-// against the broker's budget for unauthenticated connections. Read loop.
-func (c *conn) grow(buf *[]byte, connected, filled bool) error {
-	b := *buf
-	need := cap(b)
-	switch {
-	case !connected:
-		if c.want <= cap(b) || len(b) < cap(b) {
-			return nil
-		}
-		need = min(2*cap(b), c.want)
-	case c.want > cap(b):
-		need = c.want
-	case filled && cap(b) < maxReadBuf:
-		need = min(2*cap(b), maxReadBuf)
-	default:
-		return nil
+	c.dec = decoders.Get().(*packet.Decoder)
+	used, err := c.packets(b)
+	decoders.Put(c.dec)
+	c.dec = nil
+	c.batch.Flush()
+	c.flushAcks()
+	c.out.Wake() // what this read's packets queued (acks, resends, retained)
+	if c.keepAlive > 0 {
+		c.tc.SetReadTimeout(c.keepAlive * 3 / 2)
 	}
-	nb := make([]byte, len(b), need)
-	copy(nb, b)
-	*buf = nb
-	if !connected {
-		return c.countPre(int64(need))
-	}
-	return nil
+	return used, c.want, err
 }
 
 // countPre sets the read buffer counted against the broker's pre-CONNECT
 // budget (0 once CONNECT is done or the connection ends); over the
-// budget is an error. Read loop.
-func (c *conn) countPre(n int64) error {
+// budget is an error (transport.ConnConfig.PreSetUp). Read loop.
+func (c *conn) countPre(size int) error {
+	n := int64(size)
 	d := n - c.preBytes
 	c.preBytes = n
 	if total := c.srv.preBytes.Add(d); d > 0 && n > idleReadBuf && total > c.srv.preConnectBudget() {
@@ -233,24 +163,25 @@ func (c *conn) countPre(n int64) error {
 	return nil
 }
 
-// packets handles every whole packet at the start of buf and returns the
-// unconsumed rest, moved to the front. The first packet must be CONNECT,
-// which its first byte shows ([MQTT-3.1.0-1]): anything else closes the
-// connection before more is read.
-func (c *conn) packets(buf []byte, connected bool) ([]byte, bool, error) {
+// packets handles every whole packet at the start of buf and returns how
+// many bytes they took. The first packet must be CONNECT, which its first
+// byte shows ([MQTT-3.1.0-1]): anything else closes the connection before
+// more is read.
+func (c *conn) packets(buf []byte) (int, error) {
 	off := 0
 	c.want = 0
 	for off < len(buf) {
+		connected := c.tc.IsSetUp()
 		limit := c.maxPacket
 		if !connected {
 			if packet.Type(buf[off]>>4) != packet.Connect {
-				return buf, false, errFirstNotConnect
+				return off, errFirstNotConnect
 			}
 			limit = c.maxConnect
 		}
 		n, err := packet.Size(buf[off:], limit)
 		if err != nil {
-			return buf, connected, err
+			return off, err
 		}
 		if n == 0 || n > len(buf)-off {
 			c.want = n
@@ -260,18 +191,16 @@ func (c *conn) packets(buf []byte, connected bool) ([]byte, bool, error) {
 		off += n
 		if !connected {
 			if err := c.onConnect(raw); err != nil {
-				return buf, false, err
+				return off, err
 			}
-			connected = true
-			_ = c.countPre(0)
+			c.tc.SetUp() // the read loop hands off after this read; countPre(0)
 			continue
 		}
 		if err := c.handle(raw); err != nil {
-			return buf, connected, err
+			return off, err
 		}
 	}
-	rest := copy(buf, buf[off:])
-	return buf[:rest], connected, nil
+	return off, nil
 }
 
 // sendPublish writes a PUBLISH for m. Publisher's goroutine or read
@@ -337,10 +266,10 @@ func (c *conn) writePublish(m *broker.Message, qos byte, id uint16, retain, dup 
 		c.aliasOut.use(alias, known, *topic, h)
 	}
 	o.AppendLocked(*hdr)
-	o.AppendLocked(pp.Payload)
+	o.AppendPayloadLocked(m) // pp.Payload, by reference when large and shared
 	over := o.OverLocked()
 	o.Unlock()
-	c.st.sent(len(pp.Payload))
+	c.tc.CountOut(len(pp.Payload))
 	return !over
 }
 
@@ -416,28 +345,28 @@ func (c *conn) Deliver(*broker.Subscription, *broker.Message) bool { return true
 // Wake flushes the writer.
 func (c *conn) Wake() { c.out.Wake() }
 
-// Close ends the connection from any goroutine; a 5.0 client is told why
-// with a DISCONNECT when the reason carries a code.
+// Close ends the connection from any goroutine (transport.Conn.Close:
+// the first reason wins); Closing tells a 5.0 client why.
 func (c *conn) Close(reason error) {
-	if !c.closing.CompareAndSwap(false, true) {
+	if c.tc.Closing() {
 		return
 	}
-	reason = reloadReason(shutdownReason(reason)) // lameduck.go, reason.go
-	c.reason.Store(&reason)
+	c.tc.Close(reloadReason(shutdownReason(reason))) // lameduck.go, reason.go
+}
+
+// Closing tells the client why the connection closes: a WebSocket close
+// code, and for a 5.0 client a DISCONNECT when the reason carries a code
+// (never before a successful CONNACK [MQTT-3.14.0-1]). A slow consumer's
+// queue is dropped after it. transport.Conn.Close, once.
+func (c *conn) Closing(reason error) {
 	var code packet.Code
-	if errors.As(reason, &code) && code >= 0x80 {
-		transport.SetCloseStatus(c.nc, wsCloseCode(code), code.Error())
+	if !errors.As(reason, &code) || code < 0x80 {
+		return
 	}
-	// No DISCONNECT before a successful CONNACK [MQTT-3.14.0-1].
-	if c.v == packet.V5 && c.accepted.Load() && errors.As(reason, &code) && code >= 0x80 {
+	transport.SetCloseStatus(c.nc, wsCloseCode(code), code.Error())
+	if c.v == packet.V5 && c.accepted.Load() {
 		c.write(c.disconnect(code, reason))
 	}
-	if errors.Is(reason, broker.ErrSlowConsumer) {
-		c.out.Close(false)
-		_ = c.nc.Close()
-		return
-	}
-	c.out.Close(true)
 }
 
 // wsCloseCode is the WebSocket close code for an MQTT reason code (MQTT
@@ -454,22 +383,27 @@ func wsCloseCode(code packet.Code) int {
 	return transport.ClosePolicyViolation
 }
 
-// end runs when the read loop stopped: tell the client why (5.0), send
-// the will unless the client disconnected normally, detach the session.
-func (c *conn) end(err error) {
+// Ended runs when the read loop stopped (transport.Handler): tell the
+// client why (5.0), send the will unless the client disconnected
+// normally, detach the session. Read loop.
+func (c *conn) Ended(err error) {
 	if c.onEnd != nil {
 		defer c.onEnd()
 	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && c.tc.IsSetUp() {
+		err = errKeepAlive
+	}
 	c.logEnd(err)
+	linger := false
 	if err != nil {
 		if errors.Is(err, broker.ErrServerShutdown) {
 			err = fmt.Errorf("%w: %w", packet.ServerShuttingDown, err)
 		}
-		c.lingerAfter(err)
-		c.Close(err)
-	} else {
-		c.Close(nil)
+		linger = c.lingerAfter(err)
+		c.tc.SetLinger(linger)
 	}
+	c.Close(err)
 	if t := c.ackTimer.Load(); t != nil {
 		t.Stop()
 	}
@@ -484,12 +418,17 @@ func (c *conn) end(err error) {
 	}
 	// What the connection held goes with it, in the accounting too.
 	_ = c.countPre(0)
-	c.rbuf, c.aliases = nil, nil
+	c.aliases = nil
 	c.aliasBytes.Store(0)
 	if c.counted {
 		c.srv.conns.Add(-1)
 	}
-	c.drain()
+	if linger {
+		// The writer half-closes after the DISCONNECT; discard the
+		// client's input until it closes, for a second and 16 MiB at
+		// most, then close the socket.
+		c.tc.Drain(time.Second, 16<<20)
+	}
 }
 
 // lingerAfter decides whether the connection, ending with err, closes
@@ -497,30 +436,19 @@ func (c *conn) end(err error) {
 // 0x95) has more of it on the way, one past the Receive Maximum (0x93)
 // answers the PUBRECs it reads with PUBRELs, and closing the socket on
 // unread input would reset the connection, losing the DISCONNECT. Then
-// the writer half-closes after it (writerEnded) and drain reads what is
-// left. Read loop.
-func (c *conn) lingerAfter(err error) {
+// the writer half-closes after it and Ended drains what is left. Read
+// loop.
+func (c *conn) lingerAfter(err error) bool {
 	_, ok := c.nc.(interface{ CloseWrite() error })
-	c.linger.Store(ok && c.v == packet.V5 && c.accepted.Load() &&
-		(errors.Is(err, packet.PacketTooLarge) || errors.Is(err, packet.ReceiveMaxExceeded)))
-}
-
-// drain discards the client's input until it closes, for a second and
-// 16 MiB at most, then closes the socket (lingerAfter). Read loop.
-func (c *conn) drain() {
-	if !c.linger.Load() {
-		return
-	}
-	_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
-	_, _ = io.CopyN(io.Discard, c.nc, 16<<20)
-	_ = c.nc.Close()
+	return ok && c.v == packet.V5 && c.accepted.Load() &&
+		(errors.Is(err, packet.PacketTooLarge) || errors.Is(err, packet.ReceiveMaxExceeded))
 }
 
 // revoked: the connection was closed because a reload no longer
 // authorizes its identity (no will then).
 func (c *conn) revoked() bool {
-	r := c.reason.Load()
-	return r != nil && revoked(*r)
+	r := c.tc.Reason()
+	return r != nil && revoked(r)
 }
 
 // newClientID makes an identifier for a client that sent none

@@ -198,7 +198,7 @@ func (c *conn) publish(p *packet.PublishPacket) error {
 	m.Borrow()
 	c.bs.CountIn(len(p.Payload)) // received, allowed or not
 	l := c.recentLog()
-	seq := l.reserve(c.st.last.Load())
+	seq := l.reserve(c.tc.LastRead())
 	_, err := c.bs.Publish(&c.batch, m)
 	l.fill(seq, m, err == nil)
 	return err
@@ -269,7 +269,7 @@ func (c *conn) onSubscribe(p *packet.SubscribePacket) error {
 	suback := c.suback(p.PacketID, codes) // reason.go
 	c.afterDurable(suback, func() { c.replayRetained(replay) })
 	if len(news) > 0 { // after SUBACK and retained messages, unless they wait for the Store
-		from := max(c.connectRead, c.unsubAt, c.st.last.Load()-int64(c.srv.recentWindow()))
+		from := max(c.connectRead, c.unsubAt, c.tc.LastRead()-int64(c.srv.recentWindow()))
 		c.sess.catchUp(c.recentLog(), hold, news, from, c)
 	}
 	return nil
@@ -313,7 +313,7 @@ func (c *conn) afterDurable(ack []byte, then func()) {
 			c.Close(fmt.Errorf("%w: store: %w", packet.UnspecifiedError, err))
 			return
 		}
-		if c.closing.Load() {
+		if c.tc.Closing() {
 			return // gone meanwhile: a replay would reach the session's next connection
 		}
 		c.out.Write(ack)
@@ -472,7 +472,7 @@ func (c *conn) onUnsubscribe(p *packet.UnsubscribePacket) error {
 
 // armAckWait schedules the next ack_wait redelivery check (3.1.1).
 func (c *conn) armAckWait(wait time.Duration) {
-	if c.closing.Load() {
+	if c.tc.Closing() {
 		return
 	}
 	c.ackTimer.Store(time.AfterFunc(wait, func() {
