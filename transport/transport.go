@@ -4,9 +4,13 @@
 // (TLSOptions) and runs an accept loop with back-off, and which a
 // transport of your own can embed; ConnServer and
 // ConnOptions, for a protocol served on a connection accepted elsewhere
-// (the websocket package's upgrades); and Outbound, the per-connection
-// write queue drained by one writer goroutine through a Sink (writev on
-// TCP, one frame per batch on WebSocket, coalesced records on TLS).
+// (the websocket package's upgrades); and Conn, the one connection layer
+// every protocol runs on (natsproto, mqtt, leafnode): the read loop and its
+// buffer, the Outbound write queue written through a Sink (writev on TCP,
+// without a goroutine when the socket takes it at once; one frame per
+// batch on WebSocket; coalesced records on TLS), the ping timer, close-once
+// with a reason and the figures monitoring reads. A protocol implements
+// Handler (its parser and handlers) and embeds a Conn.
 //
 // A transport configured from a file registers its block with
 // config.RegisterTransport (package config, which reads the file and sits
