@@ -236,7 +236,14 @@ func (c *conn) accept(h *hello) error {
 	if err := c.sessionDurable(s); err != nil {
 		return c.refuse(c.connackCode(packet.ServerUnavailable), withReason(err, reasonStore))
 	}
-	c.write(packet.AppendConnack(nil, c.v, &ack))
+	// CONNACK is queued, not sent, until the session is this
+	// connection's: a client that has it may be sent a message at once
+	// by another client's publish, which an unattached session would
+	// take for one to an offline session. The read loop wakes the
+	// writer when this read's packets are handled.
+	c.out.Lock()
+	c.out.AppendLocked(packet.AppendConnack(nil, c.v, &ack))
+	c.out.Unlock()
 	c.accepted.Store(true)
 	s.resume(c)
 	if c.v != packet.V5 {
