@@ -1,7 +1,10 @@
 package natsproto_test
 
 import (
+	"bufio"
 	"crypto/tls"
+	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -71,4 +74,23 @@ func TestTLSConfigErrors(t *testing.T) {
 	certs := testcert.Write(t)
 	_, err = natsproto.New(natsproto.Options{TLS: &transport.TLSOptions{CertFile: certs.ServerCert, KeyFile: certs.ServerKey, MinVersion: "1.0"}})
 	require.ErrorContains(t, err, "min_version")
+}
+
+// A client that reads INFO on a TLS listener and never starts the
+// handshake gets nats-server's -ERR once the TLS timeout passes, then
+// the connection closes.
+func TestTLSRequiredAfterHandshakeTimeout(t *testing.T) {
+	certs := testcert.Write(t)
+	s := startTLS(t, &transport.TLSOptions{CertFile: certs.ServerCert, KeyFile: certs.ServerKey, Timeout: 200 * time.Millisecond})
+	c, err := net.Dial("tcp", s.t.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(20*time.Second)))
+	br := bufio.NewReader(c)
+	info, err := br.ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, info, `"tls_required":true`)
+	rest, err := io.ReadAll(br)
+	require.NoError(t, err, "closed after the -ERR")
+	require.Equal(t, "-ERR 'Secure Connection - TLS Required'\r\n", string(rest))
 }

@@ -23,7 +23,9 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net"
+	"os"
 	"time"
 
 	"github.com/busbar/busbar/auth"
@@ -196,6 +198,11 @@ func (t *Transport) sendInfo(ctx context.Context, c *conn) (net.Conn, error) {
 	if t.tlsCfg != nil && !c.ws && !t.opts.TLS.HandshakeFirst {
 		tc, err := transport.ServerHandshake(ctx, nc, t.tlsCfg, t.opts.TLS.HandshakeTimeout())
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// A client that never started TLS, as nats-server tells it.
+				_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+				_, _ = nc.Write([]byte("-ERR '" + errTLSRequired.text + "'\r\n"))
+			}
 			return nc, err
 		}
 		nc = tc

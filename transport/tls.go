@@ -88,14 +88,16 @@ func (o *TLSOptions) HandshakeTimeout() time.Duration {
 }
 
 // ServerHandshake wraps c in TLS and completes the handshake within
-// timeout.
+// timeout (a deadline on c, so when it passes the error wraps
+// os.ErrDeadlineExceeded and c is still open: the caller may tell the
+// client in the clear, as nats-server does) or until ctx ends.
 func ServerHandshake(ctx context.Context, c net.Conn, cfg *tls.Config, timeout time.Duration) (*tls.Conn, error) {
 	tc := tls.Server(c, cfg)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	_ = c.SetDeadline(time.Now().Add(timeout))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("transport: tls handshake: %w", err)
 	}
+	_ = c.SetDeadline(time.Time{})
 	return tc, nil
 }
 
