@@ -456,6 +456,14 @@ func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte, owned bool) err
 		c.sendErr(fmt.Sprintf("Permissions Violation for Publish to %q", subj))
 		return nil
 	}
+	if len(reply) > 0 && reservedReply(reply) {
+		if !c.sess.CanPublish(subj) { // nats-server checks the subject first
+			c.sendErr(fmt.Sprintf("Permissions Violation for Publish to %q", subj))
+		} else {
+			c.sendErr(fmt.Sprintf("Permissions Violation for Publish with Reply of %q", reply))
+		}
+		return nil
+	}
 	m := &c.msg
 	m.Subject, m.Reply, m.Header, m.Payload = subj, reply, nil, msg
 	if hdrLen >= 0 {
@@ -476,6 +484,19 @@ func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte, owned bool) err
 		c.noResponders(reply)
 	}
 	return nil
+}
+
+// reservedReply reports a reply subject only the server may set, which
+// nats-server refuses from a client: a service import's response
+// ("_R_."), a JetStream acknowledgement ("$JS.ACK."), a gateway-routed
+// reply ("_GR_.", "$GR.").
+func reservedReply(reply []byte) bool {
+	for _, p := range [...]string{"_R_.", "$JS.ACK.", "_GR_.", "$GR."} {
+		if len(reply) > len(p) && string(reply[:len(p)]) == p {
+			return true
+		}
+	}
+	return false
 }
 
 // jsAPIRequest: a JetStream API request whose subject carries a filter

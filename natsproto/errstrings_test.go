@@ -94,6 +94,13 @@ var errCases = []errCase{
 		send: "SUB secret.x 1\r\n", want: errLine(`Permissions Violation for Subscription to "secret.x"`)},
 	{name: "queue subscribe denied", opts: broker.Options{Authenticator: permsAuth}, connect: "CONNECT {\"user\":\"u\",\"pass\":\"p\"}\r\n",
 		send: "SUB secret.y q 2\r\n", want: errLine(`Permissions Violation for Subscription to "secret.y" using queue "q"`)},
+	// server/client.go: replySubjectViolation (isReservedReply).
+	{name: "reserved reply _R_", send: "PUB a _R_.x.y 1\r\nx\r\n", want: errLine(`Permissions Violation for Publish with Reply of "_R_.x.y"`)},
+	{name: "reserved reply $JS.ACK", send: "PUB a $JS.ACK.s.c.1.2.3.4.5 1\r\nx\r\n",
+		want: errLine(`Permissions Violation for Publish with Reply of "$JS.ACK.s.c.1.2.3.4.5"`)},
+	{name: "reserved reply _GR_", send: "PUB a _GR_.g.x 1\r\nx\r\n", want: errLine(`Permissions Violation for Publish with Reply of "_GR_.g.x"`)},
+	{name: "reserved reply, subject denied", opts: broker.Options{Authenticator: permsAuth}, connect: "CONNECT {\"user\":\"u\",\"pass\":\"p\"}\r\n",
+		send: "PUB nope $GR.x 1\r\nx\r\n", want: errLine(`Permissions Violation for Publish to "nope"`)},
 	// server/client.go: processPingTimer.
 	{name: "stale connection", opts: broker.Options{PingInterval: 50 * time.Millisecond, PingMax: 2},
 		want: "PING\r\nPING\r\n" + errLine("Stale Connection"), closes: true},
