@@ -106,15 +106,6 @@ func (c *conn) window() int {
 	return w
 }
 
-// errors that end a connection, with the 5.0 reason code sent in a
-// DISCONNECT when the version allows.
-var (
-	errFirstNotConnect = fmt.Errorf("%w: first packet is not CONNECT [MQTT-3.1.0-1]", packet.ProtocolError)
-	errSecondConnect   = fmt.Errorf("%w: second CONNECT [MQTT-3.1.0-2]", packet.ProtocolError)
-	errKeepAlive       = fmt.Errorf("%w: no packet within 1.5 times the keep alive [MQTT-3.1.2-24]", packet.KeepAliveTimeout)
-	errPreConnectFull  = fmt.Errorf("%w: connections that have not completed CONNECT hold the broker's budget for them", packet.ServerBusy)
-)
-
 // decoders lends a Decoder (a few KiB of reusable packet structs) to a
 // connection for one read's packets, so idle connections hold none. A
 // cache of free memory shared by all brokers, not running state.

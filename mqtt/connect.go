@@ -97,7 +97,7 @@ func (c *conn) connectIdentity(h *hello) error {
 	cp := h.cp
 	if h.clientID == "" {
 		if !cp.CleanStart && c.v != packet.V5 {
-			return c.refuse(packet.ClientIDNotValid.V311(), errors.New("empty client id with clean session 0 [MQTT-3.1.3-8]"))
+			return c.refuse(packet.ClientIDNotValid.V311(), errEmptyClientID)
 		}
 		h.clientID, h.assigned = newClientID(), true
 	}
@@ -184,7 +184,7 @@ func (c *conn) connectSettings(h *hello) error {
 	}
 	if v, ok := h.cp.Props.ReceiveMaximum(); ok {
 		if v == 0 {
-			return c.refuse(packet.ProtocolError, withReason(errors.New("receive maximum 0 [MQTT-3.1.2-?]"), reasonRecvMaxZero))
+			return c.refuse(packet.ProtocolError, withReason(errReceiveMaxZero, reasonRecvMaxZero))
 		}
 		c.clientRecv = int(v)
 	}

@@ -279,7 +279,7 @@ func (srv *server) restoredIdentity(owner, acc string) (*auth.Identity, bool, er
 		return nil, false, nil
 	}
 	if owner == "" {
-		return nil, false, errors.New("mqtt: the session was made without authentication")
+		return nil, false, errSessionUnauthenticated
 	}
 	old := &auth.Identity{Name: owner, Account: acc}
 	if acc == broker.GlobalAccount {

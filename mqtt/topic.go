@@ -1,11 +1,5 @@
 package mqtt
 
-import "errors"
-
-// ErrBadTopic is returned for a topic or filter that cannot be mapped to a
-// NATS subject (whitespace, or an empty topic).
-var ErrBadTopic = errors.New("mqtt: topic cannot be mapped to a subject")
-
 // TopicToSubject appends the NATS subject for an MQTT topic name (or,
 // with filter, a topic filter) to dst, with nats-server 2.10+'s mapping:
 // '/' between levels → '.', a leading '/' or an empty level → "/.", a
