@@ -25,9 +25,10 @@ type Message struct {
 	Retain  bool   // MQTT retain flag
 	MQTT    bool   // published by an MQTT client (QoS and Retain are meaningful)
 	pub     uint32 // which publish of its publisher this is (PublishID); in padding, no size cost
-	// Ext carries transport-specific extras other transports ignore (MQTT
-	// 5.0 properties). Immutable once published, like the slices.
-	Ext any
+	// Ext is the one place for what a transport adds that the router
+	// carries untouched and other transports ignore (see Extension).
+	// Immutable once published, like the slices.
+	Ext Extension
 
 	origin Client // the publishing client, set by Session.Publish
 
@@ -179,6 +180,22 @@ func (s *Subscription) take() (ok, last bool) {
 	}
 	return true, n == max
 }
+
+// Extension is a Message's typed extra: the router copies the reference
+// and never looks inside. The ones in use are mqtt's MQTT 5.0 properties
+// (with the message expiry), DeliverAs (a leaf link's JetStream push
+// delivery) and StoredExt (a retained message's properties as the Store
+// kept them). A receiving transport type-switches on the ones it knows.
+// Everything else a Message carries is protocol-neutral or, for MQTT's
+// QoS, Retain and MQTT, acted on by the broker itself (retained messages,
+// the QoS an MQTT subscriber gets).
+type Extension interface {
+	// ExtensionName names the kind, for logs and tests.
+	ExtensionName() string
+}
+
+// ExtensionName is "deliver-as".
+func (DeliverAs) ExtensionName() string { return "deliver-as" }
 
 // DeliverAs, as a Message's Ext, is the subject subscribers see instead
 // of Subject, which routes the message: a JetStream push delivery from a

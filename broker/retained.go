@@ -32,6 +32,9 @@ type StoredExt struct {
 	Expires int64
 }
 
+// ExtensionName is "stored".
+func (StoredExt) ExtensionName() string { return "stored" }
+
 // retainedSet is one account's retained messages by subject.
 type retainedSet struct {
 	mu   sync.RWMutex

@@ -19,6 +19,9 @@ type msgExt struct {
 	size    int               // bytes the properties hold (accounting)
 }
 
+// ExtensionName is "mqtt5" (broker.Extension).
+func (*msgExt) ExtensionName() string { return "mqtt5" }
+
 var _ broker.ExtStorer = (*msgExt)(nil)
 
 // newMsgExt takes the forwarded properties of p (a PUBLISH's, or a will's

@@ -295,7 +295,9 @@ func (srv *server) publishWill(s *session, w *will) {
 	var batch broker.Batch
 	m := w.m
 	if w.props != nil {
-		m.Ext = newMsgExt(w.props, time.Now()) // its expiry counts from now (5.0 §3.1.3.2.4)
+		if x := newMsgExt(w.props, time.Now()); x != nil { // its expiry counts from now (5.0 §3.1.3.2.4)
+			m.Ext = x // never a nil *msgExt in the interface
+		}
 	}
 	if _, err := s.bs.Publish(&batch, &m); err != nil {
 		srv.b.Logger().Warn("mqtt: will refused", "client_id", s.id, "subject", string(m.Subject), "err", err)
