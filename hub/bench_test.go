@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"slices"
 	"strconv"
@@ -24,16 +25,30 @@ import (
 // nats-server 2.15.2 leaves with mqtt { js_domain: hub } on the same
 // three-node hub, in one run:
 //
-//	go test ./hub -run '^$' -bench . -benchtime 200x
+//	go test ./hub -run '^$' -bench 'Connect|Takeover|Subscribe' -benchtime 200x
+//	go test ./hub -run '^$' -bench QoS1 -benchtime 20000x [-hub.replicas 1]
+//
+// At their defaults busbar's buckets have 3 replicas on a 3-node hub and a
+// nats-server leaf's MQTT streams 1 (its own JetStream is not clustered);
+// -hub.replicas N gives both N.
 //
 // Each reports p50/p99 in ms (custom metrics); ns/op is the mean.
+
+// replicas of the hub streams both kinds of instance create; 0: their
+// defaults (busbar: up to 3, as many as the hub has; a nats-server leaf,
+// its JetStream not clustered: 1).
+var replicas = flag.Int("hub.replicas", 0, "replicas of the MQTT streams busbar and nats-server leaves create (0: their defaults)")
 
 // natsLeaf starts a nats-server leaf with MQTT state in the hub.
 func natsLeaf(t testing.TB, name, leafURL string) string {
 	mqttPort := testpeer.FreePort(t)
+	sr := ""
+	if *replicas > 0 {
+		sr = fmt.Sprintf(", stream_replicas: %d", *replicas)
+	}
 	h := natsserver.Start(t, natsserver.Binary(t, "2.15.2"), natsserver.Config{Name: name,
 		Leaf: fmt.Sprintf("remotes: [{url: %q}]", leafURL),
-		Top:  fmt.Sprintf("mqtt { port: %d, js_domain: hub }\n", mqttPort)})
+		Top:  fmt.Sprintf("mqtt { port: %d, js_domain: hub%s }\n", mqttPort, sr)})
 	_ = h
 	url := "tcp://" + testpeer.Addr(mqttPort)
 	waitFor(t, 30*time.Second, name+" MQTT", func() error {
@@ -206,7 +221,7 @@ func BenchmarkSubscribeRetained(b *testing.B) {
 // every message goes through the hub's JetStream), one message per
 // iteration, 64-byte payloads carrying their send time:
 //
-//	go test ./hub -run '^$' -bench QoS1 -benchtime 10000x
+//	go test ./hub -run '^$' -bench QoS1 -benchtime 20000x
 //
 // window100: the publisher keeps up to 100 PUBACKs outstanding; msgs/s
 // counts first publish to last delivery, and the latencies are under that

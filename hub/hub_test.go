@@ -57,7 +57,7 @@ type instance struct {
 
 func startInstance(t testing.TB, name string, leafURLs []string, a auth.Authenticator) *instance {
 	t.Helper()
-	st := hub.New(hub.Options{Domain: "hub"})
+	st := hub.New(hub.Options{Domain: "hub", Replicas: *replicas})
 	b, err := broker.New(broker.Options{ServerName: name, Store: st, Authenticator: a, Logger: testLogger(t, name)})
 	if err != nil {
 		t.Fatal(err)
