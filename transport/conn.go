@@ -85,7 +85,11 @@ type Conn struct {
 	h   Handler
 	b   *broker.Broker
 	out Outbound
-	cfg ConnConfig
+
+	// From ConnConfig.
+	pingLine []byte
+	stale    error
+	preSetUp func(n int) error
 
 	// Read loop state.
 	rb     readBuf
@@ -98,7 +102,7 @@ type Conn struct {
 	reason  atomic.Pointer[error]
 	linger  atomic.Bool // the writer half-closes after flushing; Drain closes
 
-	start    time.Time    // set by Init
+	start    int64        // unix ns; set by Init
 	last     atomic.Int64 // unix ns of the last read from the peer
 	outMsgs  atomic.Int64
 	outBytes atomic.Int64
@@ -119,12 +123,13 @@ func (c *Conn) Init(b *broker.Broker, nc net.Conn, h Handler, cfg ConnConfig) {
 	if cfg.MaxReadBuf <= 0 {
 		cfg.MaxReadBuf = DefaultMaxReadBuf
 	}
-	c.nc, c.h, c.b, c.cfg = nc, h, b, cfg
-	c.out.max = cfg.MaxPending
-	c.rb.min, c.rb.max = cfg.ReadBuf, cfg.MaxReadBuf
+	c.nc, c.h, c.b = nc, h, b
+	c.pingLine, c.stale, c.preSetUp = cfg.Ping, cfg.Stale, cfg.PreSetUp
+	c.out.max, c.out.w.deadline = cfg.MaxPending, cfg.WriteDeadline
+	c.rb.min, c.rb.max = int32(cfg.ReadBuf), int32(cfg.MaxReadBuf)
 	c.direct, _ = h.(DirectReader)
-	c.start = time.Now()
-	c.last.Store(c.start.UnixNano())
+	c.start = time.Now().UnixNano()
+	c.last.Store(c.start)
 	if cfg.Ping != nil {
 		c.ping = time.AfterFunc(time.Hour, c.pinged)
 		c.ping.Stop()
@@ -136,7 +141,7 @@ func (c *Conn) Init(b *broker.Broker, nc net.Conn, h Handler, cfg ConnConfig) {
 // goroutine, before Serve.
 func (c *Conn) Start(nc net.Conn) {
 	c.nc = nc
-	c.out.Start(ConnSink(nc), nc.SetWriteDeadline, c.cfg.WriteDeadline, c.b.Go, c.writerEnded)
+	c.out.startWith(ConnSink(nc), c.out.w.deadline, c)
 }
 
 // NetConn is the socket (after Start, the one Start was given).
@@ -177,8 +182,8 @@ func (c *Conn) SetUp() {
 		return
 	}
 	c.setUp = true
-	if c.cfg.PreSetUp != nil {
-		_ = c.cfg.PreSetUp(0)
+	if c.preSetUp != nil {
+		_ = c.preSetUp(0)
 	}
 }
 
@@ -253,8 +258,8 @@ func (c *Conn) received(n int, filled bool) error {
 		return err
 	}
 	wasSetUp := c.setUp
-	if c.rb.next(total, used, n, need, filled, c.setUp) && !wasSetUp && c.cfg.PreSetUp != nil {
-		return c.cfg.PreSetUp(len(c.rb.b))
+	if c.rb.next(total, used, n, need, filled, c.setUp) && !wasSetUp && c.preSetUp != nil {
+		return c.preSetUp(len(c.rb.b))
 	}
 	return nil
 }
@@ -322,9 +327,13 @@ func (c *Conn) Drain(d time.Duration, max int64) {
 	}
 }
 
+// spawnWriter and setWriteDeadline run the queue's writer (writerHost).
+func (c *Conn) spawnWriter(f func())          { c.b.Go(f) }
+func (c *Conn) setWriteDeadline(t time.Time) { _ = c.nc.SetWriteDeadline(t) }
+
 // writerEnded runs once the queue is closed and drained, or a write
 // failed: the socket is closed (half-closed when lingering), which ends
-// the read loop.
+// the read loop (writerHost).
 func (c *Conn) writerEnded(err error) {
 	if err != nil && !c.closing.Load() {
 		we := &broker.WriteError{Err: err}
@@ -355,7 +364,7 @@ func (c *Conn) pinged() {
 	}
 	opts := c.b.Options()
 	if int(c.pingsOut.Add(1)) > opts.PingMax {
-		c.Close(c.cfg.Stale)
+		c.Close(c.stale)
 		return
 	}
 	c.SendPing()
@@ -366,7 +375,7 @@ func (c *Conn) pinged() {
 // is awaiting its PONG. Any goroutine.
 func (c *Conn) SendPing() {
 	c.pingSent.CompareAndSwap(0, time.Now().UnixNano())
-	c.out.Write(c.cfg.Ping)
+	c.out.Write(c.pingLine)
 }
 
 // Ponged records the peer's PONG: the pings are answered, and the round
@@ -399,7 +408,7 @@ func (c *Conn) LastRead() int64 { return c.last.Load() }
 // leaf lock only.
 func (c *Conn) Stats() broker.ConnStats {
 	return broker.ConnStats{
-		Start:        c.start,
+		Start:        time.Unix(0, c.start),
 		LastActivity: time.Unix(0, c.last.Load()),
 		OutMsgs:      c.outMsgs.Load(),
 		OutBytes:     c.outBytes.Load(),

@@ -72,12 +72,10 @@ type Outbound struct {
 // writer is how the queue is written; set once by Start. The slices are
 // the writer role's (only the goroutine holding it touches them).
 type writer struct {
-	sink        Sink
-	try         TrySink // sink, when it can write without waiting
-	setDeadline func(time.Time) error
-	deadline    time.Duration
-	spawn       func(func())
-	onEnd       func(error)
+	host     writerHost // nil until Start
+	sink     Sink
+	try      bool // sink is a TrySink
+	deadline time.Duration
 	// The lists of the batch written last, reused. While begun, they
 	// hold a batch a write without waiting began, and carry the part of
 	// it left for the writer goroutine; carry is also the batch being
@@ -85,6 +83,35 @@ type writer struct {
 	segs, owned [][]byte
 	carry       net.Buffers
 	begun       bool
+}
+
+// writerHost runs an Outbound's writer: a Conn, or the functions Start
+// was given. An interface, so a Conn's queue allocates no closures.
+type writerHost interface {
+	spawnWriter(f func())
+	setWriteDeadline(t time.Time)
+	writerEnded(err error)
+}
+
+// funcHost is the writerHost of a queue started with Start.
+type funcHost struct {
+	setDeadline func(time.Time) error
+	spawn       func(func())
+	onEnd       func(error)
+}
+
+func (h *funcHost) spawnWriter(f func()) { h.spawn(f) }
+
+func (h *funcHost) setWriteDeadline(t time.Time) {
+	if h.setDeadline != nil {
+		_ = h.setDeadline(t)
+	}
+}
+
+func (h *funcHost) writerEnded(err error) {
+	if h.onEnd != nil {
+		h.onEnd(err)
+	}
 }
 
 // NewOutbound makes a queue that holds at most maxPending bytes (0: no limit).
@@ -100,16 +127,18 @@ func NewOutbound(maxPending int64) *Outbound {
 // the writer role, when the queue is closed and drained (err nil) or a
 // write failed (the queue is then closed and its contents dropped).
 func (o *Outbound) Start(sink Sink, setDeadline func(time.Time) error, deadline time.Duration, spawn func(func()), onEnd func(error)) {
+	o.startWith(sink, deadline, &funcHost{setDeadline: setDeadline, spawn: spawn, onEnd: onEnd})
+}
+
+func (o *Outbound) startWith(sink Sink, deadline time.Duration, host writerHost) {
 	o.mu.Lock()
 	if o.ended { // closed before it started: nothing will be written
 		o.mu.Unlock()
-		if onEnd != nil {
-			onEnd(nil)
-		}
+		host.writerEnded(nil)
 		return
 	}
-	try, _ := sink.(TrySink)
-	o.w = writer{sink: sink, try: try, setDeadline: setDeadline, deadline: deadline, spawn: spawn, onEnd: onEnd}
+	_, try := sink.(TrySink)
+	o.w.host, o.w.sink, o.w.try, o.w.deadline = host, sink, try, deadline
 	o.mu.Unlock()
 	o.Wake()
 }
@@ -239,19 +268,19 @@ func (o *Outbound) Pending() int64 {
 // lock of the queue held.
 func (o *Outbound) Wake() {
 	o.mu.Lock()
-	if o.running || o.ended || o.w.spawn == nil || (o.queued == 0 && !o.closed) || (o.held && !o.closed) {
+	if o.running || o.ended || o.w.host == nil || (o.queued == 0 && !o.closed) || (o.held && !o.closed) {
 		o.mu.Unlock()
 		return
 	}
 	o.running = true
-	if o.w.try != nil && !o.closed {
+	if o.w.try && !o.closed {
 		if o.writeInline() {
 			return
 		}
 	} else {
 		o.mu.Unlock()
 	}
-	o.w.spawn(o.run)
+	o.w.host.spawnWriter(o.run)
 }
 
 // Hold defers writing until Release: a connection's read loop holds its
@@ -285,7 +314,7 @@ func (o *Outbound) writeInline() bool {
 		segs, owned := o.takeLocked()
 		o.mu.Unlock()
 		o.w.carry = segs // a field: a local's address would escape to the heap
-		_, err := o.w.try.TryWriteBuffers(&o.w.carry)
+		_, err := o.w.sink.(TrySink).TryWriteBuffers(&o.w.carry)
 		if err != nil || len(o.w.carry) > 0 {
 			// The writer goroutine finishes this batch (and meets the
 			// error again, which it reports).
@@ -345,7 +374,7 @@ func (o *Outbound) Close(flush bool) {
 	if !flush {
 		o.abort = true
 	}
-	noWriter := o.w.spawn == nil && !o.ended
+	noWriter := o.w.host == nil && !o.ended
 	if noWriter {
 		o.ended = true
 		o.finishLocked()
@@ -427,8 +456,8 @@ func (o *Outbound) writeCarry() error {
 // blockingWrite writes o.w.carry, waiting up to the write deadline.
 // Writer goroutine.
 func (o *Outbound) blockingWrite() error {
-	if o.w.setDeadline != nil && o.w.deadline > 0 {
-		_ = o.w.setDeadline(time.Now().Add(o.w.deadline))
+	if o.w.deadline > 0 {
+		o.w.host.setWriteDeadline(time.Now().Add(o.w.deadline))
 	}
 	_, err := o.w.sink.WriteBuffers(&o.w.carry)
 	return err
@@ -441,9 +470,7 @@ func (o *Outbound) end(err error) {
 		o.abort = true
 	}
 	o.mu.Unlock()
-	if o.w.onEnd != nil {
-		o.w.onEnd(err)
-	}
+	o.w.host.writerEnded(err)
 	o.mu.Lock()
 	o.finishLocked()
 	o.mu.Unlock()

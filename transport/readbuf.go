@@ -29,14 +29,14 @@ const shrinkAfter = 16
 type readBuf struct {
 	b        []byte // b[:kept] is input the protocol has not consumed yet
 	kept     int
-	short    int // consecutive short reads
-	min, max int
+	short    int32 // consecutive short reads
+	min, max int32
 }
 
 // free is where the next read goes, after what was kept.
 func (r *readBuf) free() []byte {
 	if r.b == nil {
-		r.b = make([]byte, r.min)
+		r.b = make([]byte, int(r.min))
 	}
 	return r.b[r.kept:]
 }
@@ -52,7 +52,7 @@ func (r *readBuf) next(total, used, read, need int, filled, setUp bool) bool {
 		copy(r.b, r.b[used:total])
 	}
 	r.kept = rest
-	size := len(r.b)
+	size, lo, hi := len(r.b), int(r.min), int(r.max)
 	grow := size
 	switch {
 	case need > size && setUp:
@@ -61,8 +61,8 @@ func (r *readBuf) next(total, used, read, need int, filled, setUp bool) bool {
 		if rest == size { // full: only as bytes arrive
 			grow = min(2*size, need)
 		}
-	case filled && size < r.max:
-		grow = min(2*size, r.max)
+	case filled && size < hi:
+		grow = min(2*size, hi)
 	}
 	if grow != size {
 		r.resize(grow)
@@ -71,10 +71,10 @@ func (r *readBuf) next(total, used, read, need int, filled, setUp bool) bool {
 	switch {
 	case rest > 0 || filled:
 		r.short = 0
-	case size > r.max: // sized for one large unit, consumed
-		r.resize(r.min)
+	case size > hi: // sized for one large unit, consumed
+		r.resize(lo)
 		return true
-	case read < size/4 && size > r.min:
+	case read < size/4 && size > lo:
 		if r.short++; r.short >= shrinkAfter {
 			r.resize(size / 2)
 			return true
