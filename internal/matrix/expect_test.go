@@ -119,20 +119,7 @@ func replay(t *testing.T, c *client, filter string) map[string]bool {
 	}
 	mustSub(t, c, filter)
 	mustSub(t, c, mark)
-	got := map[string]bool{}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	for {
-		select {
-		case m := <-c.msgs:
-			if m.subj == mark {
-				return got
-			}
-			got[m.subj] = true
-		case <-timer.C:
-			t.Fatalf("%s: the retained marker %s was not replayed within %v", c.name, mark, wait)
-		}
-	}
+	return until(t, c, mark)
 }
 
 // expectReplay checks what a SUBSCRIBE to filter replays: every subject
