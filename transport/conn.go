@@ -93,6 +93,7 @@ type Conn struct {
 
 	// Read loop state.
 	rb     readBuf
+	raw    rawRead // reads that wait without a buffer (Linux sockets)
 	direct DirectReader
 	setUp  bool
 	rto    time.Duration // refresh the read deadline by it after each read
@@ -141,7 +142,9 @@ func (c *Conn) Init(b *broker.Broker, nc net.Conn, h Handler, cfg ConnConfig) {
 // goroutine, before Serve.
 func (c *Conn) Start(nc net.Conn) {
 	c.nc = nc
-	c.out.startWith(ConnSink(nc), c.out.w.deadline, c)
+	sink := ConnSink(nc)
+	c.raw.init(sink)
+	c.out.startWith(sink, c.out.w.deadline, c)
 }
 
 // NetConn is the socket (after Start, the one Start was given).
@@ -171,6 +174,7 @@ func (c *Conn) Serve(handoff bool) error {
 
 func (c *Conn) end(err error) {
 	c.h.Ended(err)
+	c.raw.release()
 	c.rb.release()
 }
 
@@ -218,6 +222,13 @@ func (c *Conn) readLoop(handoff bool) error {
 				perr = c.direct.DirectFilled(n)
 				c.out.Release()
 			}
+		} else if c.raw.ok() && c.rb.kept == 0 {
+			var b []byte
+			b, err = c.raw.read(c.nc)
+			if n = len(b); n > 0 {
+				c.last.Store(time.Now().UnixNano())
+				perr = c.receivedRaw(b)
+			}
 		} else {
 			free := c.rb.free()
 			n, err = c.nc.Read(free)
@@ -257,8 +268,30 @@ func (c *Conn) received(n int, filled bool) error {
 	if err != nil {
 		return err
 	}
+	if c.raw.ok() && used == total { // reads wait without a buffer again
+		c.rb.release()
+		if !c.setUp && c.preSetUp != nil {
+			return c.preSetUp(0)
+		}
+		return nil
+	}
 	wasSetUp := c.setUp
 	if c.rb.next(total, used, n, need, filled, c.setUp) && !wasSetUp && c.preSetUp != nil {
+		return c.preSetUp(len(c.rb.b))
+	}
+	return nil
+}
+
+// receivedRaw hands a raw read's input (in a burst buffer) to the
+// protocol and keeps what it left (readBuf.keepRaw).
+func (c *Conn) receivedRaw(b []byte) error {
+	c.out.Hold()
+	used, need, err := c.h.Received(b)
+	c.out.Release()
+	if err != nil || used == len(b) {
+		return err
+	}
+	if c.rb.keepRaw(b[used:], need, c.setUp, c.raw.take()) && !c.setUp && c.preSetUp != nil {
 		return c.preSetUp(len(c.rb.b))
 	}
 	return nil
@@ -328,7 +361,7 @@ func (c *Conn) Drain(d time.Duration, max int64) {
 }
 
 // spawnWriter and setWriteDeadline run the queue's writer (writerHost).
-func (c *Conn) spawnWriter(f func())          { c.b.Go(f) }
+func (c *Conn) spawnWriter(f func())         { c.b.Go(f) }
 func (c *Conn) setWriteDeadline(t time.Time) { _ = c.nc.SetWriteDeadline(t) }
 
 // writerEnded runs once the queue is closed and drained, or a write

@@ -1,10 +1,27 @@
 package transport
 
+import "sync"
+
 // Read buffer bounds, when ConnConfig leaves them zero.
 const (
 	DefaultReadBuf    = 512      // an idle connection's read buffer
 	DefaultMaxReadBuf = 64 << 10 // the most a burst grows it to
 )
+
+// bursts are the buffers raw reads take once input arrives (rawRead),
+// DefaultMaxReadBuf each, shared by every connection of every broker: a
+// cache of free memory, not running state. A connection keeps one only
+// while it holds input the protocol has not consumed (a packet cut by the
+// read), once set up.
+var bursts = sync.Pool{New: func() any { return new([DefaultMaxReadBuf]byte) }}
+
+func getBurst() []byte { return bursts.Get().(*[DefaultMaxReadBuf]byte)[:] }
+
+func putBurst(b []byte) {
+	if cap(b) == DefaultMaxReadBuf {
+		bursts.Put((*[DefaultMaxReadBuf]byte)(b[:DefaultMaxReadBuf]))
+	}
+}
 
 // shrinkAfter is how many reads in a row must use less than a quarter of
 // the buffer (and leave nothing unconsumed) before it is halved: a busy
@@ -25,18 +42,29 @@ const shrinkAfter = 16
 //     bytes arrive: doubled when full, never to a declared length at once,
 //     and the protocol is told its size (ConnConfig.PreSetUp).
 //
+// Where reads can wait without a buffer (rawRead: TCP and Unix sockets on
+// Linux) a connection holds none at all while it has nothing unconsumed:
+// each read takes a burst buffer from the pool and gives it back; input
+// left over stays in that burst buffer once set up (keepRaw), or in one
+// of its own size before, and the rules above apply until it is consumed.
+//
 // Read loop only.
 type readBuf struct {
 	b        []byte // b[:kept] is input the protocol has not consumed yet
 	kept     int
 	short    int32 // consecutive short reads
 	min, max int32
+	burst    bool // b is a pooled burst buffer
 }
 
-// free is where the next read goes, after what was kept.
+// free is where the next read goes, after what was kept (never empty: a
+// buffer full of an unconsumed unit doubles).
 func (r *readBuf) free() []byte {
-	if r.b == nil {
+	switch {
+	case r.b == nil:
 		r.b = make([]byte, int(r.min))
+	case r.kept == len(r.b):
+		r.resize(2 * len(r.b))
 	}
 	return r.b[r.kept:]
 }
@@ -89,8 +117,47 @@ func (r *readBuf) next(total, used, read, need int, filled, setUp bool) bool {
 func (r *readBuf) resize(n int) {
 	nb := make([]byte, max(n, r.kept))
 	copy(nb, r.b[:r.kept])
-	r.b, r.short = nb, 0
+	if r.burst {
+		putBurst(r.b)
+	}
+	r.b, r.short, r.burst = nb, 0, false
 }
 
-// release drops the buffer (the connection ended).
-func (r *readBuf) release() { r.b, r.kept = nil, 0 }
+// keepRaw keeps rest, the input a raw read's protocol left unconsumed at
+// the end of burst (the pooled buffer it was read into, handed over):
+// set up, in burst itself when the unit fits; otherwise in a buffer of its
+// own, sized for the unit once set up, as the bytes that arrived before.
+// It reports whether the buffer is one of its own (its size counts before
+// set-up).
+func (r *readBuf) keepRaw(rest []byte, need int, setUp bool, burst []byte) bool {
+	if setUp && need <= len(burst) {
+		r.kept = copy(burst, rest)
+		r.b, r.burst, r.short = burst, true, 0
+		return false
+	}
+	size := max(int(r.min), len(rest)+1) // room for the next read
+	if setUp {
+		size = max(size, need)
+	} else {
+		for size&(size-1) != 0 { // a power of two, as the doubling gives
+			size += size & -size
+		}
+		if need > len(rest) {
+			size = min(size, need) // never past the unit's length
+		}
+	}
+	nb := make([]byte, size)
+	r.kept = copy(nb, rest)
+	putBurst(burst)
+	r.b, r.burst, r.short = nb, false, 0
+	return true
+}
+
+// release drops the buffer: nothing is kept and reads need none while
+// waiting, or the connection ended.
+func (r *readBuf) release() {
+	if r.burst {
+		putBurst(r.b)
+	}
+	r.b, r.kept, r.burst, r.short = nil, 0, false, 0
+}
