@@ -152,6 +152,9 @@ func (b *Broker) applyRetained(key string, m *store.Message) {
 	msg := &Message{Subject: []byte(subj), Retain: true, MQTT: true}
 	if m != nil {
 		msg.Payload, msg.QoS = m.Payload, m.QoS
+		if len(m.Props) > 0 || m.Expires != 0 { // 5.0 properties and expiry, as loadRetained
+			msg.Ext = StoredExt{Props: m.Props, Expires: m.Expires}
+		}
 	}
 	b.account(acc).ret.set(msg)
 }
