@@ -43,9 +43,9 @@ const (
 	// defaultRecentWindow is how long before a SUBSCRIBE was read a
 	// publish may have been read and still be caught up.
 	defaultRecentWindow = 50 * time.Millisecond
-	// recentMaxCopy bounds what a slot copies (subject, header and a
-	// payload its publisher reuses): larger messages are not recorded, so
-	// the log holds at most recentSlots*recentMaxCopy bytes per account.
+	// recentMaxCopy bounds what a slot holds (subject, header, payload
+	// and 5.0 properties, copied or shared): larger messages are not recorded, so the log
+	// holds at most recentSlots*recentMaxCopy bytes per account.
 	recentMaxCopy = 2048
 )
 
@@ -109,10 +109,12 @@ func (l *recentLog) fill(seq uint64, m *broker.Message, routed bool) {
 	if sl.seq != seq {
 		return // overwritten meanwhile: a burst went round the whole log
 	}
-	sl.state = recentSkipped
-	size := len(m.Subject) + len(m.Header)
-	if !m.PayloadStable() {
-		size += len(m.Payload)
+	sl.state, sl.m = recentSkipped, broker.Message{} // keeps nothing of an older one
+	// A stable payload and the 5.0 properties are shared, not copied, but
+	// the slot would keep them alive: they count as well.
+	size := len(m.Subject) + len(m.Header) + len(m.Payload)
+	if x, ok := m.Ext.(*msgExt); ok && x != nil {
+		size += x.size
 	}
 	if !routed || size > recentMaxCopy {
 		return
