@@ -1,14 +1,12 @@
 package mqtt_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,25 +60,8 @@ func gatePassword(t testing.TB, user string) string {
 	return ""
 }
 
-// gateSink collects the JSON log of every gate test broker.
-type gateSink struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *gateSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *gateSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var gateLog gateSink
+// gateLog collects the JSON log of every gate test broker.
+var gateLog logSink
 
 // gateEnv is a broker with gateUsers, MQTT and NATS listeners and a
 // WebSocket listener serving both.

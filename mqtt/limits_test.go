@@ -409,11 +409,13 @@ func (s *logSink) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
-func (s *logSink) count(sub string) int {
+func (s *logSink) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), sub)
+	return s.b.String()
 }
+
+func (s *logSink) count(sub string) int { return strings.Count(s.String(), sub) }
 
 // TestQueuedBytesBounded: QoS 1 messages to clients that never
 // acknowledge stay within max_queued_bytes per session, whether the
