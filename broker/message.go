@@ -203,3 +203,30 @@ func (DeliverAs) ExtensionName() string { return "deliver-as" }
 // the stream subject (nats-server's "$JS.ACK...@subject" form). Its bytes
 // are the message's own (stable).
 type DeliverAs []byte
+
+// LogID, as a Message's Ext, is the identity a shared store's publish log
+// gave an MQTT publish (store.PublishLog): the leaf link carries it to
+// the other instances (a "Busbar-Id" header), so that the one storing the
+// message for a session records it, and one replaying the log after a
+// holder died skips what is stored already. An Extension of its own
+// carries it with LogIDer.
+type LogID string
+
+// ExtensionName is "log-id".
+func (LogID) ExtensionName() string { return "log-id" }
+
+// MessageLogID is the id itself.
+func (l LogID) MessageLogID() string { return string(l) }
+
+// LogIDer is an Extension that carries a LogID.
+type LogIDer interface {
+	MessageLogID() string
+}
+
+// LogIDOf is m's LogID, or "".
+func LogIDOf(m *Message) string {
+	if x, ok := m.Ext.(LogIDer); ok {
+		return x.MessageLogID()
+	}
+	return ""
+}

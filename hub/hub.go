@@ -195,8 +195,15 @@ func (s *Store) Serve(ctx context.Context, b *broker.Broker) error {
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.mu.Unlock()
 	id := &auth.Identity{Name: "$busbar-hub-state", Account: s.opts.Account}
+	// Replies (JetStream acknowledgements, API answers, consumer
+	// deliveries) come to an inbox under "$BUSBAR.": an MQTT "#" or "+"
+	// at the start of a filter never matches a topic starting with '$'
+	// [MQTT-4.7.2-1], so MQTT subscribers of the link's account never see
+	// this traffic (nats-server's MQTT replies under "$MQTT." for the same
+	// reason). Under "_INBOX." a session subscribed to "#" got them, and
+	// its stored copies caused more.
 	nc, err := nats.Connect("", nats.InProcessServer(natsproto.InProcessAs(b, id)), nats.Name("busbar hub state"),
-		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.CustomInboxPrefix(hubInbox))
 	if err != nil {
 		return fmt.Errorf("hub: connect in-process: %w", err)
 	}
@@ -246,6 +253,9 @@ func (s *Store) session(ctx context.Context) error {
 	}
 	ret, err := s.bucket(ctx, RetainedBucket)
 	if err != nil {
+		return err
+	}
+	if err := s.logStream(ctx); err != nil {
 		return err
 	}
 	ttl := map[string]bool{StateBucket: s.allowTTL(ctx, StateBucket), RetainedBucket: s.allowTTL(ctx, RetainedBucket)}
@@ -300,8 +310,8 @@ func (s *Store) session(ctx context.Context) error {
 			if err := s.ping(ctx); err != nil {
 				return err
 			}
-			for _, peer := range s.silentPeers() {
-				go s.adoptFrom(ctx, peer)
+			for peer, at := range s.silentPeers() {
+				go s.adoptFrom(ctx, peer, at)
 			}
 		}
 	}
@@ -309,6 +319,9 @@ func (s *Store) session(ctx context.Context) error {
 
 // Subjects of the notices instances exchange (in the link's account).
 const retainedNotice = "$BUSBAR.mqtt.retained"
+
+// hubInbox prefixes the replies to the hub state's requests and writes.
+const hubInbox = "$BUSBAR.hub.inbox"
 
 func aliveSubject(server string) string { return "$BUSBAR.mqtt.alive." + server }
 
@@ -333,18 +346,32 @@ func (s *Store) onAlive(m *nats.Msg) {
 }
 
 // silentPeers are the instances heard from before and silent for
-// peerSilence now; each is reported once.
-func (s *Store) silentPeers() []string {
+// peerSilence now, with when they were last heard; each is reported once.
+func (s *Store) silentPeers() map[string]time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var gone []string
+	var gone map[string]time.Time
 	for p, at := range s.peers {
 		if time.Since(at) > peerSilence {
-			gone = append(gone, p)
+			if gone == nil {
+				gone = map[string]time.Time{}
+			}
+			gone[p] = at
 			delete(s.peers, p)
 		}
 	}
 	return gone
+}
+
+// lastHeard is when peer was last heard from, or, not heard lately, the
+// longest it can have been silent without being taken for gone.
+func (s *Store) lastHeard(peer string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if at, ok := s.peers[peer]; ok {
+		return at
+	}
+	return time.Now().Add(-peerSilence)
 }
 
 // adoptFrom takes over the sessions an instance that is gone held, so
@@ -352,7 +379,7 @@ func (s *Store) silentPeers() []string {
 // every instance tries, compare-and-set on the owner record picks one.
 // Sessions with no stored state (clean sessions) just lose their owner
 // record.
-func (s *Store) adoptFrom(ctx context.Context, peer string) {
+func (s *Store) adoptFrom(ctx context.Context, peer string, heard time.Time) {
 	ctx, cancel := context.WithTimeout(ctx, 10*s.opts.Timeout)
 	defer cancel()
 	// Silent is not gone: one that answers (a late heartbeat on a loaded
@@ -398,6 +425,9 @@ func (s *Store) adoptFrom(ctx context.Context, peer string) {
 			continue // another instance adopted it, or its client came back
 		}
 		st, err := s.load(ctx, enc(key))
+		if st != nil {
+			st.Gone = heard
+		}
 		if err != nil || st == nil {
 			// Nothing stored (a clean session): no owner either.
 			_ = s.deleteKey(ctx, kv, StateBucket, name, rev)
@@ -1144,26 +1174,37 @@ func (s *Store) Claim(ctx context.Context, key, who string) (*store.SessionState
 		s.held[key] = nrev
 		s.mu.Unlock()
 		s.log.Debug("hub: claimed a session", "key", redactKey(key), "from", prev.Server, "epoch", next.Epoch)
+		var gone time.Time
 		if rev != 0 && prev.Server != s.server() {
-			s.askRelease(ctx, prev.Server, key)
+			heard := s.lastHeard(prev.Server)
+			if s.askRelease(ctx, prev.Server, key) {
+				gone = heard
+			}
 		}
 		if rev != 0 && prev.Server == s.server() {
 			return nil, nil // held here already: the local state is it
 		}
-		return s.load(ctx, k)
+		st, err := s.load(ctx, k)
+		if st != nil {
+			st.Gone = gone
+		}
+		return st, err
 	}
 }
 
 // askRelease asks the previous holder to let go of the session and waits
 // for its answer, at most ReleaseWait; a holder that is gone answers at
-// once with no responders.
-func (s *Store) askRelease(ctx context.Context, server, key string) {
+// once with no responders. It reports whether the holder is gone (no
+// responders, or no answer in time): it may not have stored everything
+// that reached it.
+func (s *Store) askRelease(ctx context.Context, server, key string) bool {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ReleaseWait)
 	defer cancel()
 	_, err := s.nc.RequestWithContext(ctx, takeoverSubject(server), []byte(key))
 	if err != nil && !errors.Is(err, nats.ErrNoResponders) {
 		s.log.Info("hub: previous holder did not release the session in time; taking it", "key", redactKey(key), "err", err)
 	}
+	return err != nil
 }
 
 // onTakeoverRequest: another broker claimed a session held here: drop it

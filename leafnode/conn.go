@@ -431,7 +431,11 @@ func (c *conn) Forward(m *broker.Message, plain bool, queues [][]byte) bool {
 	}
 	hdr := m.Header
 	if hdr == nil && m.MQTT {
-		hdr = mqttHeaders[min(m.QoS, 2)]
+		if id := broker.LogIDOf(m); id != "" && m.QoS > 0 {
+			hdr = mqttIDHeader(m.QoS, id) // hub mode only: allocates
+		} else {
+			hdr = mqttHeaders[min(m.QoS, 2)]
+		}
 	}
 	if !c.hdrs {
 		hdr = nil
@@ -626,6 +630,13 @@ func (c *conn) onMsg(subject, reply []byte, queues [][]byte, hdrLen int, msg []b
 			m.MQTT, m.QoS = true, q
 			if only {
 				m.Header = nil
+			} else if id, only := mqttLogID(m.Header); id != nil {
+				if m.Ext == nil {
+					m.Ext = broker.LogID(id)
+				}
+				if only {
+					m.Header = nil
+				}
 			}
 		}
 	}

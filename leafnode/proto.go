@@ -1,6 +1,7 @@
 package leafnode
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 
@@ -119,6 +120,49 @@ var mqttHeaders = [3][]byte{
 	[]byte("NATS/1.0\r\n" + mqttPubHeader + ":0\r\n\r\n"),
 	[]byte("NATS/1.0\r\n" + mqttPubHeader + ":1\r\n\r\n"),
 	[]byte("NATS/1.0\r\n" + mqttPubHeader + ":2\r\n\r\n"),
+}
+
+// logIDHeader carries an MQTT publish's id in a shared store's publish
+// log (broker.LogID) from busbar to busbar.
+const logIDHeader = "Busbar-Id"
+
+// mqttIDHeader is the header block of an MQTT publish at qos with its
+// publish log id.
+func mqttIDHeader(qos uint8, id string) []byte {
+	b := make([]byte, 0, len(mqttHeaders[2])+len(logIDHeader)+len(id)+3)
+	b = append(b, mqttHeaders[min(qos, 2)][:len(mqttHeaders[0])-2]...) // without the blank line
+	b = append(b, logIDHeader...)
+	b = append(b, ':')
+	b = append(b, id...)
+	return append(b, "\r\n\r\n"...)
+}
+
+// mqttLogID finds the Busbar-Id header in a header block holding an
+// Nmqtt-Pub one: the id, and whether those two are the only headers.
+func mqttLogID(h []byte) (id []byte, only bool) {
+	lines, other := 0, false
+	for len(h) > 0 {
+		i := bytes.IndexByte(h, '\n')
+		if i < 0 {
+			i = len(h) - 1
+		}
+		line := bytes.TrimRight(h[:i+1], "\r\n")
+		h = h[i+1:]
+		if lines++; lines == 1 || len(line) == 0 { // the NATS/1.0 line, the end
+			continue
+		}
+		switch {
+		case bytes.HasPrefix(line, []byte(logIDHeader+":")):
+			id = wire.TrimSpace(line[len(logIDHeader)+1:])
+		case bytes.HasPrefix(line, []byte(mqttPubHeader+":")):
+		default:
+			other = true
+		}
+	}
+	if len(id) == 0 {
+		return nil, false
+	}
+	return id, !other
 }
 
 // mqttQoS finds the Nmqtt-Pub header in a NATS header block: the QoS, and

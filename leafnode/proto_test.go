@@ -152,6 +152,27 @@ func TestMQTTHeader(t *testing.T) {
 	}
 }
 
+// TestMQTTLogIDHeader: a publish log id travels beside the QoS and comes
+// back out; with only those two headers the block can be dropped.
+func TestMQTTLogIDHeader(t *testing.T) {
+	h := mqttIDHeader(1, "NABC.1z")
+	if string(h) != "NATS/1.0\r\nNmqtt-Pub:1\r\nBusbar-Id:NABC.1z\r\n\r\n" {
+		t.Fatalf("%q", h)
+	}
+	if q, only, ok := mqttQoS(h); !ok || only || q != 1 {
+		t.Fatal(q, only, ok)
+	}
+	if id, only := mqttLogID(h); string(id) != "NABC.1z" || !only {
+		t.Fatalf("%q %v", id, only)
+	}
+	if id, only := mqttLogID([]byte("NATS/1.0\r\nNmqtt-Pub:2\r\nX: y\r\nBusbar-Id: i\r\n\r\n")); string(id) != "i" || only {
+		t.Fatalf("%q %v", id, only)
+	}
+	if id, _ := mqttLogID(mqttHeaders[1]); id != nil {
+		t.Fatalf("%q", id)
+	}
+}
+
 // BenchmarkForward is the cost of sending one 128-byte message to the hub
 // through the router: a local publish matching the link's interest.
 func BenchmarkForward(b *testing.B) {

@@ -17,7 +17,11 @@ type msgExt struct {
 	props   packet.Properties // without Message Expiry: expires holds it
 	expires int64             // Unix ns; 0: never
 	size    int               // bytes the properties hold (accounting)
+	logID   string            // its id in a shared store's publish log, or ""
 }
+
+// MessageLogID is the publish log's id of the message (broker.LogIDer).
+func (x *msgExt) MessageLogID() string { return x.logID }
 
 // ExtensionName is "mqtt5" (broker.Extension).
 func (*msgExt) ExtensionName() string { return "mqtt5" }
@@ -98,11 +102,25 @@ func extFromStore(props []byte, expires int64) *msgExt {
 	return x
 }
 
+// extWithID is the Message.Ext of a message with the extras x (nil: none)
+// and the publish log's id (""): x itself, or the id alone.
+func extWithID(x *msgExt, id string) broker.Extension {
+	switch {
+	case x != nil:
+		x.logID = id
+		return x
+	case id != "":
+		return broker.LogID(id)
+	}
+	return nil
+}
+
 // storeMessage is the Store's form of m, delivered at qos.
 func storeMessage(m *broker.Message, qos byte, retain bool) store.Message {
 	sm := store.Message{Subject: m.Subject, Payload: m.Payload, QoS: qos, Retain: retain}
 	if x := extOf(m); x != nil {
 		sm.Props, sm.Expires = x.StoreExt()
 	}
+	sm.ID = broker.LogIDOf(m)
 	return sm
 }

@@ -183,9 +183,7 @@ func (srv *server) replay(r store.Record, byID map[string]*session) {
 				f := r.Inflight
 				om := &outMsg{id: f.PacketID, seq: f.Seq, queue: s.queueOf(f.Msg.Subject), rel: f.Released, qos: f.Msg.QoS, retain: f.Msg.Retain, sent: f.PacketID != 0,
 					m: broker.Message{Subject: f.Msg.Subject, Payload: f.Msg.Payload, QoS: f.Msg.QoS, MQTT: true}}
-				if x := extFromStore(f.Msg.Props, f.Msg.Expires); x != nil {
-					om.m.Ext = x // the expiry is absolute: it counted down while the broker was down
-				}
+				om.m.Ext = extWithID(extFromStore(f.Msg.Props, f.Msg.Expires), f.Msg.ID) // the expiry is absolute: it counted down while the broker was down
 				s.mu.Lock()
 				s.hold(om)
 				if om.sent {

@@ -117,8 +117,14 @@ func (c *conn) setAlias(a uint16, topic []byte) error {
 func (c *conn) publish(p *packet.PublishPacket) error {
 	m := &c.msg
 	*m = broker.Message{Subject: c.subj, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, MQTT: true}
+	var x *msgExt
 	if c.v == packet.V5 && p.Props.HasMessageProps() {
-		m.Ext = newMsgExt(&p.Props, time.Now())
+		x = newMsgExt(&p.Props, time.Now())
+		m.Ext = x
+	}
+	pl := c.srv.publishLog()
+	if pl != nil && p.QoS > 0 {
+		m.Ext = extWithID(x, c.srv.nextLogID())
 	}
 	m.Borrow()
 	c.bs.CountIn(len(p.Payload)) // received, allowed or not
@@ -126,6 +132,14 @@ func (c *conn) publish(p *packet.PublishPacket) error {
 	seq := l.reserve(c.tc.LastRead())
 	_, err := c.bs.Publish(&c.batch, m)
 	l.fill(seq, m, err == nil)
+	if err == nil && pl != nil && p.QoS > 0 {
+		// Past the gate: logged before its PUBACK/PUBREC (publog.go).
+		sm := storeMessage(m, p.QoS, p.Retain)
+		sm.Payload = append([]byte(nil), sm.Payload...) // m is borrowed; the write may be resent
+		if lerr := pl.LogPublish(c.bs.Account(), c.sess.key, &sm); lerr != nil {
+			c.Close(fmt.Errorf("%w: store: %w", packet.UnspecifiedError, lerr))
+		}
+	}
 	return err
 }
 

@@ -218,6 +218,7 @@ type server struct {
 	offline  atomic.Int64 // bytes held by sessions without a connection
 	preBytes atomic.Int64 // read buffers of connections before CONNECT
 	denied   atomic.Int64
+	logSeq   atomic.Uint64 // publish log ids (publog.go)
 	drops    [numDrops]atomic.Int64
 	dropLog  [numDrops]atomic.Int64 // Unix ns before which that reason is not logged again
 }

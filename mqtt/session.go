@@ -10,6 +10,7 @@ import (
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/mqtt/packet"
+	"github.com/busbar/busbar/store"
 )
 
 // subState is one MQTT subscription (broker.Subscription.Opaque). A
@@ -79,6 +80,10 @@ type session struct {
 	// Authenticator cannot resolve without credentials; its subscriptions
 	// are kept but not in the router until its client comes back.
 	suspended bool
+	// replay: the stored state it was loaded from after its holder died,
+	// kept while suspended: the publish log is replayed once its client
+	// is back and its subscriptions are (publog.go).
+	replay *store.SessionState
 }
 
 type will struct {
@@ -444,6 +449,11 @@ func (s *session) reidentify(id *auth.Identity) error {
 			s.srv.b.Logger().Info("mqtt: dropped a restored subscription the identity may not make", "client_id", s.id, "filter", k)
 		}
 	}
+	s.mu.Lock()
+	st := s.replay
+	s.replay = nil
+	s.mu.Unlock()
+	s.srv.replayLog(s, st)
 	return nil
 }
 

@@ -45,7 +45,7 @@ func (srv *server) claim(key, owner string) error {
 	if err != nil {
 		return err
 	}
-	srv.load(key, st)
+	srv.replayLog(srv.load(key, st), st)
 	return nil
 }
 
@@ -77,6 +77,7 @@ func (srv *server) load(key string, st *store.SessionState) *session {
 // published for it) until its client connects to any instance.
 func (srv *server) adopted(key string, st *store.SessionState) {
 	if s := srv.load(key, st); s != nil {
+		srv.replayLog(s, st)
 		s.mu.Lock()
 		srv.armExpiry(s)
 		s.mu.Unlock()

@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Shared is a Store several brokers use at once (hub.Store keeps MQTT
 // state in a NATS hub's JetStream): one session is held by one broker at a
@@ -38,4 +41,28 @@ type SessionState struct {
 	Session  *Session
 	Inflight []*Inflight // in Seq order
 	Inbound  []uint16
+	// Gone, when set, is when the broker that held the session was last
+	// known alive: it died without letting go (Claim found no holder to
+	// answer, or the session was adopted), so messages published for the
+	// session since may never have been stored; the loader replays them
+	// from a PublishLog.
+	Gone time.Time
+}
+
+// PublishLog is a Shared store that also keeps, for a while, every MQTT
+// publish of QoS 1 or 2 any broker accepted (hub.Store: a stream in the
+// hub), so that the messages a broker that died had not stored yet for the
+// sessions it held are not lost: the broker that loads such a session
+// replays what was logged since its holder was last alive.
+type PublishLog interface {
+	Shared
+	// LogPublish writes m (its ID set, Subject the NATS subject) for
+	// account, published by the session under from; like the Store's
+	// other writes it is durable once a Durable issued after it runs.
+	LogPublish(account, from string, m *Message) error
+	// Replay calls fn, in log order, with each message logged for account
+	// from a little before since (the holder may have been behind) up to
+	// the last one logged when it starts, and from, its publisher's
+	// session key.
+	Replay(ctx context.Context, account string, since time.Time, fn func(from string, m *Message)) error
 }

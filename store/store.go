@@ -26,6 +26,11 @@ type Message struct {
 	// Message Expiry); 0: never. Absolute, so the time left counts down
 	// across a restart.
 	Expires int64
+	// ID is the identity a PublishLog gave an acknowledged MQTT publish
+	// (shared stores only; "" otherwise, and not kept by the file store):
+	// a message stored for a session keeps it, so a replay of the log
+	// skips what the session holds already.
+	ID string `json:",omitempty"`
 }
 
 // Subscription is one MQTT subscription of a session.
