@@ -9,6 +9,7 @@ import (
 
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/mqtt/packet"
+	"github.com/busbar/busbar/store"
 )
 
 func (c *conn) onPublish(p *packet.PublishPacket) error {
@@ -122,9 +123,11 @@ func (c *conn) publish(p *packet.PublishPacket) error {
 		x = newMsgExt(&p.Props, time.Now())
 		m.Ext = x
 	}
-	pl := c.srv.publishLog()
-	if pl != nil && p.QoS > 0 {
-		m.Ext = extWithID(x, c.srv.nextLogID())
+	var pl store.PublishLog
+	if p.QoS > 0 {
+		if pl = c.srv.publishLog(); pl != nil {
+			m.Ext = extWithID(x, c.srv.nextLogID())
+		}
 	}
 	m.Borrow()
 	c.bs.CountIn(len(p.Payload)) // received, allowed or not
@@ -132,7 +135,7 @@ func (c *conn) publish(p *packet.PublishPacket) error {
 	seq := l.reserve(c.tc.LastRead())
 	_, err := c.bs.Publish(&c.batch, m)
 	l.fill(seq, m, err == nil)
-	if err == nil && pl != nil && p.QoS > 0 {
+	if err == nil && pl != nil {
 		// Past the gate: logged before its PUBACK/PUBREC (publog.go).
 		sm := storeMessage(m, p.QoS, p.Retain)
 		sm.Payload = append([]byte(nil), sm.Payload...) // m is borrowed; the write may be resent
