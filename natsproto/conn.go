@@ -456,6 +456,12 @@ func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte, owned bool) err
 		c.sendErr(fmt.Sprintf("Permissions Violation for Publish to %q", subj))
 		return nil
 	}
+	if len(subj) > len(nrgPrefix) && string(subj[:len(nrgPrefix)]) == nrgPrefix {
+		// nats-server's Raft groups' subjects: no client publishes there
+		// (nats-server lets its system account; busbar runs no Raft).
+		c.sendErr(fmt.Sprintf("Permissions Violation for Publish to %q", subj))
+		return nil
+	}
 	if len(reply) > 0 && reservedReply(reply) {
 		if !c.sess.CanPublish(subj) { // nats-server checks the subject first
 			c.sendErr(fmt.Sprintf("Permissions Violation for Publish to %q", subj))
@@ -485,6 +491,9 @@ func (c *conn) onPub(subj, reply []byte, hdrLen int, msg []byte, owned bool) err
 	}
 	return nil
 }
+
+// nrgPrefix starts the subjects of nats-server's Raft groups.
+const nrgPrefix = "$NRG."
 
 // reservedReply reports a reply subject only the server may set, which
 // nats-server refuses from a client: a service import's response

@@ -101,6 +101,8 @@ var errCases = []errCase{
 	{name: "reserved reply _GR_", send: "PUB a _GR_.g.x 1\r\nx\r\n", want: errLine(`Permissions Violation for Publish with Reply of "_GR_.g.x"`)},
 	{name: "reserved reply, subject denied", opts: broker.Options{Authenticator: permsAuth}, connect: "CONNECT {\"user\":\"u\",\"pass\":\"p\"}\r\n",
 		send: "PUB nope $GR.x 1\r\nx\r\n", want: errLine(`Permissions Violation for Publish to "nope"`)},
+	// server/client.go: processInboundClientMsg (clientNRGPrefix).
+	{name: "publish to $NRG.", send: "PUB $NRG.x 1\r\nx\r\n", want: errLine(`Permissions Violation for Publish to "$NRG.x"`)},
 	// server/client.go: processPingTimer.
 	{name: "stale connection", opts: broker.Options{PingInterval: 50 * time.Millisecond, PingMax: 2},
 		want: "PING\r\nPING\r\n" + errLine("Stale Connection"), closes: true},
