@@ -191,9 +191,9 @@ func TestTakeoverAcrossInstances(t *testing.T) {
 	mqttConnect(t, bb.mqtt, "dev1", false, nil)
 	select {
 	case <-lost:
-		if d := time.Since(start); d > time.Second {
-			t.Errorf("takeover took %v (goal: within 1 s)", d)
-		}
+		// The 1 s goal is measured by BenchmarkTakeover: no timing
+		// assertion in a test that runs beside others.
+		t.Logf("takeover in %v", time.Since(start))
 	case <-time.After(10 * time.Second):
 		t.Fatal("the connection on a was not closed when b took the client id over")
 	}
