@@ -499,8 +499,14 @@ func (c *conn) onInfo(arg []byte) error {
 	return nil
 }
 
-// onErr logs the hub's -ERR; the hub closes the link after most. A loop
-// or a permissions violation delays the next attempt, as in nats-server.
+// minVersionDelay is how long the link waits after the hub's minimum
+// version refusal (nats-server's leafNodeMinVersionReconnectDelay).
+const minVersionDelay = 5 * time.Second
+
+// onErr logs the hub's -ERR; the hub closes the link after most. A loop,
+// a permissions violation, a duplicate name or cluster name delays the
+// next attempt by ErrorDelay (30 s), a minimum version refusal by 5 s, as
+// in nats-server.
 func (c *conn) onErr(arg []byte) error {
 	text := strings.Trim(string(arg), "' ")
 	c.hubErr.Store(&text)
@@ -515,6 +521,12 @@ func (c *conn) onErr(arg []byte) error {
 	case strings.Contains(text, "Duplicate Remote LeafNode Connection"):
 		c.l.delay.Store(int64(c.l.svc.opts.ErrorDelay))
 		log.Error("leafnode: the hub replaced this link by another leaf with the same name: give each instance its own server_name", "err", text, "name", c.l.name)
+	case strings.Contains(text, "remote leafnode has same cluster name"):
+		c.l.delay.Store(int64(c.l.svc.opts.ErrorDelay))
+		log.Error("leafnode: the hub refused the link: this broker's cluster name is the hub's (give the leaf another, or none)", "err", text)
+	case strings.Contains(text, "connection rejected since minimum version required is"):
+		c.l.delay.Store(int64(min(c.l.svc.opts.ErrorDelay, minVersionDelay)))
+		log.Error("leafnode: the hub requires a newer leaf node version (leafnodes { min_version } on the hub)", "err", text)
 	case strings.Contains(text, "Authorization Violation"), strings.Contains(text, "Authentication"):
 		log.Error("leafnode: the hub refused the credentials: check user/password, nkey or credentials of this remote", "err", text)
 	default:

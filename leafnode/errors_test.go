@@ -320,3 +320,27 @@ func hubLeafSubs(t *testing.T, hub *natsserver.Hub) map[string]bool {
 	}
 	return out
 }
+
+// TestLeafMinVersionRefused: a hub with leafnodes { min_version } above
+// busbar's refuses the link with -ERR 'connection rejected since minimum
+// version required is "..."'; busbar logs why, with a hint, and waits
+// (nats-server's 5 s, ErrorDelay when shorter) before the next attempt.
+func TestLeafMinVersionRefused(t *testing.T) {
+	bin := natsserver.Binary(t, "2.15.2")
+	hub := natsserver.Start(t, bin, natsserver.Config{Leaf: `  min_version: "99.0.0"`})
+	l := startCaptured(t, "old")
+	l.addLeaf(t, leafnode.Options{Remotes: []leafnode.Remote{{URLs: []string{hub.LeafURL}}}, Reconnect: 100 * time.Millisecond,
+		ErrorDelay: 2 * time.Second})
+	const refused = "leafnode: the hub requires a newer leaf node version"
+	eventually(t, "the refusal logged with its hint", func() error {
+		for _, m := range l.log.lines(t, refused) {
+			if strings.Contains(fmt.Sprint(m["err"]), `minimum version required is "99.0.0"`) {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+	if st := l.stats(); st.Up {
+		t.Fatalf("link up against a hub that refuses its version: %+v", st)
+	}
+}
