@@ -17,7 +17,8 @@
 //
 //	BUSBAR_MQTT           own.<k> holder and owner of session k; rel.<k> its release
 //	                      s.<k> the session; o.<k>.<seq> its outbound messages;
-//	                      i.<k>.<id> its inbound QoS 2 ids
+//	                      i.<k>.<id> its inbound QoS 2 ids;
+//	                      live.<server> when an instance last beat (publog.go)
 //	BUSBAR_MQTT_RETAINED  <k> the retained message of one account and subject
 //
 // where <k> is the store key (broker.RetainedKey form) in unpadded
@@ -307,6 +308,7 @@ func (s *Store) session(ctx context.Context) error {
 			return ctx.Err()
 		case <-tick.C:
 			_ = s.nc.Publish(aliveSubject(s.server()), nil)
+			s.writeLive()
 			if err := s.ping(ctx); err != nil {
 				return err
 			}
@@ -365,13 +367,44 @@ func (s *Store) silentPeers() map[string]time.Time {
 
 // lastHeard is when peer was last heard from, or, not heard lately, the
 // longest it can have been silent without being taken for gone.
-func (s *Store) lastHeard(peer string) time.Time {
+func (s *Store) lastHeard(ctx context.Context, peer string) time.Time {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if at, ok := s.peers[peer]; ok {
+	at, ok := s.peers[peer]
+	kv := s.kv
+	s.mu.Unlock()
+	if ok {
 		return at
 	}
-	return time.Now().Add(-peerSilence)
+	// Not heard by this instance (it started after, or missed it): the
+	// time the peer last wrote in the hub, or, with none left (it expires
+	// with the log), as long ago as the log reaches.
+	if e, err := kv.Get(ctx, liveKey(peer)); err == nil {
+		if ns, err := strconv.ParseInt(string(e.Value()), 10, 64); err == nil {
+			return time.Unix(0, ns)
+		}
+	}
+	return time.Now().Add(-logMaxAge)
+}
+
+// liveKey is the state bucket's record of when an instance was last alive.
+func liveKey(server string) string { return "live." + server }
+
+// writeLive records in the hub that this instance is alive now (each
+// heartbeat), for instances that did not hear it (lastHeard). Not waited
+// for; with message TTLs the record goes logMaxAge after the last one.
+func (s *Store) writeLive() {
+	s.mu.Lock()
+	js, ttl := s.js, s.ttl[StateBucket]
+	s.mu.Unlock()
+	subj := "$KV." + StateBucket + "." + liveKey(s.server())
+	if s.opts.Domain != "" {
+		subj = s.apiPrefix() + subj
+	}
+	m := &nats.Msg{Subject: subj, Data: strconv.AppendInt(nil, time.Now().UnixNano(), 10), Header: nats.Header{}}
+	if ttl {
+		m.Header.Set(jetstream.MsgTTLHeader, logMaxAge.String())
+	}
+	_, _ = js.PublishMsgAsync(m)
 }
 
 // adoptFrom takes over the sessions an instance that is gone held, so
@@ -1176,7 +1209,7 @@ func (s *Store) Claim(ctx context.Context, key, who string) (*store.SessionState
 		s.log.Debug("hub: claimed a session", "key", redactKey(key), "from", prev.Server, "epoch", next.Epoch)
 		var gone time.Time
 		if rev != 0 && prev.Server != s.server() {
-			heard := s.lastHeard(prev.Server)
+			heard := s.lastHeard(ctx, prev.Server)
 			if s.askRelease(ctx, prev.Server, key) {
 				gone = heard
 			}

@@ -430,3 +430,64 @@ func waitAdopted(t *testing.T, in *instance) {
 		return nil
 	})
 }
+
+// TestReplayFromTheHubsRecordOfTheHolder: no instance that heard the
+// holder is left. Instance a holds "late" and is killed; b, which
+// acknowledged messages for it meanwhile (they are only in the log), shuts
+// down before adopting it; a fresh instance c, which never heard a, takes
+// the session when its client comes back and replays from a's last
+// heartbeat as a recorded it in the hub: the messages published after the
+// kill arrive, those a delivered well before it do not come again.
+func TestReplayFromTheHubsRecordOfTheHolder(t *testing.T) {
+	hubs := jsCluster(t)
+	a := startChild(t, "busbar-a", hubs[0].LeafURL)
+	bb := startInstance(t, "b", []string{hubs[1].LeafURL}, nil)
+	r := &received{got: map[int]int{}}
+	sub := paho.NewClient(paho.NewClientOptions().AddBroker(a.mqtt).SetClientID("late").SetCleanSession(false).
+		SetAutoReconnect(false).SetConnectRetry(false).SetDefaultPublishHandler(r.handler))
+	wait(t, sub.Connect())
+	wait(t, sub.Subscribe("late/#", 1, nil))
+	pub := mqttConnect(t, bb.mqtt, "late-pub", true, nil)
+	waitFor(t, 30*time.Second, "b's publishes reach the subscriber on a", func() error {
+		wait(t, pub.Publish("late/probe", 1, false, "-1"))
+		time.Sleep(50 * time.Millisecond)
+		return r.missing([]int{-1})
+	})
+	var early, later []int
+	for i := range 10 {
+		wait(t, pub.Publish("late/x", 1, false, strconv.Itoa(i)))
+		early = append(early, i)
+	}
+	waitFor(t, 30*time.Second, "the early messages delivered on a", func() error { return r.missing(early) })
+	waitHeard(t, bb)
+	// a keeps beating (once a second) well past the early messages, so
+	// they are older than the replay's start (2 s before the last beat).
+	time.Sleep(5 * time.Second)
+	a.kill()
+	for i := 10; i < 30; i++ {
+		wait(t, pub.Publish("late/x", 1, false, strconv.Itoa(i)))
+		later = append(later, i)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := bb.b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := startInstance(t, "c", []string{hubs[2].LeafURL}, nil)
+	sub2 := paho.NewClient(paho.NewClientOptions().AddBroker(c.mqtt).SetClientID("late").SetCleanSession(false).
+		SetAutoReconnect(false).SetConnectRetry(false).SetDefaultPublishHandler(r.handler))
+	wait(t, sub2.Connect())
+	defer sub2.Disconnect(0)
+	waitFor(t, 30*time.Second, "the messages published after the kill", func() error { return r.missing(later) })
+	// A marker after the replay: anything repeated has arrived by then.
+	pc := mqttConnect(t, c.mqtt, "late-pub2", true, nil)
+	wait(t, pc.Publish("late/x", 1, false, "100"))
+	waitFor(t, 30*time.Second, "the marker", func() error { return r.missing([]int{100}) })
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, i := range early {
+		if r.got[i] > 1 {
+			t.Errorf("message %d, delivered 5 s before the kill, came again", i)
+		}
+	}
+}
