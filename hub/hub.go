@@ -396,11 +396,7 @@ func (s *Store) writeLive() {
 	s.mu.Lock()
 	js, ttl := s.js, s.ttl[StateBucket]
 	s.mu.Unlock()
-	subj := "$KV." + StateBucket + "." + liveKey(s.server())
-	if s.opts.Domain != "" {
-		subj = s.apiPrefix() + subj
-	}
-	m := &nats.Msg{Subject: subj, Data: strconv.AppendInt(nil, time.Now().UnixNano(), 10), Header: nats.Header{}}
+	m := &nats.Msg{Subject: s.kvSubject(StateBucket, liveKey(s.server())), Data: strconv.AppendInt(nil, time.Now().UnixNano(), 10), Header: nats.Header{}}
 	if ttl {
 		m.Header.Set(jetstream.MsgTTLHeader, logMaxAge.String())
 	}
@@ -716,13 +712,7 @@ func (s *Store) put(bucket, key string, value []byte, del bool) error {
 }
 
 func (s *Store) putF(bucket, key string, value []byte, del bool) (*write, error) {
-	// The subject nats.go's KeyValue puts to: across a domain, behind the
-	// domain's API prefix (the hub maps it to the bucket's stream).
-	subj := "$KV." + bucket + "." + key
-	if s.opts.Domain != "" {
-		subj = s.apiPrefix() + subj
-	}
-	m := &nats.Msg{Subject: subj, Data: value, Header: nats.Header{}}
+	m := &nats.Msg{Subject: s.kvSubject(bucket, key), Data: value, Header: nats.Header{}}
 	s.mu.Lock()
 	ttl := s.ttl[bucket]
 	s.mu.Unlock()
@@ -982,12 +972,41 @@ func (s *Store) Release(ctx context.Context, key string, seq uint64) error {
 	return s.PutInflight(ctx, key, &c)
 }
 
-// AckInflight removes an outbound message.
+// AckInflight removes an outbound message. A QoS 2 one with a publish
+// log id leaves a record of its id for as long as the log keeps entries
+// (where the bucket allows message TTLs), so a replay after this
+// instance's death does not deliver it a second time (doneRecord).
 func (s *Store) AckInflight(_ context.Context, key string, seq uint64) error {
 	s.mu.Lock()
+	f := s.out[key][seq]
 	delete(s.out[key], seq)
+	ttl := s.ttl[StateBucket]
 	s.mu.Unlock()
-	return s.put(StateBucket, "o."+enc(key)+"."+strconv.FormatUint(seq, 10), nil, true)
+	name := "o." + enc(key) + "." + strconv.FormatUint(seq, 10)
+	if f != nil && f.Msg.QoS == 2 && f.Msg.ID != "" && ttl {
+		v, _ := json.Marshal(doneRecord{Done: f.Msg.ID})
+		m := &nats.Msg{Subject: s.kvSubject(StateBucket, name), Data: v, Header: nats.Header{}}
+		m.Header.Set(jetstream.MsgTTLHeader, logMaxAge.String())
+		_, err := s.publish(m)
+		return err
+	}
+	return s.put(StateBucket, name, nil, true)
+}
+
+// doneRecord replaces a completed QoS 2 message's record (AckInflight).
+type doneRecord struct {
+	Done string // its publish log id
+}
+
+// kvSubject is the subject a put to key of bucket is published on:
+// across a domain, behind the domain's API prefix (the hub maps it to the
+// bucket's stream).
+func (s *Store) kvSubject(bucket, key string) string {
+	subj := "$KV." + bucket + "." + key
+	if s.opts.Domain != "" {
+		subj = s.apiPrefix() + subj
+	}
+	return subj
 }
 
 // PutInbound records a QoS 2 id awaiting PUBREL.
@@ -1325,6 +1344,11 @@ func (s *Store) load(ctx context.Context, k string) (*store.SessionState, error)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		}
+		var d doneRecord
+		if json.Unmarshal(e.Value(), &d) == nil && d.Done != "" {
+			st.Done = append(st.Done, d.Done)
+			continue
 		}
 		f := new(store.Inflight)
 		if err := json.Unmarshal(e.Value(), f); err != nil {

@@ -491,3 +491,52 @@ func TestReplayFromTheHubsRecordOfTheHolder(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayKeepsQoS2ExactlyOnce: QoS 2 messages the subscriber completed
+// on instance a just before a is killed are in the replay's window, and
+// are not delivered again when b takes the session (a left a record of
+// each completed id); the ones published after the kill arrive.
+func TestReplayKeepsQoS2ExactlyOnce(t *testing.T) {
+	hubs := jsCluster(t)
+	a := startChild(t, "busbar-a", hubs[0].LeafURL)
+	bb := startInstance(t, "b", []string{hubs[1].LeafURL}, nil)
+	r := &received{got: map[int]int{}}
+	sub := paho.NewClient(paho.NewClientOptions().AddBroker(a.mqtt).SetClientID("twice").SetCleanSession(false).
+		SetAutoReconnect(false).SetConnectRetry(false).SetDefaultPublishHandler(r.handler))
+	wait(t, sub.Connect())
+	wait(t, sub.Subscribe("q2/#", 2, nil))
+	pub := mqttConnect(t, bb.mqtt, "q2-pub", true, nil)
+	waitFor(t, 30*time.Second, "b's publishes reach the subscriber on a", func() error {
+		wait(t, pub.Publish("q2/probe", 2, false, "-1"))
+		time.Sleep(50 * time.Millisecond)
+		return r.missing([]int{-1})
+	})
+	waitHeard(t, bb)
+	var before, after []int
+	for i := range 50 {
+		wait(t, pub.Publish("q2/x", 2, false, strconv.Itoa(i)))
+		before = append(before, i)
+	}
+	waitFor(t, 30*time.Second, "the first 50 delivered on a", func() error { return r.missing(before) })
+	// The handshakes of the last ones finish after their delivery: a
+	// marker delivered after them is delivered after those.
+	wait(t, pub.Publish("q2/x", 2, false, "1000"))
+	waitFor(t, 30*time.Second, "the marker", func() error { return r.missing([]int{1000}) })
+	a.kill()
+	for i := 50; i < 80; i++ {
+		wait(t, pub.Publish("q2/x", 2, false, strconv.Itoa(i)))
+		after = append(after, i)
+	}
+	sub2 := paho.NewClient(paho.NewClientOptions().AddBroker(bb.mqtt).SetClientID("twice").SetCleanSession(false).
+		SetAutoReconnect(false).SetConnectRetry(false).SetDefaultPublishHandler(r.handler))
+	wait(t, sub2.Connect())
+	defer sub2.Disconnect(0)
+	waitFor(t, 30*time.Second, "the messages published after the kill", func() error { return r.missing(after) })
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, i := range before {
+		if r.got[i] > 1 {
+			t.Errorf("QoS 2 message %d, completed before the kill, delivered %d times", i, r.got[i])
+		}
+	}
+}

@@ -59,6 +59,9 @@ func (srv *server) replayLog(s *session, st *store.SessionState) {
 			have[f.Msg.ID] = true
 		}
 	}
+	for _, id := range st.Done {
+		have[id] = true
+	}
 	scanned, n := 0, 0
 	err := pl.Replay(context.Background(), s.bs.Account(), st.Gone, func(from string, sm *store.Message) {
 		s.mu.Lock()

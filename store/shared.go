@@ -47,6 +47,10 @@ type SessionState struct {
 	// session since may never have been stored; the loader replays them
 	// from a PublishLog.
 	Gone time.Time
+	// Done are the publish log ids of QoS 2 messages the session
+	// completed lately (shared stores that keep them): a replay skips
+	// them as it skips those in Inflight.
+	Done []string
 }
 
 // PublishLog is a Shared store that also keeps, for a while, every MQTT
