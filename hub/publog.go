@@ -64,15 +64,18 @@ func (s *Store) logStream(ctx context.Context) error {
 	}
 	var err error
 	for _, r := range counts {
-		_, err = s.js.CreateStream(ctx, jetstream.StreamConfig{Name: LogStream, Subjects: []string{logPrefix + ">"},
-			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: r,
-			MaxAge: logMaxAge, MaxBytes: logMaxBytes, Discard: jetstream.DiscardOld})
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return nil
-		}
-		if err == nil {
-			s.log.Info("hub: created stream", "stream", LogStream, "replicas", r)
-			return nil
+		// An account with JetStream limits may not give 1 GiB: less then.
+		for _, size := range []int64{logMaxBytes, logMaxBytes / 4, logMaxBytes / 16} {
+			_, err = s.js.CreateStream(ctx, jetstream.StreamConfig{Name: LogStream, Subjects: []string{logPrefix + ">"},
+				Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: r,
+				MaxAge: logMaxAge, MaxBytes: size, Discard: jetstream.DiscardOld})
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return nil
+			}
+			if err == nil {
+				s.log.Info("hub: created stream", "stream", LogStream, "replicas", r, "max_bytes", size)
+				return nil
+			}
 		}
 	}
 	return fmt.Errorf("hub: stream %s: %w", LogStream, err)
