@@ -16,10 +16,14 @@ package hub
 //	Busbar-From   the publishing session's key, base64url
 //	Busbar-Flags  QoS << 1 | retain, hex
 //	Busbar-Props  MQTT 5.0 properties, base64; Busbar-Expires their expiry
+//	Busbar-Subject  a subject over 1 KiB, whose entry is on
+//	              $BUSBAR.mqtt.log.<a>._long.<its SHA-256 in hex>
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -44,6 +48,9 @@ const (
 	hdrLogID      = "Busbar-Id"
 	hdrLogFrom    = "Busbar-From"
 	hdrLogFlags   = "Busbar-Flags"
+	hdrLogSubject = "Busbar-Subject" // a subject past logMaxSubject
+	logMaxSubject = 1024
+	logLongToken  = "_long"
 	replayMargin  = 2 * time.Second // before the holder's last sign of life: what it may not have stored yet
 	replayMaxWait = 10              // × Options.Timeout for one replay
 )
@@ -86,6 +93,14 @@ func logAccountToken(account string) string { return "_" + enc(account) }
 // LogPublish writes one accepted publish to the log; Durable waits for it.
 func (s *Store) LogPublish(account, from string, m *store.Message) error {
 	out := &nats.Msg{Subject: logPrefix + logAccountToken(account) + "." + string(m.Subject), Data: m.Payload, Header: nats.Header{}}
+	if len(m.Subject) > logMaxSubject {
+		// The hub closes a link whose protocol line is past its
+		// max_control_line (4 KiB by default): a long subject travels in
+		// a header, the entry's own subject is its hash.
+		sum := sha256.Sum256(m.Subject)
+		out.Subject = logPrefix + logAccountToken(account) + "." + logLongToken + "." + hex.EncodeToString(sum[:])
+		out.Header.Set(hdrLogSubject, string(m.Subject))
+	}
 	out.Header.Set(hdrLogID, m.ID)
 	out.Header.Set(hdrLogFrom, enc(from))
 	flags := uint64(m.QoS&3) << 1
@@ -113,6 +128,9 @@ func decodeLog(account string, msg jetstream.Msg) (from string, m *store.Message
 	flags, err := strconv.ParseUint(h.Get(hdrLogFlags), 16, 8)
 	if err != nil {
 		return "", nil, false
+	}
+	if long := h.Get(hdrLogSubject); long != "" {
+		subj = long
 	}
 	from, _ = dec(h.Get(hdrLogFrom))
 	m = &store.Message{Subject: []byte(subj), Payload: msg.Data(), QoS: byte(flags>>1) & 3, Retain: flags&flagRetain != 0, ID: h.Get(hdrLogID)}

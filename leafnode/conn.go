@@ -423,11 +423,23 @@ func (c *conn) Wake() { c.out.Wake() }
 // the first reason wins).
 func (c *conn) Close(reason error) { c.tc.Close(reason) }
 
+// hubMaxLine is the longest protocol line sent to the hub: nats-server's
+// default max_control_line. A longer one makes the hub close the link
+// ("Maximum Control Line Exceeded").
+const hubMaxLine = broker.DefaultMaxControlLine
+
 // Forward writes one LMSG/HMSG for m (broker.Forwarder). Publisher's
 // goroutine; allocates nothing.
 func (c *conn) Forward(m *broker.Message, plain bool, queues [][]byte) bool {
 	if p := c.perms.Load(); p != nil && p.Publish != nil && !p.CanPublish(m.Subject) {
 		return true // deny_exports, or the hub's export permissions
+	}
+	if msgLineLen(m.Subject, m.Reply, queues) > hubMaxLine {
+		// The hub would close the link over the line (an MQTT topic can be
+		// 64 KiB; a NATS client's subject is bounded by max_control_line
+		// anyway): the message stays here.
+		c.l.stats.tooLong.Add(1)
+		return true
 	}
 	hdr := m.Header
 	if hdr == nil && m.MQTT {

@@ -606,3 +606,46 @@ func exactlyOnce(t *testing.T, mu *sync.Mutex, got map[string]int, n int) {
 		}
 	}
 }
+
+// TestLeafSubjectTooLongForTheHub: an MQTT topic can be 64 KiB, but the
+// hub closes a link whose protocol line passes its max_control_line
+// (4 KiB by default). Such a message stays on the leaf (counted in
+// TooLong); the link stays up and the next message crosses.
+func TestLeafSubjectTooLongForTheHub(t *testing.T) {
+	hub := natsserver.Start(t, natsserver.Binary(t, "2.15.2"), natsserver.Config{})
+	l := startLeaf(t, leafOpts{name: "long", mqtt: true, remote: leafnode.Remote{URLs: []string{hub.LeafURL}}})
+	l.waitUp(t)
+	hc := connect(t, hub.ClientURL)
+	sub, err := hc.SubscribeSync(">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the hub's interest on the leaf", func() error {
+		if n := leafSubs(t, hub); n == 0 {
+			return fmt.Errorf("no interest yet")
+		}
+		return nil
+	})
+	mc := mqttClient(t, l.mqtt, "long-pub")
+	long := strings.Repeat("x/", 3000) + "end"
+	if tok := mc.Publish(long, 0, false, "too long"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if tok := mc.Publish("short/after", 0, false, "ok"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	m, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Subject != "short.after" {
+		t.Fatalf("the hub got %q first", m.Subject)
+	}
+	st := l.svc.Stats()[0]
+	if st.TooLong != 1 || st.Reconnects != 0 || !st.Up {
+		t.Fatalf("stats %+v: want the long one kept back, the link never lost", st)
+	}
+}

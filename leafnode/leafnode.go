@@ -255,6 +255,7 @@ type link struct {
 // counters are message and byte counts one way or the other.
 type counters struct {
 	inMsgs, inBytes, outMsgs, outBytes atomic.Int64
+	tooLong                            atomic.Int64 // messages kept here: their line is too long for the hub
 }
 
 func (l *link) nextURL() *url.URL {

@@ -64,6 +64,9 @@ type RemoteStats struct {
 
 	InMsgs, InBytes   int64 // from the hub
 	OutMsgs, OutBytes int64 // to the hub
+	// TooLong counts messages not sent to the hub: their subject makes a
+	// line longer than the hub's max_control_line (4 KiB by default).
+	TooLong int64
 }
 
 // Stats returns the figures of every remote, in configuration order.
@@ -73,7 +76,7 @@ func (s *Service) Stats() []RemoteStats {
 		st := RemoteStats{
 			URLs: l.r.URLs, Account: accountName(l.r.Account), Reconnects: l.reconnects.Load(),
 			InMsgs: l.stats.inMsgs.Load(), InBytes: l.stats.inBytes.Load(),
-			OutMsgs: l.stats.outMsgs.Load(), OutBytes: l.stats.outBytes.Load(),
+			OutMsgs: l.stats.outMsgs.Load(), OutBytes: l.stats.outBytes.Load(), TooLong: l.stats.tooLong.Load(),
 		}
 		l.mu.Lock()
 		if c := l.cur; c != nil {
