@@ -94,9 +94,9 @@ func logAccountToken(account string) string { return "_" + enc(account) }
 func (s *Store) LogPublish(account, from string, m *store.Message) error {
 	out := &nats.Msg{Subject: logPrefix + logAccountToken(account) + "." + string(m.Subject), Data: m.Payload, Header: nats.Header{}}
 	if len(m.Subject) > logMaxSubject {
-		// The hub closes a link whose protocol line is past its
-		// max_control_line (4 KiB by default): a long subject travels in
-		// a header, the entry's own subject is its hash.
+		// A long subject travels in a header and the entry is filed
+		// under its hash: the stream's subjects stay short, and the
+		// line stays far below what the hub takes on a leaf link.
 		sum := sha256.Sum256(m.Subject)
 		out.Subject = logPrefix + logAccountToken(account) + "." + logLongToken + "." + hex.EncodeToString(sum[:])
 		out.Header.Set(hdrLogSubject, string(m.Subject))

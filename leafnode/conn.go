@@ -350,6 +350,10 @@ func (c *conn) sendInterest(subject, queue []byte, n int) {
 	if p := c.perms.Load(); p != nil && !p.CanSubscribe(subject, queue) {
 		return // the hub would close the link over it
 	}
+	if len(subject)+len(queue)+20 > hubMaxLine {
+		c.l.stats.tooLong.Add(1)
+		return // so would it over the line's length: this interest stays local
+	}
 	var buf [256]byte
 	if n > 0 {
 		c.sendLine(appendSub(buf[:0], subject, queue, n))
@@ -423,10 +427,11 @@ func (c *conn) Wake() { c.out.Wake() }
 // the first reason wins).
 func (c *conn) Close(reason error) { c.tc.Close(reason) }
 
-// hubMaxLine is the longest protocol line sent to the hub: nats-server's
-// default max_control_line. A longer one makes the hub close the link
-// ("Maximum Control Line Exceeded").
-const hubMaxLine = broker.DefaultMaxControlLine
+// hubMaxLine is the longest protocol line sent to the hub: what
+// nats-server takes on a leaf connection with its default
+// max_control_line (16 times it, 64 KiB). A longer one makes the hub
+// close the link ("Maximum Control Line Exceeded").
+const hubMaxLine = 16 * broker.DefaultMaxControlLine
 
 // Forward writes one LMSG/HMSG for m (broker.Forwarder). Publisher's
 // goroutine; allocates nothing.

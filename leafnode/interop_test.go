@@ -607,10 +607,11 @@ func exactlyOnce(t *testing.T, mu *sync.Mutex, got map[string]int, n int) {
 	}
 }
 
-// TestLeafSubjectTooLongForTheHub: an MQTT topic can be 64 KiB, but the
-// hub closes a link whose protocol line passes its max_control_line
-// (4 KiB by default). Such a message stays on the leaf (counted in
-// TooLong); the link stays up and the next message crosses.
+// TestLeafSubjectTooLongForTheHub: an MQTT topic can be 65,535 bytes, but
+// the hub closes a leaf link whose protocol line passes 16 times its
+// max_control_line (64 KiB by default). Such a message, or such a
+// subscription's interest, stays on the leaf (counted in TooLong); the
+// link stays up and the next message crosses.
 func TestLeafSubjectTooLongForTheHub(t *testing.T) {
 	hub := natsserver.Start(t, natsserver.Binary(t, "2.15.2"), natsserver.Config{})
 	l := startLeaf(t, leafOpts{name: "long", mqtt: true, remote: leafnode.Remote{URLs: []string{hub.LeafURL}}})
@@ -630,7 +631,11 @@ func TestLeafSubjectTooLongForTheHub(t *testing.T) {
 		return nil
 	})
 	mc := mqttClient(t, l.mqtt, "long-pub")
-	long := strings.Repeat("x/", 3000) + "end"
+	long := strings.Repeat("x/", 32760) + "end"
+	// A subscription that long: its interest does not go to the hub either.
+	if tok := mc.Subscribe(long+"/#", 0, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
 	if tok := mc.Publish(long, 0, false, "too long"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
@@ -644,8 +649,16 @@ func TestLeafSubjectTooLongForTheHub(t *testing.T) {
 	if m.Subject != "short.after" {
 		t.Fatalf("the hub got %q first", m.Subject)
 	}
+	// A round trip through the hub after everything: the link is the one
+	// that carried all of it.
+	if tok := mc.Publish("short/last", 0, false, "ok"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if m, err := sub.NextMsg(10 * time.Second); err != nil || m.Subject != "short.last" {
+		t.Fatalf("the hub got %v, %v", m, err)
+	}
 	st := l.svc.Stats()[0]
-	if st.TooLong != 1 || st.Reconnects != 0 || !st.Up {
+	if st.TooLong < 2 || st.Reconnects != 0 || !st.Up {
 		t.Fatalf("stats %+v: want the long one kept back, the link never lost", st)
 	}
 }

@@ -64,8 +64,9 @@ type RemoteStats struct {
 
 	InMsgs, InBytes   int64 // from the hub
 	OutMsgs, OutBytes int64 // to the hub
-	// TooLong counts messages not sent to the hub: their subject makes a
-	// line longer than the hub's max_control_line (4 KiB by default).
+	// TooLong counts messages and interests not sent to the hub: their
+	// subject makes a line longer than a leaf connection of the hub takes
+	// (64 KiB by default).
 	TooLong int64
 }
 
