@@ -273,7 +273,10 @@ func (c *conn) serve() (up bool, err error) {
 	if c.info.MaxPayload > maxPayload {
 		maxPayload = c.info.MaxPayload
 	}
-	c.p = newParser(c, max(opts.MaxControlLine, 4096), maxPayload)
+	// A leaf link's lines carry other leaves' subjects (an MQTT topic up
+	// to 64 KiB) and queue lists: nats-server takes 16 times
+	// max_control_line on one, and so does busbar.
+	c.p = newParser(c, 16*max(opts.MaxControlLine, broker.DefaultMaxControlLine), maxPayload)
 	// No pending limit on a leaf link, as nats-server.
 	c.tc.Init(c.b, c.nc, c, transport.ConnConfig{WriteDeadline: opts.WriteDeadline, Ping: pingLine, Stale: ErrStale})
 	c.out = c.tc.Out()

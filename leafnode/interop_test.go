@@ -662,3 +662,36 @@ func TestLeafSubjectTooLongForTheHub(t *testing.T) {
 		t.Fatalf("stats %+v: want the long one kept back, the link never lost", st)
 	}
 }
+
+// TestLeafLongSubjectFromTheHub: another leaf's MQTT client publishes on a
+// 10 KB topic; the hub forwards it (a leaf link takes 64 KiB lines), and
+// busbar's link reads it and delivers it (it took 4 KiB and dropped the
+// link before).
+func TestLeafLongSubjectFromTheHub(t *testing.T) {
+	hub := natsserver.Start(t, natsserver.Binary(t, "2.15.2"), natsserver.Config{})
+	from := startLeaf(t, leafOpts{name: "from", mqtt: true, remote: leafnode.Remote{URLs: []string{hub.LeafURL}}})
+	to := startLeaf(t, leafOpts{name: "to", mqtt: true, remote: leafnode.Remote{URLs: []string{hub.LeafURL}}})
+	from.waitUp(t)
+	to.waitUp(t)
+	long := strings.Repeat("y/", 5000) + "end"
+	got := make(chan string, 100)
+	rc := mqttClient(t, to.mqtt, "long-to")
+	if tok := rc.Subscribe(long, 0, func(_ paho.Client, m paho.Message) { got <- m.Topic() }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	mc := mqttClient(t, from.mqtt, "long-from")
+	eventually(t, "a message on the long topic delivered across the hub", func() error {
+		if tok := mc.Publish(long, 0, false, "far"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			return fmt.Errorf("publish: %v", tok.Error())
+		}
+		select {
+		case <-got:
+			return nil
+		case <-time.After(200 * time.Millisecond):
+			return fmt.Errorf("not delivered")
+		}
+	})
+	if st := to.svc.Stats()[0]; st.Reconnects != 0 {
+		t.Fatalf("the receiving link was lost: %+v", st)
+	}
+}
