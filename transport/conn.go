@@ -98,6 +98,8 @@ type Conn struct {
 	setUp  bool
 	rto    time.Duration // refresh the read deadline by it after each read
 	rdl    bool          // a read deadline is set
+	rdead  int64         // unix ns of the read deadline set; 0: none
+	pk     parking       // parked without a goroutine while idle (Linux sockets)
 
 	closing atomic.Bool
 	reason  atomic.Pointer[error]
@@ -158,21 +160,58 @@ func (c *Conn) Wake() { c.out.Wake() }
 
 // Serve runs the read loop on the calling goroutine until the connection
 // ends, then Handler.Ended. With handoff, once the protocol called SetUp
-// the loop goes on on a fresh goroutine and Serve returns nil at once:
-// set-up (JSON, authentication) grew this goroutine's stack, and an idle
-// connection keeps the small stack of the new one. Otherwise it returns
-// the error the loop ended with.
+// Serve returns nil after that read and the loop goes on elsewhere: set-up
+// (JSON, authentication) grew this goroutine's stack. A TCP or Unix socket
+// on Linux parks (parking): no goroutine until input arrives, then a fresh
+// one, which parks again once the connection is idle for ParkAfter. Any
+// other connection goes on on a fresh goroutine at once, with a small
+// stack. Without handoff Serve returns the error the loop ended with.
 func (c *Conn) Serve(handoff bool) error {
 	err := c.readLoop(handoff)
 	if errors.Is(err, errHandoff) {
-		c.b.Go(func() { c.end(c.readLoop(false)) })
+		c.handOff()
 		return nil
 	}
 	c.end(err)
 	return err
 }
 
+// handOff moves the read loop off the set-up goroutine: parked when it
+// can be (nothing kept, the socket enrolled with the broker's parker),
+// else onto a fresh goroutine. Read loop.
+func (c *Conn) handOff() {
+	if c.enroll() && c.parkable() && c.park(false) {
+		return
+	}
+	c.b.Go(c.loop)
+}
+
+// loop runs the read loop on a goroutine of its own (handed off, or
+// resumed after parking) until the connection ends or parks.
+func (c *Conn) loop() {
+	err := c.readLoop(false)
+	if err == errParked {
+		return // the goroutine exits; the poller resumes the loop
+	}
+	c.end(err)
+}
+
+// resume runs the read loop again after parking, on a fresh goroutine
+// (parker.wake): the read deadline the loop had is set again (one past
+// already, after a keep-alive expired while parked, ends it as before).
+func (c *Conn) resume() {
+	c.restoreDeadline()
+	c.loop()
+}
+
+// parkable reports whether the read loop holds nothing a read must go on
+// with: no unconsumed input, no payload being read directly. Read loop.
+func (c *Conn) parkable() bool {
+	return c.raw.ok() && c.rb.kept == 0 && c.directBuf() == nil
+}
+
 func (c *Conn) end(err error) {
+	c.leave()
 	c.h.Ended(err)
 	c.raw.release()
 	c.rb.release()
@@ -200,6 +239,10 @@ func (c *Conn) IsSetUp() bool { return c.setUp }
 func (c *Conn) SetReadDeadline(t time.Time) {
 	_ = c.nc.SetReadDeadline(t)
 	c.rdl = !t.IsZero()
+	c.rdead = 0
+	if c.rdl {
+		c.rdead = t.UnixNano()
+	}
 }
 
 // SetReadTimeout makes every read refresh the read deadline to d from
@@ -244,6 +287,12 @@ func (c *Conn) readLoop(handoff bool) error {
 			return perr
 		}
 		if err != nil {
+			switch c.parkTimeout(err) {
+			case parkedNow:
+				return errParked
+			case readOn:
+				continue
+			}
 			return err
 		}
 		if handoff && c.setUp {
@@ -300,12 +349,23 @@ func (c *Conn) receivedRaw(b []byte) error {
 func (c *Conn) refreshDeadline() {
 	switch {
 	case c.rto > 0:
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.rto))
-		c.rdl = true
+		t := time.Now().Add(c.rto)
+		_ = c.nc.SetReadDeadline(t)
+		c.rdl, c.rdead = true, t.UnixNano()
 	case c.rdl && c.setUp:
 		_ = c.nc.SetReadDeadline(time.Time{})
-		c.rdl = false
+		c.rdl, c.rdead = false, 0
 	}
+}
+
+// restoreDeadline sets the socket's read deadline to the one the read loop
+// keeps (after a park request moved it, or after parking). Read loop.
+func (c *Conn) restoreDeadline() {
+	var t time.Time
+	if c.rdead != 0 {
+		t = time.Unix(0, c.rdead)
+	}
+	_ = c.nc.SetReadDeadline(t)
 }
 
 // Close ends the connection once, from any goroutine: the first reason
@@ -326,9 +386,11 @@ func (c *Conn) Close(reason error) bool {
 	if errors.Is(reason, broker.ErrSlowConsumer) {
 		c.out.Close(false)
 		_ = c.nc.Close()
+		c.wake()
 		return true
 	}
 	c.out.Close(true)
+	c.wake()
 	return true
 }
 
