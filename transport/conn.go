@@ -95,15 +95,11 @@ type Conn struct {
 	rb     readBuf
 	raw    rawRead // reads that wait without a buffer (Linux sockets)
 	direct DirectReader
-	setUp  bool
 	rto    time.Duration // refresh the read deadline by it after each read
-	rdl    bool          // a read deadline is set
 	rdead  int64         // unix ns of the read deadline set; 0: none
 	pk     parking       // parked without a goroutine while idle (Linux sockets)
 
-	closing atomic.Bool
-	reason  atomic.Pointer[error]
-	linger  atomic.Bool // the writer half-closes after flushing; Drain closes
+	reason atomic.Pointer[error]
 
 	start    int64        // unix ns; set by Init
 	last     atomic.Int64 // unix ns of the last read from the peer
@@ -111,9 +107,15 @@ type Conn struct {
 	outBytes atomic.Int64
 
 	ping     *time.Timer
-	pingsOut atomic.Int32
 	pingSent atomic.Int64 // unix ns of the PING awaiting its PONG; 0: none
 	rtt      atomic.Int64 // ns, the last PING round trip
+
+	// The small fields together: a Conn is in every connection (its size
+	// class shows in an idle connection's cost).
+	closing  atomic.Bool
+	linger   atomic.Bool // the writer half-closes after flushing; Drain closes
+	pingsOut atomic.Int32
+	setUp    bool // read loop
 }
 
 // Init prepares c for nc, before the broker knows the connection: from
@@ -225,6 +227,7 @@ func (c *Conn) SetUp() {
 		return
 	}
 	c.setUp = true
+	c.raw.markSetUp()
 	if c.preSetUp != nil {
 		_ = c.preSetUp(0)
 	}
@@ -238,9 +241,8 @@ func (c *Conn) IsSetUp() bool { return c.setUp }
 // SetReadTimeout refreshes it. Read loop.
 func (c *Conn) SetReadDeadline(t time.Time) {
 	_ = c.nc.SetReadDeadline(t)
-	c.rdl = !t.IsZero()
 	c.rdead = 0
-	if c.rdl {
+	if !t.IsZero() {
 		c.rdead = t.UnixNano()
 	}
 }
@@ -351,10 +353,10 @@ func (c *Conn) refreshDeadline() {
 	case c.rto > 0:
 		t := time.Now().Add(c.rto)
 		_ = c.nc.SetReadDeadline(t)
-		c.rdl, c.rdead = true, t.UnixNano()
-	case c.rdl && c.setUp:
+		c.rdead = t.UnixNano()
+	case c.rdead != 0 && c.setUp:
 		_ = c.nc.SetReadDeadline(time.Time{})
-		c.rdl, c.rdead = false, 0
+		c.rdead = 0
 	}
 }
 
