@@ -19,14 +19,19 @@ const (
 	stParked               // no goroutine: input, Close or the keep-alive timer resumes it
 )
 
-// parking is a Conn's part in its broker's parker. p is set once, by
-// enroll, on the read loop; the other fields but state are guarded by
-// p.mu.
+// parking is a Conn's part in its broker's parker, small (every
+// connection has one): the rest is in its slot. p and slot are set once,
+// by enroll, on the read loop.
 type parking struct {
 	p     *parker
 	state atomic.Int32
-	slot  int32       // the connection's index in p.slots
-	gen   uint32      // this park's number: events of an earlier one are ignored
+	slot  int32 // the connection's index in p.slots
+}
+
+// slot is an enrolled connection's parking state in p.slots. p.mu.
+type slot struct {
+	c     *Conn       // nil: a free slot
+	gen   uint32      // the connection's last park: events of an earlier one are ignored
 	asked int64       // c.last when the sweeper asked it to park
 	veto  int64       // c.last when it could not park: not asked again before a read
 	timer *time.Timer // resumes it when its read deadline passes while parked
@@ -47,7 +52,7 @@ type parkerKey struct{}
 type parker struct {
 	b      *broker.Broker
 	mu     sync.Mutex
-	slots  []*Conn // enrolled connections (set up, read raw); nil: free
+	slots  []slot // enrolled connections (set up, read raw)
 	free   []int32
 	n      int    // enrolled
 	parked int    // parked now
@@ -56,6 +61,15 @@ type parker struct {
 	eprc   syscall.RawConn
 	closed bool // the broker shuts down (or epoll failed): nothing parks
 
+	// ctl's arguments and result, and the functions it runs on the two
+	// descriptors, made once (so a park allocates nothing). p.mu held.
+	ctlOp  int
+	ctlFd  uintptr
+	ctlEv  syscall.EpollEvent
+	ctlErr error
+	onSock func(fd uintptr)
+	onEp   func(ep uintptr)
+
 	// The poller goroutine's.
 	events []syscall.EpollEvent
 	nev    int
@@ -63,6 +77,9 @@ type parker struct {
 	wait   func(fd uintptr) bool
 	ready  []*Conn
 }
+
+// at is c's slot. p.mu held.
+func (p *parker) at(c *Conn) *slot { return &p.slots[c.pk.slot] }
 
 // aLongTimeAgo is the read deadline that asks a read loop to park.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -86,15 +103,15 @@ func (c *Conn) enroll() bool {
 	if !p.startLocked() {
 		return false
 	}
-	slot := int32(len(p.slots))
+	i := int32(len(p.slots))
 	if n := len(p.free); n > 0 {
-		slot = p.free[n-1]
+		i = p.free[n-1]
 		p.free = p.free[:n-1]
-		p.slots[slot] = c
+		p.slots[i] = slot{c: c}
 	} else {
-		p.slots = append(p.slots, c)
+		p.slots = append(p.slots, slot{c: c})
 	}
-	c.pk.p, c.pk.slot = p, slot
+	c.pk.p, c.pk.slot = p, i
 	if p.n++; p.n == 1 {
 		_ = p.ep.SetReadDeadline(time.Now().Add(sweepEvery()))
 	}
@@ -110,12 +127,12 @@ func (c *Conn) leave() {
 		return
 	}
 	p.mu.Lock()
-	p.slots[k.slot] = nil
+	if s := p.at(c); s.timer != nil {
+		s.timer.Stop()
+	}
+	p.slots[k.slot] = slot{}
 	p.free = append(p.free, k.slot)
 	p.n--
-	if k.timer != nil {
-		k.timer.Stop()
-	}
 	p.mu.Unlock()
 }
 
@@ -124,12 +141,14 @@ func (c *Conn) leave() {
 // deadline (MQTT keep-alive) a timer resumes it when the deadline passes,
 // and the resumed read ends the connection as before. It reports false
 // when the connection cannot park (closing, its socket closed, the broker
-// shutting down): the loop reads on. Read loop, enrolled, nothing kept
+// shutting down): the loop reads on. Either way the read buffers and the
+// write queue's idle lists are back in their pools. Read loop, enrolled, nothing kept
 // (parkable); p.mu held when locked.
 func (c *Conn) park(locked bool) bool {
 	k, p := &c.pk, c.pk.p
 	c.raw.release()
 	c.rb.release()
+	c.out.trim()
 	if !locked {
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -139,7 +158,8 @@ func (c *Conn) park(locked bool) bool {
 		return false
 	}
 	p.gen++
-	k.gen = p.gen
+	s := p.at(c)
+	s.gen = p.gen
 	p.parked++
 	// Close sets closing before it wakes: either it sees the connection
 	// parked (its wake waits for p.mu), or this sees it closing.
@@ -147,16 +167,16 @@ func (c *Conn) park(locked bool) bool {
 	if c.closing.Load() {
 		return !c.unpark()
 	}
-	ev := syscall.EpollEvent{Events: parkEvents, Fd: k.slot, Pad: int32(k.gen)}
-	if err := p.ctl(c, syscall.EPOLL_CTL_ADD, &ev); err != nil {
+	p.ctlEv = syscall.EpollEvent{Events: parkEvents, Fd: k.slot, Pad: int32(s.gen)}
+	if err := p.ctl(c, syscall.EPOLL_CTL_ADD); err != nil {
 		return !c.unpark() // the socket closed: the read says so
 	}
 	if c.rdead != 0 {
 		d := time.Until(time.Unix(0, c.rdead))
-		if k.timer == nil {
-			k.timer = time.AfterFunc(d, c.wake)
+		if s.timer == nil {
+			s.timer = time.AfterFunc(d, c.wake)
 		} else {
-			k.timer.Reset(d)
+			s.timer.Reset(d)
 		}
 	}
 	return true
@@ -185,10 +205,10 @@ func (c *Conn) wake() {
 	p.mu.Lock()
 	// Under the socket's Control: a closed socket (it left the epoll set
 	// with its last descriptor) is never touched, nor a reused number.
-	_ = p.ctl(c, syscall.EPOLL_CTL_DEL, nil)
+	_ = p.ctl(c, syscall.EPOLL_CTL_DEL)
 	p.parked--
-	if k.timer != nil {
-		k.timer.Stop()
+	if s := p.at(c); s.timer != nil {
+		s.timer.Stop()
 	}
 	p.mu.Unlock()
 	c.b.Go(c.resume)
@@ -213,13 +233,13 @@ func (c *Conn) parkTimeout(err error) parkVerdict {
 		k.state.Store(stRunning)
 		return endRead
 	}
-	if last := c.last.Load(); last == k.asked {
+	if last := c.last.Load(); last == p.at(c).asked {
 		if c.parkable() {
 			if c.park(true) {
 				return parkedNow
 			}
 		} else {
-			k.veto = last
+			p.at(c).veto = last
 		}
 	}
 	// Running again before the deadline is back: the sweeper moves it to
@@ -254,6 +274,7 @@ func (p *parker) startLocked() bool {
 	p.eprc, _ = ep.SyscallConn()
 	p.events = make([]syscall.EpollEvent, 128)
 	p.wait = p.waitEvents
+	p.onSock, p.onEp = p.ctlSock, p.ctlEp
 	p.b.Go(p.run)
 	context.AfterFunc(p.b.Context(), func() { _ = ep.Close() })
 	return true
@@ -319,8 +340,8 @@ func (p *parker) fired(evs []syscall.EpollEvent) {
 		if ev.Fd < 0 || int(ev.Fd) >= len(p.slots) {
 			continue
 		}
-		if c := p.slots[ev.Fd]; c != nil && c.pk.gen == uint32(ev.Pad) {
-			p.ready = append(p.ready, c)
+		if s := &p.slots[ev.Fd]; s.c != nil && s.gen == uint32(ev.Pad) {
+			p.ready = append(p.ready, s.c)
 		}
 	}
 	p.mu.Unlock()
@@ -340,19 +361,20 @@ func (p *parker) sweep() {
 	now := time.Now().UnixNano()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, c := range p.slots {
-		if c == nil {
+	for i := range p.slots {
+		s := &p.slots[i]
+		if s.c == nil {
 			continue
 		}
-		k := &c.pk
+		c := s.c
 		last := c.last.Load()
-		if now-last < idle || last == k.veto {
+		if now-last < idle || last == s.veto {
 			continue
 		}
-		if !k.state.CompareAndSwap(stRunning, stAsked) && k.state.Load() != stAsked {
+		if !c.pk.state.CompareAndSwap(stRunning, stAsked) && c.pk.state.Load() != stAsked {
 			continue // parked
 		}
-		k.asked = last
+		s.asked = last
 		_ = c.nc.SetReadDeadline(aLongTimeAgo)
 	}
 	var next time.Time // nothing enrolled: no sweep until one is
@@ -367,9 +389,9 @@ func (p *parker) sweep() {
 func (p *parker) stop() {
 	p.mu.Lock()
 	p.closed = true
-	for _, c := range p.slots {
-		if c != nil && c.pk.state.Load() == stParked {
-			p.ready = append(p.ready, c)
+	for _, s := range p.slots {
+		if s.c != nil && s.c.pk.state.Load() == stParked {
+			p.ready = append(p.ready, s.c)
 		}
 	}
 	p.mu.Unlock()
@@ -380,20 +402,27 @@ func (p *parker) stop() {
 	p.ready = nil
 }
 
-// ctl changes the socket's registration with the epoll instance, under
-// both descriptors' Control: neither can be closed (and its number
-// reused) meanwhile; a closed one fails. p.mu held.
-func (p *parker) ctl(c *Conn, op int, ev *syscall.EpollEvent) error {
-	var err error
-	cerr := c.raw.rc.Control(func(fd uintptr) {
-		if e := p.eprc.Control(func(ep uintptr) { err = syscall.EpollCtl(int(ep), op, int(fd), ev) }); e != nil {
-			err = e
-		}
-	})
-	if cerr != nil {
-		return cerr
+// ctl changes the socket's registration with the epoll instance (with
+// p.ctlEv for an add), under both descriptors' Control: neither can be
+// closed (and its number reused) meanwhile; a closed one fails. p.mu
+// held.
+func (p *parker) ctl(c *Conn, op int) error {
+	p.ctlOp, p.ctlErr = op, nil
+	if err := c.raw.rc.Control(p.onSock); err != nil {
+		return err
 	}
-	return err
+	return p.ctlErr
+}
+
+func (p *parker) ctlSock(fd uintptr) {
+	p.ctlFd = fd
+	if err := p.eprc.Control(p.onEp); err != nil {
+		p.ctlErr = err
+	}
+}
+
+func (p *parker) ctlEp(ep uintptr) {
+	p.ctlErr = syscall.EpollCtl(int(ep), p.ctlOp, int(p.ctlFd), &p.ctlEv)
 }
 
 // parked is Parked: how many of b's connections are parked now.

@@ -139,7 +139,7 @@ func TestConnParkVetoedByCutUnit(t *testing.T) {
 	waitUntil(t, "the park refused", func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		return f.c.pk.veto != 0 && f.c.pk.veto == f.c.last.Load()
+		return p.at(f.c).veto != 0 && p.at(f.c).veto == f.c.last.Load()
 	})
 	if Parked(b) != 0 {
 		t.Fatal("parked holding a cut unit")
