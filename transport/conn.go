@@ -182,7 +182,7 @@ func (c *Conn) Serve(handoff bool) error {
 // can be (nothing kept, the socket enrolled with the broker's parker),
 // else onto a fresh goroutine. Read loop.
 func (c *Conn) handOff() {
-	if c.enroll() && c.parkable() && c.park(false) {
+	if c.enroll() && c.parkable() && c.parkNow() {
 		return
 	}
 	c.b.Go(c.loop)

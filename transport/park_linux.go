@@ -136,23 +136,14 @@ func (c *Conn) leave() {
 	p.mu.Unlock()
 }
 
-// park ends the read loop's goroutine: the read buffers go back to their
-// pools and the socket is registered with the poller. With a read
-// deadline (MQTT keep-alive) a timer resumes it when the deadline passes,
-// and the resumed read ends the connection as before. It reports false
-// when the connection cannot park (closing, its socket closed, the broker
-// shutting down): the loop reads on. Either way the read buffers and the
-// write queue's idle lists are back in their pools. Read loop, enrolled, nothing kept
-// (parkable); p.mu held when locked.
-func (c *Conn) park(locked bool) bool {
+// park ends the read loop's goroutine: the socket is registered with the
+// poller. With a read deadline (MQTT keep-alive) a timer resumes it when
+// the deadline passes, and the resumed read ends the connection as
+// before. It reports false when the connection cannot park (closing, its
+// socket closed, the broker shutting down): the loop reads on. Read loop,
+// enrolled, nothing kept (parkable), buffers released (shed); p.mu held.
+func (c *Conn) park() bool {
 	k, p := &c.pk, c.pk.p
-	c.raw.release()
-	c.rb.release()
-	c.out.trim()
-	if !locked {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-	}
 	if p.closed {
 		k.state.Store(stRunning)
 		return false
@@ -180,6 +171,24 @@ func (c *Conn) park(locked bool) bool {
 		}
 	}
 	return true
+}
+
+// parkNow parks at the hand-off (park, taking p.mu). Read loop.
+func (c *Conn) parkNow() bool {
+	c.shed()
+	p := c.pk.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return c.park()
+}
+
+// shed gives the read buffers back to their pools and drops the write
+// queue's idle lists, before parking (outside p.mu: the queue's lock is
+// never taken under it). Read loop.
+func (c *Conn) shed() {
+	c.raw.release()
+	c.rb.release()
+	c.out.trim()
 }
 
 // unpark undoes a park that could not complete, unless a wake took the
@@ -226,16 +235,20 @@ func (c *Conn) parkTimeout(err error) parkVerdict {
 	if k.state.Load() != stAsked || !errors.Is(err, os.ErrDeadlineExceeded) {
 		return endRead
 	}
-	p := k.p
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if c.rdead != 0 && time.Now().UnixNano() >= c.rdead {
 		k.state.Store(stRunning)
 		return endRead
 	}
+	parkable := c.parkable()
+	if parkable {
+		c.shed() // the read finds them again if it does not park
+	}
+	p := k.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if last := c.last.Load(); last == p.at(c).asked {
-		if c.parkable() {
-			if c.park(true) {
+		if parkable {
+			if c.park() {
 				return parkedNow
 			}
 		} else {

@@ -9,7 +9,7 @@ import "github.com/busbar/busbar/broker"
 type parking struct{}
 
 func (c *Conn) enroll() bool                  { return false }
-func (c *Conn) park(bool) bool                { return false }
+func (c *Conn) parkNow() bool                 { return false }
 func (c *Conn) wake()                         {}
 func (c *Conn) leave()                        {}
 func (c *Conn) parkTimeout(error) parkVerdict { return endRead }
