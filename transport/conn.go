@@ -375,7 +375,8 @@ func (c *Conn) restoreDeadline() {
 // protocol's last words; then the queue is flushed and the socket closed
 // by the writer, or, for a slow consumer (errors.Is(reason,
 // broker.ErrSlowConsumer)), the queue is dropped and the socket closed at
-// once. The read loop then ends with net.ErrClosed (or what it met first).
+// once. The read loop then ends with net.ErrClosed (or what it met first);
+// a parked one is resumed to end.
 func (c *Conn) Close(reason error) bool {
 	if !c.closing.CompareAndSwap(false, true) {
 		return false
