@@ -95,13 +95,11 @@ type Conn struct {
 	rb     readBuf
 	raw    rawRead // reads that wait without a buffer (Linux sockets)
 	direct DirectReader
-	setUp  bool
 	rto    time.Duration // refresh the read deadline by it after each read
-	rdl    bool          // a read deadline is set
+	rdead  int64         // unix ns of the read deadline set; 0: none
+	pk     parking       // parked without a goroutine while idle (Linux sockets)
 
-	closing atomic.Bool
-	reason  atomic.Pointer[error]
-	linger  atomic.Bool // the writer half-closes after flushing; Drain closes
+	reason atomic.Pointer[error]
 
 	start    int64        // unix ns; set by Init
 	last     atomic.Int64 // unix ns of the last read from the peer
@@ -109,9 +107,15 @@ type Conn struct {
 	outBytes atomic.Int64
 
 	ping     *time.Timer
-	pingsOut atomic.Int32
 	pingSent atomic.Int64 // unix ns of the PING awaiting its PONG; 0: none
 	rtt      atomic.Int64 // ns, the last PING round trip
+
+	// The small fields together: a Conn is in every connection (its size
+	// class shows in an idle connection's cost).
+	closing  atomic.Bool
+	linger   atomic.Bool // the writer half-closes after flushing; Drain closes
+	pingsOut atomic.Int32
+	setUp    bool // read loop
 }
 
 // Init prepares c for nc, before the broker knows the connection: from
@@ -158,21 +162,58 @@ func (c *Conn) Wake() { c.out.Wake() }
 
 // Serve runs the read loop on the calling goroutine until the connection
 // ends, then Handler.Ended. With handoff, once the protocol called SetUp
-// the loop goes on on a fresh goroutine and Serve returns nil at once:
-// set-up (JSON, authentication) grew this goroutine's stack, and an idle
-// connection keeps the small stack of the new one. Otherwise it returns
-// the error the loop ended with.
+// Serve returns nil after that read and the loop goes on elsewhere: set-up
+// (JSON, authentication) grew this goroutine's stack. A TCP or Unix socket
+// on Linux parks (parking): no goroutine until input arrives, then a fresh
+// one, which parks again once the connection is idle for ParkAfter. Any
+// other connection goes on on a fresh goroutine at once, with a small
+// stack. Without handoff Serve returns the error the loop ended with.
 func (c *Conn) Serve(handoff bool) error {
 	err := c.readLoop(handoff)
 	if errors.Is(err, errHandoff) {
-		c.b.Go(func() { c.end(c.readLoop(false)) })
+		c.handOff()
 		return nil
 	}
 	c.end(err)
 	return err
 }
 
+// handOff moves the read loop off the set-up goroutine: parked when it
+// can be (nothing kept, the socket enrolled with the broker's parker),
+// else onto a fresh goroutine. Read loop.
+func (c *Conn) handOff() {
+	if c.enroll() && c.parkable() && c.parkNow() {
+		return
+	}
+	c.b.Go(c.loop)
+}
+
+// loop runs the read loop on a goroutine of its own (handed off, or
+// resumed after parking) until the connection ends or parks.
+func (c *Conn) loop() {
+	err := c.readLoop(false)
+	if err == errParked {
+		return // the goroutine exits; the poller resumes the loop
+	}
+	c.end(err)
+}
+
+// resume runs the read loop again after parking, on a fresh goroutine
+// (parker.wake): the read deadline the loop had is set again (one past
+// already, after a keep-alive expired while parked, ends it as before).
+func (c *Conn) resume() {
+	c.restoreDeadline()
+	c.loop()
+}
+
+// parkable reports whether the read loop holds nothing a read must go on
+// with: no unconsumed input, no payload being read directly. Read loop.
+func (c *Conn) parkable() bool {
+	return c.raw.ok() && c.rb.kept == 0 && c.directBuf() == nil
+}
+
 func (c *Conn) end(err error) {
+	c.leave()
 	c.h.Ended(err)
 	c.raw.release()
 	c.rb.release()
@@ -186,6 +227,7 @@ func (c *Conn) SetUp() {
 		return
 	}
 	c.setUp = true
+	c.raw.markSetUp()
 	if c.preSetUp != nil {
 		_ = c.preSetUp(0)
 	}
@@ -199,7 +241,10 @@ func (c *Conn) IsSetUp() bool { return c.setUp }
 // SetReadTimeout refreshes it. Read loop.
 func (c *Conn) SetReadDeadline(t time.Time) {
 	_ = c.nc.SetReadDeadline(t)
-	c.rdl = !t.IsZero()
+	c.rdead = 0
+	if !t.IsZero() {
+		c.rdead = t.UnixNano()
+	}
 }
 
 // SetReadTimeout makes every read refresh the read deadline to d from
@@ -244,6 +289,12 @@ func (c *Conn) readLoop(handoff bool) error {
 			return perr
 		}
 		if err != nil {
+			switch c.parkTimeout(err) {
+			case parkedNow:
+				return errParked
+			case readOn:
+				continue
+			}
 			return err
 		}
 		if handoff && c.setUp {
@@ -300,12 +351,23 @@ func (c *Conn) receivedRaw(b []byte) error {
 func (c *Conn) refreshDeadline() {
 	switch {
 	case c.rto > 0:
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.rto))
-		c.rdl = true
-	case c.rdl && c.setUp:
+		t := time.Now().Add(c.rto)
+		_ = c.nc.SetReadDeadline(t)
+		c.rdead = t.UnixNano()
+	case c.rdead != 0 && c.setUp:
 		_ = c.nc.SetReadDeadline(time.Time{})
-		c.rdl = false
+		c.rdead = 0
 	}
+}
+
+// restoreDeadline sets the socket's read deadline to the one the read loop
+// keeps (after a park request moved it, or after parking). Read loop.
+func (c *Conn) restoreDeadline() {
+	var t time.Time
+	if c.rdead != 0 {
+		t = time.Unix(0, c.rdead)
+	}
+	_ = c.nc.SetReadDeadline(t)
 }
 
 // Close ends the connection once, from any goroutine: the first reason
@@ -313,7 +375,8 @@ func (c *Conn) refreshDeadline() {
 // protocol's last words; then the queue is flushed and the socket closed
 // by the writer, or, for a slow consumer (errors.Is(reason,
 // broker.ErrSlowConsumer)), the queue is dropped and the socket closed at
-// once. The read loop then ends with net.ErrClosed (or what it met first).
+// once. The read loop then ends with net.ErrClosed (or what it met first);
+// a parked one is resumed to end.
 func (c *Conn) Close(reason error) bool {
 	if !c.closing.CompareAndSwap(false, true) {
 		return false
@@ -326,9 +389,11 @@ func (c *Conn) Close(reason error) bool {
 	if errors.Is(reason, broker.ErrSlowConsumer) {
 		c.out.Close(false)
 		_ = c.nc.Close()
+		c.wake()
 		return true
 	}
 	c.out.Close(true)
+	c.wake()
 	return true
 }
 

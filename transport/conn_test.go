@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,9 +22,11 @@ type frames struct {
 	c      *Conn
 	mu     sync.Mutex
 	got    [][]byte
-	setUp  int // frames before SetUp
+	setUp  int           // frames before SetUp
+	keep   time.Duration // once set up, each read refreshes a read deadline this far (SetReadTimeout)
 	ended  chan error
-	heldAt []int // len(c.rb.b) when Received returned nothing kept
+	ends   atomic.Int32 // Ended calls
+	heldAt []int        // len(c.rb.b) when Received returned nothing kept
 }
 
 func (f *frames) Received(b []byte) (int, int, error) {
@@ -41,6 +44,9 @@ func (f *frames) Received(b []byte) (int, int, error) {
 		f.c.Out().Write(b[off : off+1+n])
 		if count == f.setUp {
 			f.c.SetUp()
+			if f.keep > 0 {
+				f.c.SetReadTimeout(f.keep)
+			}
 		}
 		off += 1 + n
 	}
@@ -50,6 +56,7 @@ func (f *frames) Received(b []byte) (int, int, error) {
 func (f *frames) Closing(error) {}
 
 func (f *frames) Ended(err error) {
+	f.ends.Add(1)
 	f.c.Close(err)
 	f.ended <- err
 }
@@ -61,12 +68,20 @@ func serveFrames(t *testing.T, setUp int) (*frames, net.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Shutdown(t.Context()) })
+	f := &frames{setUp: setUp}
+	return f, serveFramesOn(t, b, f)
+}
+
+// serveFramesOn serves f on b over a fresh TCP pair, on a goroutine b
+// tracks (as an accept loop starts one), and returns the client's side.
+func serveFramesOn(t *testing.T, b *broker.Broker, f *frames) net.Conn {
+	t.Helper()
 	client, server := tcpPair(t)
-	f := &frames{c: &Conn{}, setUp: setUp, ended: make(chan error, 1)}
+	f.c, f.ended = &Conn{}, make(chan error, 1)
 	f.c.Init(b, server, f, ConnConfig{ReadBuf: 64})
 	f.c.Start(server)
-	go func() { _ = f.c.Serve(true) }()
-	return f, client
+	b.Go(func() { _ = f.c.Serve(true) })
+	return client
 }
 
 // TestConnKeepsCutUnitsAcrossReads: frames cut anywhere across writes

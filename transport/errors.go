@@ -20,3 +20,8 @@ var ErrOutboundClosed = errors.New("transport: outbound closed")
 // errHandoff ends a Conn's first read-loop goroutine once the connection
 // is set up (never returned to a caller).
 var errHandoff = errors.New("transport: hand off the read loop")
+
+// errParked ends a Conn's read-loop goroutine when the connection parks
+// (never returned to a caller): the broker's poller resumes the loop on a
+// fresh goroutine when input arrives.
+var errParked = errors.New("transport: read loop parked")

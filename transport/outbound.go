@@ -502,6 +502,17 @@ func (o *Outbound) flushOnce() (more, stop bool, err error) {
 	return true, false, nil
 }
 
+// trim drops the lists an idle queue keeps for its next batch (a parked
+// connection holds none); the next batch makes them again. Any goroutine.
+func (o *Outbound) trim() {
+	o.mu.Lock()
+	if !o.running && len(o.segs) == 0 && len(o.owned) == 0 && o.cur == nil {
+		o.segs, o.owned = nil, nil
+		o.w.segs, o.w.owned, o.w.carry = nil, nil, nil
+	}
+	o.mu.Unlock()
+}
+
 // shrinkList keeps a segment list for reuse unless a burst made it large.
 func shrinkList(l [][]byte) [][]byte {
 	if cap(l) > 1024 {

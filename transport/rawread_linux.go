@@ -19,6 +19,7 @@ type rawRead struct {
 	buf   []byte                // the burst buffer of the read in progress
 	n     int
 	errno syscall.Errno
+	setUp bool // reads take burst buffers; before, a set-up buffer (setUpBuf)
 }
 
 // init enables raw reads when the Sink writes a socket descriptor.
@@ -31,11 +32,18 @@ func (r *rawRead) init(s Sink) {
 
 func (r *rawRead) ok() bool { return r.rc != nil }
 
+// markSetUp makes reads take burst buffers from now on.
+func (r *rawRead) markSetUp() { r.setUp = true }
+
 // do runs on the descriptor: a read that finds nothing gives the buffer
 // back and waits (the runtime calls it again when input arrives).
 func (r *rawRead) do(fd uintptr) bool {
 	if r.buf == nil {
-		r.buf = getBurst()
+		if r.setUp {
+			r.buf = getBurst()
+		} else {
+			r.buf = getSetUpBuf()
+		}
 	}
 	for {
 		n, err := syscall.Read(int(fd), r.buf)

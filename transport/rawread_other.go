@@ -10,6 +10,7 @@ type rawRead struct{}
 
 func (r *rawRead) init(Sink)                     {}
 func (r *rawRead) ok() bool                      { return false }
+func (r *rawRead) markSetUp()                    {}
 func (r *rawRead) read(net.Conn) ([]byte, error) { return nil, nil }
 func (r *rawRead) take() []byte                  { return nil }
 func (r *rawRead) release()                      {}

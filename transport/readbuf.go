@@ -15,11 +15,26 @@ const (
 // read), once set up.
 var bursts = sync.Pool{New: func() any { return new([DefaultMaxReadBuf]byte) }}
 
+// setUpBuf is the size of the pooled buffer a raw read takes before the
+// connection is set up: a CONNECT fits, and a storm of connections being
+// set up does not take (and, as each GC empties the pool, allocate) a
+// 64 KiB burst buffer per handshake in flight. What a read leaves
+// unconsumed is kept by readBuf's rules, as from a burst buffer.
+const setUpBuf = 4 << 10
+
+var setUpBufs = sync.Pool{New: func() any { return new([setUpBuf]byte) }}
+
 func getBurst() []byte { return bursts.Get().(*[DefaultMaxReadBuf]byte)[:] }
 
+func getSetUpBuf() []byte { return setUpBufs.Get().(*[setUpBuf]byte)[:] }
+
+// putBurst gives a pooled read buffer back: a burst buffer or a set-up one.
 func putBurst(b []byte) {
-	if cap(b) == DefaultMaxReadBuf {
+	switch cap(b) {
+	case DefaultMaxReadBuf:
 		bursts.Put((*[DefaultMaxReadBuf]byte)(b[:DefaultMaxReadBuf]))
+	case setUpBuf:
+		setUpBufs.Put((*[setUpBuf]byte)(b[:setUpBuf]))
 	}
 }
 

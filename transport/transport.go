@@ -6,7 +6,8 @@
 // ConnOptions, for a protocol served on a connection accepted elsewhere
 // (the websocket package's upgrades); and Conn, the one connection layer
 // every protocol runs on (natsproto, mqtt, leafnode): the read loop and its
-// buffer, the Outbound write queue written through a Sink (writev on TCP,
+// buffer (parked without a goroutine while idle, on Linux sockets), the
+// Outbound write queue written through a Sink (writev on TCP,
 // without a goroutine when the socket takes it at once; one frame per
 // batch on WebSocket; coalesced records on TLS), the ping timer, close-once
 // with a reason and the figures monitoring reads. A protocol implements
