@@ -34,10 +34,10 @@ type conn struct {
 	v           packet.Version
 	dec         *packet.Decoder // from decoders, held for one read's packets
 	batch       broker.Batch
-	msg         broker.Message
-	connectRead int64      // when the read that brought CONNECT returned (Unix ns; recent.go)
-	unsubAt     int64      // when the last UNSUBSCRIBE removed a subscription (Unix ns; recent.go)
-	recent      *recentLog // the account's recent publishes, once used
+	msg         *broker.Message // the PUBLISH being routed, reused
+	connectRead int64           // when the read that brought CONNECT returned (Unix ns; recent.go)
+	unsubAt     int64           // when the last UNSUBSCRIBE removed a subscription (Unix ns; recent.go)
+	recent      *recentLog      // the account's recent publishes, once used
 	subj        []byte
 	keepAlive   time.Duration
 	aliases     map[uint16][]byte // topic aliases the client set (5.0), this connection only [MQTT-3.3.2-7]
@@ -61,7 +61,9 @@ type conn struct {
 	aliasOut    *aliasOut                  // topic aliases the server sends (5.0, alias_out.go); the Outbound lock guards it
 	topic, hdr  []byte                     // PUBLISH scratch; the session's lock held
 	takenOver   atomic.Bool                // another connection took the session: no will from this one
-	ackTimer    atomic.Pointer[time.Timer] // 3.1.1 ack_wait redelivery
+	ackTimer    atomic.Pointer[time.Timer] // 3.1.1 ack_wait redelivery, made when first needed
+	ackWait     time.Duration              // 3.1.1: ack_wait; 0: no redelivery; the session's lock
+	ackArmed    bool                       // ackTimer runs; the session's lock
 	pre         *transport.ConnOptions     // a WebSocket connection: its upgrade request, and the identity its handshake established
 	accepted    atomic.Bool                // a CONNACK accepting the connection was queued
 	onEnd       func()                     // ConnOptions.OnEnd, run by Ended

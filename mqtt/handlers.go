@@ -87,13 +87,28 @@ func (c *conn) onDisconnect(p *packet.DisconnectPacket) error {
 	return errDisconnected
 }
 
-// armAckWait schedules the next ack_wait redelivery check (3.1.1).
+// armAckWait turns on ack_wait redelivery for this connection (3.1.1):
+// its timer runs while messages are in flight (armAckLocked), so an idle
+// connection holds none.
 func (c *conn) armAckWait(wait time.Duration) {
-	if c.tc.Closing() {
+	s := c.sess
+	s.mu.Lock()
+	c.ackWait = wait
+	s.armAckLocked(c)
+	s.mu.Unlock()
+}
+
+// armAckLocked starts c's ack_wait timer when it has messages in flight
+// and the timer is not running; redeliver runs it again while any are
+// left. s.mu held.
+func (s *session) armAckLocked(c *conn) {
+	if c == nil || c.ackWait <= 0 || c.ackArmed || len(s.inflight) == 0 || c.tc.Closing() {
 		return
 	}
-	c.ackTimer.Store(time.AfterFunc(wait, func() {
-		c.sess.redeliver(c, wait)
-		c.armAckWait(wait)
-	}))
+	c.ackArmed = true
+	if t := c.ackTimer.Load(); t != nil {
+		t.Reset(c.ackWait)
+		return
+	}
+	c.ackTimer.Store(time.AfterFunc(c.ackWait, func() { s.redeliver(c, c.ackWait) }))
 }

@@ -116,7 +116,10 @@ func (c *conn) setAlias(a uint16, topic []byte) error {
 // permission and keeps a retained message (broker.ErrPermPublish: refused).
 // Live deliveries carry retain 0 unless retain-as-published ([MQTT-3.3.1-9]).
 func (c *conn) publish(p *packet.PublishPacket) error {
-	m := &c.msg
+	if c.msg == nil { // made on the first PUBLISH: an idle connection holds none
+		c.msg = new(broker.Message)
+	}
+	m := c.msg
 	*m = broker.Message{Subject: c.subj, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, MQTT: true}
 	var x *msgExt
 	if c.v == packet.V5 && p.Props.HasMessageProps() {

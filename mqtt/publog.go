@@ -47,12 +47,17 @@ func (srv *server) replayLog(s *session, st *store.SessionState) {
 		return
 	}
 	s.mu.Lock()
-	if s.suspended { // its subscriptions wait for its client: so does this
-		s.replay = st
-		s.mu.Unlock()
+	susp := s.suspended
+	s.mu.Unlock()
+	if susp { // its subscriptions wait for its client: so does this
+		srv.mu.Lock()
+		if srv.replays == nil {
+			srv.replays = map[*session]*store.SessionState{}
+		}
+		srv.replays[s] = st
+		srv.mu.Unlock()
 		return
 	}
-	s.mu.Unlock()
 	have := map[string]bool{}
 	for _, f := range st.Inflight {
 		if f.Msg.ID != "" {
@@ -97,4 +102,13 @@ func (srv *server) replayLog(s *session, st *store.SessionState) {
 	if n > 0 {
 		log.Info("mqtt: replayed messages its gone holder had not stored", "client_id", s.id, "messages", n)
 	}
+}
+
+// takeReplay is the replay kept for s while it was suspended, or nil.
+func (srv *server) takeReplay(s *session) *store.SessionState {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	st := srv.replays[s]
+	delete(srv.replays, s)
+	return st
 }

@@ -208,9 +208,10 @@ type server struct {
 	loaded  sync.Once     // the Store's sessions
 	grouped store.Grouped // the Store, when it group-commits
 
-	mu       sync.Mutex            // guards sessions and recent
-	sessions map[string]*session   // by sessionKey
-	recent   map[string]*recentLog // by account (recent.go)
+	mu       sync.Mutex                       // guards sessions, recent and replays
+	sessions map[string]*session              // by sessionKey
+	recent   map[string]*recentLog            // by account (recent.go)
+	replays  map[*session]*store.SessionState // suspended sessions' publish log replays (publog.go)
 
 	// Accounting (atomics): the bounds of Options and the figures of
 	// Stats.
@@ -257,6 +258,7 @@ func (srv *server) endSession(s *session) {
 	if srv.sessions[s.key] == s {
 		delete(srv.sessions, s.key)
 	}
+	delete(srv.replays, s)
 	srv.mu.Unlock()
 	s.mu.Lock()
 	if s.ended {

@@ -10,7 +10,6 @@ import (
 	"github.com/busbar/busbar/auth"
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/mqtt/packet"
-	"github.com/busbar/busbar/store"
 )
 
 // subState is one MQTT subscription (broker.Subscription.Opaque). A
@@ -80,10 +79,6 @@ type session struct {
 	// Authenticator cannot resolve without credentials; its subscriptions
 	// are kept but not in the router until its client comes back.
 	suspended bool
-	// replay: the stored state it was loaded from after its holder died,
-	// kept while suspended: the publish log is replayed once its client
-	// is back and its subscriptions are (publog.go).
-	replay *store.SessionState
 }
 
 type will struct {
@@ -198,6 +193,7 @@ func (s *session) send(om *outMsg) bool {
 	om.id = s.allocID()
 	om.sent, om.sentAt = true, time.Now()
 	s.inflight = append(s.inflight, om)
+	s.armAckLocked(s.conn)
 	s.storeInflightLocked(om)
 	if g := s.srv.grouped; g != nil && om.seq != 0 {
 		// Sent only once its record is on disk: a client must never hold
@@ -449,11 +445,9 @@ func (s *session) reidentify(id *auth.Identity) error {
 			s.srv.b.Logger().Info("mqtt: dropped a restored subscription the identity may not make", "client_id", s.id, "filter", k)
 		}
 	}
-	s.mu.Lock()
-	st := s.replay
-	s.replay = nil
-	s.mu.Unlock()
-	s.srv.replayLog(s, st)
+	if susp {
+		s.srv.replayLog(s, s.srv.takeReplay(s))
+	}
 	return nil
 }
 
@@ -518,6 +512,8 @@ func (s *session) redeliver(c *conn, wait time.Duration) {
 		om.sentAt = now
 		c.sendPublish(&om.m, om.qos, om.id, om.retain, true, om.subIDs)
 	}
+	c.ackArmed = false
+	s.armAckLocked(c) // again while messages are in flight
 	s.mu.Unlock()
 	c.out.Wake()
 }
