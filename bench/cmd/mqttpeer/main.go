@@ -8,6 +8,7 @@
 //	          PUBACKs, subscriber at QoS 1 answering PUBACK
 //	fanout16  QoS 0, one publisher, 16 subscribers (deliveries counted)
 //	paced     QoS 0 and QoS 1 at a paced 5,000 msgs/s: latency without queueing
+//	          (paced0, paced1: only one of them, e.g. to profile it)
 //	idle      resident memory per idle connection at 5,000 connections
 //
 // Throughput runs report delivered messages/s, p50/p99 publish→delivery
@@ -42,6 +43,7 @@ type metric struct {
 
 type scenario struct {
 	key, title string
+	alias      string // a second key selecting this scenario alone; "": none
 	metrics    []metric
 	run        func(*broker, config) (result, error)
 }
@@ -50,17 +52,17 @@ func scenarios(cfg config) []scenario {
 	thr := []metric{{key: mRate, higher: true, target: 1}, {key: mP50}, {key: mP99}, {key: mCPU, target: 0.5}, {key: mLost}}
 	pac := []metric{{key: mP50}, {key: mP99, target: 0.5}, {key: mCPU, target: 0.5}, {key: mLost}}
 	return []scenario{
-		{"qos0", fmt.Sprintf("qos0: QoS 0 1->1, %d B, %v per run, window %d msgs", payloadSize, cfg.duration, cfg.window), thr,
+		{"qos0", fmt.Sprintf("qos0: QoS 0 1->1, %d B, %v per run, window %d msgs", payloadSize, cfg.duration, cfg.window), "", thr,
 			func(b *broker, c config) (result, error) { return throughput(b, c, 0, 1) }},
-		{"qos1", fmt.Sprintf("qos1: QoS 1 1->1, %d B, %v per run, %d PUBACKs outstanding, window %d msgs", payloadSize, cfg.duration, cfg.inflight, cfg.window), thr,
+		{"qos1", fmt.Sprintf("qos1: QoS 1 1->1, %d B, %v per run, %d PUBACKs outstanding, window %d msgs", payloadSize, cfg.duration, cfg.inflight, cfg.window), "", thr,
 			func(b *broker, c config) (result, error) { return throughput(b, c, 1, 1) }},
-		{"fanout16", fmt.Sprintf("fanout16: QoS 0 1->%d, %d B, %v per run, window %d msgs (msgs/s = deliveries)", cfg.fanout, payloadSize, cfg.duration, cfg.window), thr,
+		{"fanout16", fmt.Sprintf("fanout16: QoS 0 1->%d, %d B, %v per run, window %d msgs (msgs/s = deliveries)", cfg.fanout, payloadSize, cfg.duration, cfg.window), "", thr,
 			func(b *broker, c config) (result, error) { return throughput(b, c, 0, c.fanout) }},
-		{"paced", fmt.Sprintf("paced qos0: QoS 0 1->1, %d B at %d msgs/s for %v", payloadSize, cfg.rate, cfg.pacedDur), pac,
+		{"paced", fmt.Sprintf("paced qos0: QoS 0 1->1, %d B at %d msgs/s for %v", payloadSize, cfg.rate, cfg.pacedDur), "paced0", pac,
 			func(b *broker, c config) (result, error) { return paced(b, c, 0) }},
-		{"paced", fmt.Sprintf("paced qos1: QoS 1 1->1, %d B at %d msgs/s for %v", payloadSize, cfg.rate, cfg.pacedDur), pac,
+		{"paced", fmt.Sprintf("paced qos1: QoS 1 1->1, %d B at %d msgs/s for %v", payloadSize, cfg.rate, cfg.pacedDur), "paced1", pac,
 			func(b *broker, c config) (result, error) { return paced(b, c, 1) }},
-		{"idle", fmt.Sprintf("idle: %d idle connections (RSS growth 1 s after the last)", cfg.conns),
+		{"idle", fmt.Sprintf("idle: %d idle connections (RSS growth 1 s after the last)", cfg.conns), "",
 			[]metric{{key: mKiB, abs: 4}, {key: mStart}, {key: mConnPS, higher: true}},
 			idle},
 	}
@@ -100,7 +102,7 @@ func main() {
 	want := strings.Split(*scen, ",")
 	var todo []scenario
 	for _, s := range scenarios(cfg) {
-		if contains(want, s.key) {
+		if contains(want, s.key) || s.alias != "" && contains(want, s.alias) {
 			todo = append(todo, s)
 		}
 	}
