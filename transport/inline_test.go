@@ -121,3 +121,58 @@ func TestOutboundInlineAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per inline write", allocs)
 	}
 }
+
+// TestTryWriteBuffersSizes: a write without waiting delivers batches on
+// either side of rawWriteMax (raw syscall below, the ordinary one above)
+// intact, the rest finished by WriteBuffers.
+func TestTryWriteBuffersSizes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		segs []int
+	}{
+		{"one small", []int{5}},
+		{"many small", []int{3, 100, 4095, 2, 9000}},
+		{"exactly rawWriteMax", []int{rawWriteMax / 2, rawWriteMax / 2}},
+		{"one byte over", []int{rawWriteMax / 2, rawWriteMax/2 + 1}},
+		{"large", []int{ChunkSize, 3 * rawWriteMax, 7, ChunkSize}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, server := tcpPair(t)
+			ts, ok := ConnSink(server).(TrySink)
+			if !ok {
+				t.Skip("no write without waiting on " + runtime.GOOS)
+			}
+			var want bytes.Buffer
+			var bufs net.Buffers
+			for i, n := range tc.segs {
+				p := bytes.Repeat([]byte{byte('a' + i)}, n)
+				want.Write(p)
+				bufs = append(bufs, p)
+			}
+			got := make(chan []byte, 1)
+			go func() {
+				b := make([]byte, want.Len())
+				_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+				_, _ = io.ReadFull(client, b)
+				got <- b
+			}()
+			n, err := ts.TryWriteBuffers(&bufs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bufs) > 0 {
+				m, err := ts.WriteBuffers(&bufs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n += m
+			}
+			if n != int64(want.Len()) {
+				t.Fatalf("wrote %d bytes, want %d", n, want.Len())
+			}
+			if !bytes.Equal(<-got, want.Bytes()) {
+				t.Fatal("bytes corrupted")
+			}
+		})
+	}
+}
