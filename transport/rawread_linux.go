@@ -46,9 +46,9 @@ func (r *rawRead) do(fd uintptr) bool {
 		}
 	}
 	for {
-		n, err := syscall.Read(int(fd), r.buf)
-		switch err {
-		case nil:
+		n, errno := readFD(fd, r.buf)
+		switch errno {
+		case 0:
 			r.n, r.errno = n, 0
 			return true
 		case syscall.EINTR:
@@ -58,7 +58,7 @@ func (r *rawRead) do(fd uintptr) bool {
 			r.buf = nil
 			return false
 		}
-		r.n, r.errno = 0, err.(syscall.Errno)
+		r.n, r.errno = 0, errno
 		return true
 	}
 }
