@@ -16,7 +16,8 @@
 // with Options.Replicas):
 //
 //	BUSBAR_MQTT           own.<k> holder and owner of session k; rel.<k> its release
-//	                      s.<k> the session; o.<k>.<seq> its outbound messages;
+//	                      s.<k> the session; o.<k>.<seq> its outbound messages
+//	                      (a completed QoS 2 one: its publish log id, for a while);
 //	                      i.<k>.<id> its inbound QoS 2 ids;
 //	                      live.<server> when an instance last beat (publog.go)
 //	BUSBAR_MQTT_RETAINED  <k> the retained message of one account and subject
@@ -25,7 +26,10 @@
 // base64url. The retained messages of the account the leaf link binds
 // are in nats-server's MQTT stream $MQTT_rmsgs instead, in its record
 // format, so nats-server leaves with MQTT on the same hub share them
-// (natsmqtt.go). Writes are asynchronous JetStream publishes; Durable runs its
+// (natsmqtt.go). Every accepted MQTT QoS 1/2 publish is also kept for two
+// minutes in the stream BUSBAR_MQTT_LOG, so that a session whose holder
+// died is given what the holder had not stored (publog.go). Writes are
+// asynchronous JetStream publishes; Durable runs its
 // callback once the hub acknowledged every write issued before it, so an
 // MQTT acknowledgement leaves only after the hub stored what it
 // acknowledges.
@@ -576,6 +580,17 @@ func (s *Store) ping(ctx context.Context) error {
 	return nil
 }
 
+// replicaCounts are the replica counts to try, in order, for a bucket or
+// stream busbar creates: stream_replicas, or nats-server's rule for its
+// MQTT streams (up to 3, not more than the cluster has: a larger count is
+// refused, so fewer are tried).
+func (s *Store) replicaCounts() []int {
+	if s.opts.Replicas > 0 {
+		return []int{s.opts.Replicas}
+	}
+	return []int{3, 2, 1}
+}
+
 func (s *Store) bucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
@@ -583,13 +598,7 @@ func (s *Store) bucket(ctx context.Context, name string) (jetstream.KeyValue, er
 	if err == nil {
 		return kv, nil
 	}
-	// nats-server's rule for the streams of its MQTT: up to 3 replicas, not
-	// more than the cluster has (a larger count is refused: try fewer).
-	counts := []int{3, 2, 1}
-	if s.opts.Replicas > 0 {
-		counts = []int{s.opts.Replicas}
-	}
-	for _, r := range counts {
+	for _, r := range s.replicaCounts() {
 		cfg := jetstream.KeyValueConfig{Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: r}
 		kv, err = s.js.CreateKeyValue(ctx, cfg)
 		if errors.Is(err, jetstream.ErrBucketExists) {

@@ -284,17 +284,7 @@ func TestKillSubscribersInstanceLosesNothingAcknowledged(t *testing.T) {
 	wait(t, subOff.Subscribe("cross/#", 1, nil))
 
 	pub := mqttConnect(t, bb.mqtt, "cross-pub", true, nil)
-	// The subscriptions' interest has crossed the hub to b once a probe
-	// published on b reaches both.
-	probe := -1
-	waitFor(t, 30*time.Second, "a probe from b reaches the subscribers on a", func() error {
-		wait(t, pub.Publish("cross/probe", 1, false, strconv.Itoa(probe)))
-		time.Sleep(50 * time.Millisecond)
-		if on.missing([]int{probe}) != nil || off.missing([]int{probe}) != nil {
-			return errors.New("not yet")
-		}
-		return nil
-	})
+	waitInterest(t, pub, "cross/probe", 1, on, off)
 	waitHeard(t, bb)
 
 	var acked []int
@@ -448,11 +438,7 @@ func TestReplayFromTheHubsRecordOfTheHolder(t *testing.T) {
 	wait(t, sub.Connect())
 	wait(t, sub.Subscribe("late/#", 1, nil))
 	pub := mqttConnect(t, bb.mqtt, "late-pub", true, nil)
-	waitFor(t, 30*time.Second, "b's publishes reach the subscriber on a", func() error {
-		wait(t, pub.Publish("late/probe", 1, false, "-1"))
-		time.Sleep(50 * time.Millisecond)
-		return r.missing([]int{-1})
-	})
+	waitInterest(t, pub, "late/probe", 1, r)
 	var early, later []int
 	for i := range 10 {
 		wait(t, pub.Publish("late/x", 1, false, strconv.Itoa(i)))
@@ -506,11 +492,7 @@ func TestReplayKeepsQoS2ExactlyOnce(t *testing.T) {
 	wait(t, sub.Connect())
 	wait(t, sub.Subscribe("q2/#", 2, nil))
 	pub := mqttConnect(t, bb.mqtt, "q2-pub", true, nil)
-	waitFor(t, 30*time.Second, "b's publishes reach the subscriber on a", func() error {
-		wait(t, pub.Publish("q2/probe", 2, false, "-1"))
-		time.Sleep(50 * time.Millisecond)
-		return r.missing([]int{-1})
-	})
+	waitInterest(t, pub, "q2/probe", 2, r)
 	waitHeard(t, bb)
 	var before, after []int
 	for i := range 50 {
@@ -539,4 +521,21 @@ func TestReplayKeepsQoS2ExactlyOnce(t *testing.T) {
 			t.Errorf("QoS 2 message %d, completed before the kill, delivered %d times", i, r.got[i])
 		}
 	}
+}
+
+// waitInterest publishes probes (payload -1) on topic until every
+// receiver got one: the subscriptions' interest has crossed the hub to
+// the publisher's instance.
+func waitInterest(t *testing.T, pub paho.Client, topic string, qos byte, rs ...*received) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "a probe on "+topic+" delivered across the hub", func() error {
+		wait(t, pub.Publish(topic, qos, false, "-1"))
+		time.Sleep(50 * time.Millisecond) // a pause between probes, not the condition
+		for _, r := range rs {
+			if err := r.missing([]int{-1}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

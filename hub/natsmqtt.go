@@ -168,11 +168,7 @@ func (s *Store) rmsgsStreamFor(ctx context.Context) (jetstream.Stream, error) {
 	if err == nil || !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return st, err
 	}
-	counts := []int{3, 2, 1}
-	if s.opts.Replicas > 0 {
-		counts = []int{s.opts.Replicas}
-	}
-	for _, r := range counts {
+	for _, r := range s.replicaCounts() {
 		st, err = s.js.CreateStream(ctx, jetstream.StreamConfig{Name: rmsgsStream, Subjects: []string{rmsgsPrefix + ">"},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, MaxMsgsPerSubject: 1, Replicas: r, AllowMsgTTL: true})
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {

@@ -65,12 +65,8 @@ func (s *Store) logStream(ctx context.Context) error {
 	if _, err := s.js.Stream(ctx, LogStream); err == nil {
 		return nil
 	}
-	counts := []int{3, 2, 1}
-	if s.opts.Replicas > 0 {
-		counts = []int{s.opts.Replicas}
-	}
 	var err error
-	for _, r := range counts {
+	for _, r := range s.replicaCounts() {
 		// An account with JetStream limits may not give 1 GiB: less then.
 		for _, size := range []int64{logMaxBytes, logMaxBytes / 4, logMaxBytes / 16} {
 			_, err = s.js.CreateStream(ctx, jetstream.StreamConfig{Name: LogStream, Subjects: []string{logPrefix + ">"},

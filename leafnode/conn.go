@@ -442,7 +442,8 @@ func (c *conn) Forward(m *broker.Message, plain bool, queues [][]byte) bool {
 	if p := c.perms.Load(); p != nil && p.Publish != nil && !p.CanPublish(m.Subject) {
 		return true // deny_exports, or the hub's export permissions
 	}
-	if msgLineLen(m.Subject, m.Reply, queues) > hubMaxLine {
+	lineLen := msgLineLen(m.Subject, m.Reply, queues)
+	if lineLen > hubMaxLine {
 		// The hub would close the link over the line (an MQTT topic can be
 		// 64 KiB; a NATS client's subject is bounded by max_control_line
 		// anyway): the message stays here.
@@ -471,7 +472,7 @@ func (c *conn) Forward(m *broker.Message, plain bool, queues [][]byte) bool {
 		o.Unlock()
 		return true
 	}
-	buf := o.HeadroomLocked(msgLineLen(m.Subject, m.Reply, queues))
+	buf := o.HeadroomLocked(lineLen)
 	buf = appendMsgLine(buf, m.Subject, m.Reply, queues, hl, size)
 	o.CommitLocked(buf)
 	if hdr != nil {
@@ -658,17 +659,13 @@ func (c *conn) onMsg(subject, reply []byte, queues [][]byte, hdrLen int, msg []b
 	}
 	if hdrLen >= 0 {
 		m.Header, m.Payload = msg[:hdrLen:hdrLen], msg[hdrLen:]
-		if q, only, ok := mqttQoS(m.Header); ok {
+		if q, id, only, ok := mqttHeader(m.Header); ok {
 			m.MQTT, m.QoS = true, q
+			if len(id) > 0 && m.Ext == nil {
+				m.Ext = broker.LogID(id)
+			}
 			if only {
 				m.Header = nil
-			} else if id, only := mqttLogID(m.Header); id != nil {
-				if m.Ext == nil {
-					m.Ext = broker.LogID(id)
-				}
-				if only {
-					m.Header = nil
-				}
 			}
 		}
 	}

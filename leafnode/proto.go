@@ -137,61 +137,37 @@ func mqttIDHeader(qos uint8, id string) []byte {
 	return append(b, "\r\n\r\n"...)
 }
 
-// mqttLogID finds the Busbar-Id header in a header block holding an
-// Nmqtt-Pub one: the id, and whether those two are the only headers.
-func mqttLogID(h []byte) (id []byte, only bool) {
-	lines, other := 0, false
-	for len(h) > 0 {
+// mqttHeader reads the headers busbar sets on an MQTT publish in a NATS
+// header block: the QoS of Nmqtt-Pub (ok: present), the Busbar-Id of a
+// publish log (nil: none), and whether those are the only headers (the
+// block can then be dropped). Case-sensitive, as nats-server writes them.
+func mqttHeader(h []byte) (qos uint8, id []byte, only, ok bool) {
+	for q, std := range mqttHeaders {
+		if string(h) == string(std) {
+			return uint8(q), nil, true, true
+		}
+	}
+	only = true
+	for n := 0; len(h) > 0; n++ {
 		i := bytes.IndexByte(h, '\n')
 		if i < 0 {
 			i = len(h) - 1
 		}
 		line := bytes.TrimRight(h[:i+1], "\r\n")
 		h = h[i+1:]
-		if lines++; lines == 1 || len(line) == 0 { // the NATS/1.0 line, the end
+		if n == 0 || len(line) == 0 { // the NATS/1.0 line, the end
 			continue
 		}
-		switch {
-		case bytes.HasPrefix(line, []byte(logIDHeader+":")):
-			id = wire.TrimSpace(line[len(logIDHeader)+1:])
-		case bytes.HasPrefix(line, []byte(mqttPubHeader+":")):
-		default:
-			other = true
-		}
-	}
-	if len(id) == 0 {
-		return nil, false
-	}
-	return id, !other
-}
-
-// mqttQoS finds the Nmqtt-Pub header in a NATS header block: the QoS, and
-// whether that header is the only one (the block can then be dropped).
-func mqttQoS(h []byte) (qos uint8, only, ok bool) {
-	for q, std := range mqttHeaders {
-		if string(h) == string(std) {
-			return uint8(q), true, true
-		}
-	}
-	// Search the lines after "NATS/1.0..." for the header, case-sensitive
-	// as nats-server writes it.
-	for len(h) > 0 {
-		i := 0
-		for i < len(h) && h[i] != '\n' {
-			i++
-		}
-		line := h[:i]
-		if i < len(h) {
-			h = h[i+1:]
-		} else {
-			h = nil
-		}
-		if len(line) > len(mqttPubHeader)+1 && string(line[:len(mqttPubHeader)]) == mqttPubHeader && line[len(mqttPubHeader)] == ':' {
-			v := wire.TrimSpace(line[len(mqttPubHeader)+1:])
-			if len(v) > 0 && v[0] >= '0' && v[0] <= '2' {
-				return v[0] - '0', false, true
+		if v, found := bytes.CutPrefix(line, []byte(mqttPubHeader+":")); found {
+			if v = wire.TrimSpace(v); len(v) > 0 && v[0] >= '0' && v[0] <= '2' {
+				qos, ok = v[0]-'0', true
+				continue
 			}
+		} else if v, found := bytes.CutPrefix(line, []byte(logIDHeader+":")); found {
+			id = wire.TrimSpace(v)
+			continue
 		}
+		only = false
 	}
-	return 0, false, false
+	return qos, id, only && ok, ok
 }

@@ -141,13 +141,13 @@ func FuzzLeafParser(f *testing.F) {
 }
 
 func TestMQTTHeader(t *testing.T) {
-	if q, only, ok := mqttQoS(mqttHeaders[2]); !ok || !only || q != 2 {
+	if q, id, only, ok := mqttHeader(mqttHeaders[2]); !ok || !only || q != 2 || id != nil {
+		t.Fatal(q, id, only, ok)
+	}
+	if q, _, only, ok := mqttHeader([]byte("NATS/1.0\r\nX: y\r\nNmqtt-Pub:1\r\n\r\n")); !ok || only || q != 1 {
 		t.Fatal(q, only, ok)
 	}
-	if q, only, ok := mqttQoS([]byte("NATS/1.0\r\nX: y\r\nNmqtt-Pub:1\r\n\r\n")); !ok || only || q != 1 {
-		t.Fatal(q, only, ok)
-	}
-	if _, _, ok := mqttQoS([]byte("NATS/1.0\r\nX: y\r\n\r\n")); ok {
+	if _, _, _, ok := mqttHeader([]byte("NATS/1.0\r\nX: y\r\n\r\n")); ok {
 		t.Fatal("found a header that is not there")
 	}
 }
@@ -159,17 +159,14 @@ func TestMQTTLogIDHeader(t *testing.T) {
 	if string(h) != "NATS/1.0\r\nNmqtt-Pub:1\r\nBusbar-Id:NABC.1z\r\n\r\n" {
 		t.Fatalf("%q", h)
 	}
-	if q, only, ok := mqttQoS(h); !ok || only || q != 1 {
-		t.Fatal(q, only, ok)
+	if q, id, only, ok := mqttHeader(h); !ok || !only || q != 1 || string(id) != "NABC.1z" {
+		t.Fatal(q, string(id), only, ok)
 	}
-	if id, only := mqttLogID(h); string(id) != "NABC.1z" || !only {
-		t.Fatalf("%q %v", id, only)
+	if q, id, only, ok := mqttHeader([]byte("NATS/1.0\r\nNmqtt-Pub:2\r\nX: y\r\nBusbar-Id: i\r\n\r\n")); !ok || only || q != 2 || string(id) != "i" {
+		t.Fatal(q, string(id), only, ok)
 	}
-	if id, only := mqttLogID([]byte("NATS/1.0\r\nNmqtt-Pub:2\r\nX: y\r\nBusbar-Id: i\r\n\r\n")); string(id) != "i" || only {
-		t.Fatalf("%q %v", id, only)
-	}
-	if id, _ := mqttLogID(mqttHeaders[1]); id != nil {
-		t.Fatalf("%q", id)
+	if _, id, _, ok := mqttHeader([]byte("NATS/1.0\r\nBusbar-Id: i\r\n\r\n")); ok || string(id) != "i" {
+		t.Fatal("an id without Nmqtt-Pub is not an MQTT publish", ok)
 	}
 }
 

@@ -1,6 +1,7 @@
 package mqtt_test
 
 import (
+	"fmt"
 	"io"
 	"runtime"
 	"testing"
@@ -9,21 +10,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/internal/testpeer"
 	"github.com/busbar/busbar/mqtt"
 	"github.com/busbar/busbar/transport"
 )
 
-// waitParked polls until n of the broker's connections are parked; the
-// machine may be busy, so the deadline is generous.
+// waitParked waits until n of the broker's connections are parked.
 func waitParked(t testing.TB, e *env, n int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for transport.Parked(e.b) != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections parked, want %d", transport.Parked(e.b), n)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testpeer.WaitUntil(t, fmt.Sprintf("%d connections parked", n), func() bool { return transport.Parked(e.b) == n })
 }
 
 // TestMQTTParkedKeepAlive: an idle MQTT connection parks (no goroutine on

@@ -9,7 +9,6 @@ import (
 
 	"github.com/busbar/busbar/broker"
 	"github.com/busbar/busbar/mqtt/packet"
-	"github.com/busbar/busbar/store"
 )
 
 func (c *conn) onPublish(p *packet.PublishPacket) error {
@@ -126,11 +125,9 @@ func (c *conn) publish(p *packet.PublishPacket) error {
 		x = newMsgExt(&p.Props, time.Now())
 		m.Ext = x
 	}
-	var pl store.PublishLog
-	if p.QoS > 0 {
-		if pl = c.srv.publishLog(); pl != nil {
-			m.Ext = extWithID(x, c.srv.nextLogID())
-		}
+	logged := p.QoS > 0 && c.srv.plog != nil // a shared store's publish log (publog.go)
+	if logged {
+		m.Ext = extWithID(x, c.srv.nextLogID())
 	}
 	m.Borrow()
 	c.bs.CountIn(len(p.Payload)) // received, allowed or not
@@ -138,11 +135,11 @@ func (c *conn) publish(p *packet.PublishPacket) error {
 	seq := l.reserve(c.tc.LastRead())
 	_, err := c.bs.Publish(&c.batch, m)
 	l.fill(seq, m, err == nil)
-	if err == nil && pl != nil {
-		// Past the gate: logged before its PUBACK/PUBREC (publog.go).
+	if err == nil && logged {
+		// Past the gate: logged before its PUBACK/PUBREC.
 		sm := storeMessage(m, p.QoS, p.Retain)
 		sm.Payload = append([]byte(nil), sm.Payload...) // m is borrowed; the write may be resent
-		if lerr := pl.LogPublish(c.bs.Account(), c.sess.key, &sm); lerr != nil {
+		if lerr := c.srv.plog.LogPublish(c.bs.Account(), c.sess.key, &sm); lerr != nil {
 			c.Close(fmt.Errorf("%w: store: %w", packet.UnspecifiedError, lerr))
 		}
 	}

@@ -14,12 +14,6 @@ import (
 	"github.com/busbar/busbar/store"
 )
 
-// publishLog is the broker's Store when it keeps a publish log, else nil.
-func (srv *server) publishLog() store.PublishLog {
-	pl, _ := srv.b.Store().(store.PublishLog)
-	return pl
-}
-
 // logIDPrefix: enough of the broker's random id to tell instances apart.
 const logIDPrefix = 16
 
@@ -42,7 +36,7 @@ func (srv *server) nextLogID() string {
 // client is attached; for a session restored without its identity
 // (suspended), once its client is back (reidentify).
 func (srv *server) replayLog(s *session, st *store.SessionState) {
-	pl := srv.publishLog()
+	pl := srv.plog
 	if pl == nil || s == nil || st == nil || st.Gone.IsZero() {
 		return
 	}

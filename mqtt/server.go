@@ -205,8 +205,9 @@ type server struct {
 	b    *broker.Broker
 	opts Options
 
-	loaded  sync.Once     // the Store's sessions
-	grouped store.Grouped // the Store, when it group-commits
+	loaded  sync.Once        // the Store's sessions
+	grouped store.Grouped    // the Store, when it group-commits
+	plog    store.PublishLog // the Store, when it keeps a publish log (publog.go)
 
 	mu       sync.Mutex                       // guards sessions, recent and replays
 	sessions map[string]*session              // by sessionKey
@@ -235,6 +236,7 @@ func serverFor(b *broker.Broker, o Options) *server {
 	srv := b.Extension(serverKey{}, func() any {
 		srv := &server{b: b, opts: o, sessions: make(map[string]*session)}
 		srv.grouped, _ = b.Store().(store.Grouped)
+		srv.plog, _ = b.Store().(store.PublishLog)
 		return srv
 	}).(*server)
 	// Outside Extension's lock: restoring connects sessions to the broker.

@@ -9,21 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/internal/testpeer"
 	"github.com/busbar/busbar/transport"
 )
-
-// waitUntil polls cond until it holds; the machine may be busy, so the
-// deadline is generous.
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // TestNatsGoIdleConnectionsPark: idle nats.go connections park (no
 // goroutine on the broker); a parked one publishes, flushes (PING/PONG),
@@ -45,16 +33,16 @@ func TestNatsGoIdleConnectionsPark(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, idle.Flush())
 	parked := func(n int) func() bool { return func() bool { return transport.Parked(s.b) == n } }
-	waitUntil(t, "both parked", parked(2))
+	testpeer.WaitUntil(t, "both parked", parked(2))
 
 	for i := range 3 {
 		require.NoError(t, idle.Publish("from.idle", []byte("hi")))
 		require.NoError(t, idle.Flush())
-		waitUntil(t, "parked after its publish", parked(2))
+		testpeer.WaitUntil(t, "parked after its publish", parked(2))
 		require.NoError(t, other.Publish("park.x", []byte{byte('0' + i)}))
 		m := recv(t, sub)
 		require.Equal(t, []byte{byte('0' + i)}, m.Data)
-		waitUntil(t, "parked after the delivery", parked(2))
+		testpeer.WaitUntil(t, "parked after the delivery", parked(2))
 	}
 	rtt, err := idle.RTT()
 	require.NoError(t, err)
@@ -65,5 +53,5 @@ func TestNatsGoIdleConnectionsPark(t *testing.T) {
 	require.Zero(t, transport.Parked(s.b))
 	idle.Close()
 	other.Close()
-	waitUntil(t, "no goroutine left", func() bool { return runtime.NumGoroutine() <= before })
+	testpeer.WaitUntil(t, "no goroutine left", func() bool { return runtime.NumGoroutine() <= before })
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/busbar/busbar/broker"
+	"github.com/busbar/busbar/internal/testpeer"
 )
 
 // lowParkAfter makes idle connections park after d for the test.
@@ -17,19 +18,6 @@ func lowParkAfter(t *testing.T, d time.Duration) {
 	t.Helper()
 	old := SetParkAfter(d)
 	t.Cleanup(func() { SetParkAfter(old) })
-}
-
-// waitUntil polls cond until it holds; the machine may be busy, so the
-// deadline is generous.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // echo sends one frame and reads it back.
@@ -57,10 +45,10 @@ func TestConnParksWhenIdle(t *testing.T) {
 	f, client := serveFrames(t, 1)
 	b := f.c.b
 	echo(t, client, "set up")
-	waitUntil(t, "parked after the hand-off", func() bool { return Parked(b) == 1 })
+	testpeer.WaitUntil(t, "parked after the hand-off", func() bool { return Parked(b) == 1 })
 	for _, s := range []string{"one", "two", "three"} {
 		echo(t, client, s)
-		waitUntil(t, "parked again after "+s, func() bool { return Parked(b) == 1 })
+		testpeer.WaitUntil(t, "parked again after "+s, func() bool { return Parked(b) == 1 })
 	}
 	// A write from another goroutine needs no read loop.
 	if !f.c.Out().Write([]byte{2, 'h', 'i'}) {
@@ -78,7 +66,7 @@ func TestConnParksWhenIdle(t *testing.T) {
 	if err := <-f.ended; !errors.Is(err, io.EOF) {
 		t.Fatalf("ended with %v, want EOF", err)
 	}
-	waitUntil(t, "nothing parked", func() bool { return Parked(b) == 0 })
+	testpeer.WaitUntil(t, "nothing parked", func() bool { return Parked(b) == 0 })
 }
 
 // TestConnParkedKeepAlive: a parked connection with a read timeout (MQTT
@@ -97,13 +85,13 @@ func TestConnParkedKeepAlive(t *testing.T) {
 	echo(t, client, "set up")
 	parks := 0
 	for i := range 8 {
-		waitUntil(t, "parked", func() bool { return Parked(b) == 1 })
+		testpeer.WaitUntil(t, "parked", func() bool { return Parked(b) == 1 })
 		parks++
 		time.Sleep(keep / 4) // a peer's pace, well within the keep-alive
 		echo(t, client, string(rune('a'+i)))
 	}
 	last := time.Now()
-	waitUntil(t, "parked at the end", func() bool { return Parked(b) == 1 })
+	testpeer.WaitUntil(t, "parked at the end", func() bool { return Parked(b) == 1 })
 	var err2 error
 	select {
 	case err2 = <-f.ended:
@@ -129,14 +117,14 @@ func TestConnParkVetoedByCutUnit(t *testing.T) {
 	f, client := serveFrames(t, 1)
 	b := f.c.b
 	echo(t, client, "set up")
-	waitUntil(t, "parked", func() bool { return Parked(b) == 1 })
+	testpeer.WaitUntil(t, "parked", func() bool { return Parked(b) == 1 })
 	if _, err := client.Write([]byte{5, 'c', 'u'}); err != nil {
 		t.Fatal(err)
 	}
 	// The resumed loop keeps "cu" and waits for the rest; the sweeper's
 	// request is refused (veto) and the connection stays unparked.
 	p := f.c.pk.p
-	waitUntil(t, "the park refused", func() bool {
+	testpeer.WaitUntil(t, "the park refused", func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return p.at(f.c).veto != 0 && p.at(f.c).veto == f.c.last.Load()
@@ -151,7 +139,7 @@ func TestConnParkVetoedByCutUnit(t *testing.T) {
 	if _, err := io.ReadFull(client, got); err != nil || string(got) != "\x05cut!!" {
 		t.Fatalf("echo %q, %v", got, err)
 	}
-	waitUntil(t, "parked after the unit", func() bool { return Parked(b) == 1 })
+	testpeer.WaitUntil(t, "parked after the unit", func() bool { return Parked(b) == 1 })
 }
 
 // TestConnParkedCloseEndsOnce: Close from another goroutine resumes a
@@ -169,7 +157,7 @@ func TestConnParkedCloseEndsOnce(t *testing.T) {
 		f := &frames{setUp: 1}
 		client := serveFramesOn(t, b, f)
 		echo(t, client, "set up")
-		waitUntil(t, "parked", func() bool { return Parked(b) == 1 })
+		testpeer.WaitUntil(t, "parked", func() bool { return Parked(b) == 1 })
 		var wg sync.WaitGroup
 		if i%2 == 1 {
 			wg.Go(func() { _, _ = client.Write([]byte{1, 'x'}) })
@@ -186,7 +174,7 @@ func TestConnParkedCloseEndsOnce(t *testing.T) {
 		}
 		_ = client.SetReadDeadline(time.Now().Add(20 * time.Second))
 		_, _ = io.Copy(io.Discard, client) // to EOF, or a reset (the 'x' unread)
-		waitUntil(t, "nothing parked", func() bool { return Parked(b) == 0 })
+		testpeer.WaitUntil(t, "nothing parked", func() bool { return Parked(b) == 0 })
 		if n := f.ends.Load(); n != 1 {
 			t.Fatalf("round %d: Ended ran %d times", i, n)
 		}
@@ -212,7 +200,7 @@ func TestShutdownEndsParkedConns(t *testing.T) {
 		clients[i] = serveFramesOn(t, b, fs[i])
 		echo(t, clients[i], "set up")
 	}
-	waitUntil(t, "all parked", func() bool { return Parked(b) == n })
+	testpeer.WaitUntil(t, "all parked", func() bool { return Parked(b) == n })
 	for _, f := range fs {
 		b.Go(func() { f.c.Close(broker.ErrServerShutdown) }) // as the broker's clients are
 	}
@@ -230,5 +218,5 @@ func TestShutdownEndsParkedConns(t *testing.T) {
 	for _, c := range clients {
 		c.Close()
 	}
-	waitUntil(t, "the goroutines gone", func() bool { return runtime.NumGoroutine() <= before })
+	testpeer.WaitUntil(t, "the goroutines gone", func() bool { return runtime.NumGoroutine() <= before })
 }
